@@ -1,0 +1,76 @@
+/**
+ * Redis key names. The formats are a contract with operators and tests (DESIGN.md):
+ *   daily    uv:{site_id=715}:2024-03-09
+ *   weekly   uv:{site_id=715}:2024-W10
+ *   monthly  uv:{site_id=715}:2024-03
+ *   by event uv:{site_id=715}:event=purchase:2024-03-09   (and the week and month forms)
+ * The `{site_id=…}` hash tag puts every key of one site in one cluster slot, so multi-key
+ * PFCOUNT and PFMERGE over a site's keys never fail with CROSSSLOT.
+ */
+
+import type { Period } from "./periods.js";
+
+/** What `site_id` may be once it is a string; anything else could forge a key or a hash tag. */
+export const SITE_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const EVENT_TYPE_RE = /^[a-z0-9_-]{1,32}$/;
+
+export function assertSiteId(siteId: string): void {
+  if (!SITE_ID_RE.test(siteId)) {
+    throw new RangeError(
+      `site id "${siteId}" is not allowed: use 1-64 characters of A-Z, a-z, 0-9, "_" or "-"`,
+    );
+  }
+}
+
+export function assertEventType(event: string): void {
+  if (!EVENT_TYPE_RE.test(event)) {
+    throw new RangeError(
+      `event type "${event}" is not allowed: use 1-32 characters of a-z, 0-9, "_" or "-"`,
+    );
+  }
+}
+
+/** The hash tag shared by every key of one site. */
+export function siteTag(siteId: string): string {
+  return `{site_id=${siteId}}`;
+}
+
+/** Key of the unique-visitor HLL of a site (optionally of one event type) for a period. */
+export function uniqueVisitorsKey(siteId: string, periodLabel: string, event?: string): string {
+  assertSiteId(siteId);
+  if (event === undefined) return `uv:${siteTag(siteId)}:${periodLabel}`;
+  assertEventType(event);
+  return `uv:${siteTag(siteId)}:event=${event}:${periodLabel}`;
+}
+
+export function periodKey(siteId: string, period: Period, event?: string): string {
+  return uniqueVisitorsKey(siteId, period.label, event);
+}
+
+/**
+ * Bookkeeping for the rollup. All in one slot (hash tag `{rollup}`) so they can be moved
+ * between each other atomically.
+ *   touched: a set the consumer adds to, one member per (site, day) and per (site, day, event)
+ *            whose HLL it changed; the rollup drains it.
+ */
+export const ROLLUP_TAG = "{rollup}";
+export const TOUCHED_KEY = `sketchstream:${ROLLUP_TAG}:touched`;
+
+/** A touched-set member: `715|2024-03-09` for a site's day, `715|2024-03-09|purchase` per event. */
+export function touchedMember(siteId: string, day: string, event?: string): string {
+  return event === undefined ? `${siteId}|${day}` : `${siteId}|${day}|${event}`;
+}
+
+export interface TouchedEntry {
+  readonly siteId: string;
+  readonly day: string;
+  readonly event?: string;
+}
+
+export function parseTouchedMember(member: string): TouchedEntry {
+  const [siteId, day, event, extra] = member.split("|");
+  if (siteId === undefined || day === undefined || extra !== undefined) {
+    throw new RangeError(`touched-set member "${member}" is not site|day or site|day|event`);
+  }
+  return event === undefined ? { siteId, day } : { siteId, day, event };
+}

@@ -1,0 +1,284 @@
+/**
+ * Starts a real Redis Cluster of `redis-server` processes on loopback, on free ports, for tests
+ * and for `npm run local`. Optionally with TLS (throwaway certificates made with openssl) and
+ * extra ACL users. `stop()` ends every process it started and removes its directory.
+ */
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface AclUser {
+  readonly name: string;
+  readonly password: string;
+  /** ACL rules after `on >password`, e.g. `~uv:* +pfadd`. */
+  readonly rules: string;
+}
+
+export interface RedisClusterOptions {
+  /** Primaries (at least 3 for a real cluster). Default 3. */
+  readonly primaries?: number;
+  /** Replicas per primary. Default 0. */
+  readonly replicasPerPrimary?: number;
+  /** Serve TLS only (plain port disabled), with a throwaway CA. Default false. */
+  readonly tls?: boolean;
+  readonly users?: readonly AclUser[];
+  /** Directory for configs, logs and certificates. Default: a new temporary directory. */
+  readonly dir?: string;
+  /** Give up if the cluster is not healthy after this many ms. Default 30000. */
+  readonly readyTimeoutMs?: number;
+}
+
+export interface RunningRedisCluster {
+  readonly host: "127.0.0.1";
+  /** Client ports of every node, primaries first. */
+  readonly ports: readonly number[];
+  readonly dir: string;
+  readonly tls: boolean;
+  /** PEM file of the CA that signed the nodes' certificates (TLS only). */
+  readonly caFile?: string;
+  /** `host:port` of the first node, the form of REDIS_ENDPOINT. */
+  readonly endpoint: string;
+  readonly pids: readonly number[];
+  stop(): Promise<void>;
+}
+
+export class RedisServerMissingError extends Error {
+  constructor() {
+    super(
+      "redis-server was not found on PATH. Install it: Debian/Ubuntu `sudo apt-get install -y redis-server`, macOS `brew install redis`.",
+    );
+  }
+}
+
+/** Ports that are free now on 127.0.0.1, reserved by the OS's ephemeral allocation. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once("error", reject);
+          s.listen(0, "127.0.0.1", () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const address = s.address();
+    if (address === null || typeof address === "string") throw new Error("no port assigned");
+    return address.port;
+  });
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+async function commandExists(name: string): Promise<boolean> {
+  try {
+    await run("sh", ["-c", `command -v ${name}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const ca = join(dir, "ca.crt");
+  const caKey = join(dir, "ca.key");
+  const cert = join(dir, "redis.crt");
+  const key = join(dir, "redis.key");
+  const csr = join(dir, "redis.csr");
+  const ext = join(dir, "san.ext");
+  await run(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"].concat([
+      "-keyout",
+      caKey,
+      "-out",
+      ca,
+      "-subj",
+      "/CN=sketchstream-test-ca",
+    ]),
+  );
+  await run(
+    "openssl",
+    ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr].concat([
+      "-subj",
+      "/CN=127.0.0.1",
+    ]),
+  );
+  await writeFile(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  await run(
+    "openssl",
+    ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial"].concat([
+      "-out",
+      cert,
+      "-days",
+      "2",
+      "-extfile",
+      ext,
+    ]),
+  );
+  return { ca, cert, key };
+}
+
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < until) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+}
+
+export async function startRedisCluster(
+  options: RedisClusterOptions = {},
+): Promise<RunningRedisCluster> {
+  if (!(await commandExists("redis-server")) || !(await commandExists("redis-cli"))) {
+    throw new RedisServerMissingError();
+  }
+  const primaries = options.primaries ?? 3;
+  const replicas = options.replicasPerPrimary ?? 0;
+  const total = primaries * (1 + replicas);
+  const tls = options.tls ?? false;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "sketchstream-redis-")));
+  const certs = tls ? await makeCertificates(dir) : undefined;
+  const allPorts = await freePorts(total * 2);
+  const ports = allPorts.slice(0, total);
+  const busPorts = allPorts.slice(total);
+  const children: ChildProcess[] = [];
+
+  const stop = async () => {
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+            child.once("exit", () => {
+              clearTimeout(killer);
+              resolve();
+            });
+            child.kill("SIGTERM");
+          }),
+      ),
+    );
+    if (!options.dir) await rm(dir, { recursive: true, force: true });
+  };
+  const killOnExit = () => {
+    for (const child of children) child.kill("SIGKILL");
+  };
+  process.once("exit", killOnExit);
+
+  try {
+    for (let i = 0; i < total; i++) {
+      const port = ports[i] as number;
+      const nodeDir = join(dir, `node-${port}`);
+      await run("mkdir", ["-p", nodeDir]);
+      const lines = [
+        "bind 127.0.0.1",
+        "protected-mode yes",
+        `dir ${nodeDir}`,
+        "cluster-enabled yes",
+        "cluster-config-file nodes.conf",
+        "cluster-node-timeout 2000",
+        `cluster-port ${busPorts[i]}`,
+        'save ""',
+        "appendonly no",
+        `logfile ${join(nodeDir, "redis.log")}`,
+      ];
+      if (certs) {
+        lines.push(
+          "port 0",
+          `tls-port ${port}`,
+          `tls-cert-file ${certs.cert}`,
+          `tls-key-file ${certs.key}`,
+          `tls-ca-cert-file ${certs.ca}`,
+          "tls-auth-clients no",
+          "tls-cluster yes",
+          "tls-replication yes",
+        );
+      } else {
+        lines.push(`port ${port}`);
+      }
+      for (const user of options.users ?? []) {
+        lines.push(`user ${user.name} on >${user.password} ${user.rules}`);
+      }
+      const conf = join(nodeDir, "redis.conf");
+      await writeFile(conf, `${lines.join("\n")}\n`);
+      const child = spawn("redis-server", [conf], { stdio: "ignore" });
+      children.push(child);
+    }
+    const cliTls = certs ? ["--tls", "--cacert", certs.ca] : [];
+    const ping = async (port: number) => {
+      const { stdout } = await run("redis-cli", [
+        ...cliTls,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "PING",
+      ]);
+      return stdout.trim() === "PONG";
+    };
+    for (const port of ports)
+      await waitFor(`redis-server on port ${port}`, readyTimeoutMs, () => ping(port));
+    await run(
+      "redis-cli",
+      [...cliTls, "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`)].concat([
+        "--cluster-replicas",
+        String(replicas),
+        "--cluster-yes",
+      ]),
+      { timeout: readyTimeoutMs },
+    );
+    for (const port of ports) {
+      await waitFor(`cluster state ok on port ${port}`, readyTimeoutMs, async () => {
+        const { stdout } = await run("redis-cli", [
+          ...cliTls,
+          "-h",
+          "127.0.0.1",
+          "-p",
+          String(port),
+          "CLUSTER",
+          "INFO",
+        ]);
+        return (
+          stdout.includes("cluster_state:ok") && stdout.includes(`cluster_known_nodes:${total}`)
+        );
+      });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  return {
+    host: "127.0.0.1",
+    ports,
+    dir,
+    tls,
+    ...(certs ? { caFile: certs.ca } : {}),
+    endpoint: `127.0.0.1:${ports[0]}`,
+    pids: children.map((c) => c.pid ?? -1),
+    async stop() {
+      process.removeListener("exit", killOnExit);
+      await stop();
+    },
+  };
+}

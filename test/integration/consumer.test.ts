@@ -1,0 +1,292 @@
+import { readFileSync } from "node:fs";
+import { Cluster } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
+import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
+import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
+
+const DAY = 86_400_000;
+const EVENTS = ["view", "like", "cart", "purchase"] as const;
+
+let redis: Cluster;
+beforeAll(async () => {
+  const [host, port] = inject("redisEndpoint").split(":");
+  redis = new Cluster([{ host: host as string, port: Number(port) }]);
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** Expected expiry of a daily key, computed here independently of the code under test. */
+function dailyExpiry(day: string, retentionDays: number): number {
+  return Date.parse(`${day}T00:00:00Z`) / 1000 + (1 + retentionDays) * 86_400;
+}
+
+/** A small deterministic generator (mulberry32) so failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("consumer handler against a real Redis Cluster", () => {
+  const prefix = uniqueSitePrefix();
+  const sites = [`${prefix}a`, `${prefix}b`, `${prefix}c`];
+  const now = Date.now();
+  const days = [0, 1, 2, 9].map((back) => now - back * DAY);
+  const random = rng(42);
+  const truth = new Map<string, Set<string>>();
+  const payloads: object[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const site = sites[Math.floor(random() * sites.length)] as string;
+    const t =
+      (days[Math.floor(random() * days.length)] as number) - Math.floor(random() * 3_600_000);
+    const event = EVENTS[Math.floor(random() * EVENTS.length)] as string;
+    const user = `u-${Math.floor(random() * 900)}-${Math.floor(random() * 9)}`;
+    payloads.push({
+      user_id: user,
+      site_id: site,
+      event,
+      sku: "sku-1",
+      amount: 3,
+      event_time: generatorTime(t),
+    });
+    const day = utcDay(t);
+    for (const key of [
+      `uv:{site_id=${site}}:${day}`,
+      `uv:{site_id=${site}}:event=${event}:${day}`,
+    ]) {
+      const set = truth.get(key) ?? new Set<string>();
+      set.add(user);
+      truth.set(key, set);
+    }
+  }
+  const env = consumerEnv();
+  const handler = createConsumerHandler(env, { now: () => now });
+  afterAll(() => handler.close());
+
+  it("writes every key, named as specified, equal to a reference HLL of the same ids", async () => {
+    const result = await handler(kinesisEvent(payloads));
+    expect(result.batchItemFailures).toEqual([]);
+    expect(truth.size).toBeGreaterThan(30);
+    for (const [key, ids] of truth) {
+      const refKey = key.replace(/^uv:/, "ref:");
+      await redis.del(refKey);
+      await redis.pfadd(refKey, ...ids);
+      const [actual, reference] = await Promise.all([
+        redis.getBuffer(key),
+        redis.getBuffer(refKey),
+      ]);
+      expect(hllSame(actual, reference), `${key} equals its reference HLL`).toBe(true);
+      const estimate = await redis.pfcount(key);
+      const tolerance = Math.max(1, Math.ceil(3 * HLL_STANDARD_ERROR * ids.size));
+      expect(
+        Math.abs(estimate - ids.size),
+        `${key}: ${estimate} vs exact ${ids.size}`,
+      ).toBeLessThanOrEqual(tolerance);
+    }
+  });
+
+  it("puts all of a site's keys in one cluster slot", async () => {
+    for (const site of sites) {
+      const keys = [...truth.keys()].filter((k) => k.startsWith(`uv:{site_id=${site}}:`));
+      expect(keys.length).toBeGreaterThan(4);
+      const slots = new Set(await Promise.all(keys.map((k) => redis.cluster("KEYSLOT", k))));
+      expect(slots.size).toBe(1);
+      // And multi-key commands across the site's days really work (no CROSSSLOT).
+      await expect(redis.pfcount(...(keys as [string, ...string[]]))).resolves.toBeGreaterThan(0);
+    }
+  });
+
+  it("expires each key at the end of its day plus the retention", async () => {
+    for (const key of truth.keys()) {
+      const day = key.slice(-10);
+      expect(await redis.call("EXPIRETIME", key), key).toBe(dailyExpiry(day, 62));
+    }
+  });
+
+  it("records every touched (site, day) and (site, day, event) for the rollup", async () => {
+    const members = await redis.smembers(TOUCHED_KEY);
+    for (const key of truth.keys()) {
+      const m = /^uv:\{site_id=([^}]+)\}:(?:event=([a-z]+):)?(\d{4}-\d{2}-\d{2})$/.exec(key);
+      expect(m).not.toBeNull();
+      const [, site, event, day] = m as RegExpExecArray;
+      expect(members).toContain(event ? `${site}|${day}|${event}` : `${site}|${day}`);
+    }
+  });
+
+  it("replaying the same batch leaves every HLL and every expiry unchanged", async () => {
+    const before = new Map<string, [Buffer | null, unknown]>();
+    for (const key of truth.keys())
+      before.set(key, [await redis.getBuffer(key), await redis.call("EXPIRETIME", key)]);
+    const result = await handler(kinesisEvent(payloads));
+    expect(result.batchItemFailures).toEqual([]);
+    for (const [key, [value, expiry]] of before) {
+      expect(hllSame(await redis.getBuffer(key), value), key).toBe(true);
+      expect(await redis.call("EXPIRETIME", key)).toBe(expiry);
+    }
+  });
+
+  it("never moves an expiry on later writes, even with a different retention", async () => {
+    const later = createConsumerHandler(
+      { ...env, RETENTION_DAYS: "30" },
+      { now: () => now + 3_600_000 },
+    );
+    try {
+      const result = await later(kinesisEvent(payloads.slice(0, 200)));
+      expect(result.batchItemFailures).toEqual([]);
+    } finally {
+      later.close();
+    }
+    for (const key of truth.keys()) {
+      expect(await redis.call("EXPIRETIME", key)).toBe(dailyExpiry(key.slice(-10), 62));
+    }
+  });
+
+  it("counts a number user_id as its decimal string and accepts ISO-8601 with an offset", async () => {
+    const site = `${prefix}iso`;
+    const day = utcDay(now);
+    // 23:30 at -02:00 on the previous local day is 01:30 UTC on `day`.
+    const local = new Date(Date.parse(`${day}T01:30:00Z`) - 2 * 3_600_000);
+    const iso = `${local.toISOString().slice(0, 19)}-02:00`;
+    const result = await handler(
+      kinesisEvent([
+        { user_id: 12345, site_id: site, event: "view", event_time: iso },
+        { user_id: "12345", site_id: site, event: "view", event_time: `${day} 01:30:00` },
+      ]),
+    );
+    expect(result.batchItemFailures).toEqual([]);
+    expect(await redis.pfcount(`uv:{site_id=${site}}:${day}`)).toBe(1);
+  });
+});
+
+describe("malformed records", () => {
+  const prefix = uniqueSitePrefix();
+  const site = `${prefix}m`;
+  const now = Date.now();
+  const day = utcDay(now);
+  const ok = (user: string) => ({
+    user_id: user,
+    site_id: site,
+    event: "view",
+    event_time: `${day} 10:00:00`,
+  });
+  const b64 = (text: string) => Buffer.from(text).toString("base64");
+  const cases: { name: string; data: string; reason: string }[] = [
+    { name: "bad base64", data: "%%%not-base64%%%", reason: "bad_base64" },
+    {
+      name: "bad utf-8",
+      data: Buffer.from([0xff, 0xfe, 0x7b]).toString("base64"),
+      reason: "bad_utf8",
+    },
+    { name: "bad JSON", data: b64("{user_id: oops"), reason: "bad_json" },
+    { name: "not an object", data: b64("[1,2,3]"), reason: "not_an_object" },
+    {
+      name: "missing user_id",
+      data: b64(JSON.stringify({ site_id: site, event: "view", event_time: `${day} 10:00:00` })),
+      reason: "missing_field",
+    },
+    {
+      name: "wrong-typed site_id",
+      data: b64(JSON.stringify({ ...ok("u1"), site_id: { x: 1 } })),
+      reason: "wrong_type",
+    },
+    {
+      name: "wrong-typed user_id",
+      data: b64(JSON.stringify({ ...ok("u1"), user_id: true })),
+      reason: "wrong_type",
+    },
+    {
+      name: "site_id forging a hash tag",
+      data: b64(JSON.stringify({ ...ok("u1"), site_id: "1}:x{2" })),
+      reason: "invalid_site_id",
+    },
+    {
+      name: "site_id with a colon",
+      data: b64(JSON.stringify({ ...ok("u1"), site_id: "a:b" })),
+      reason: "invalid_site_id",
+    },
+    {
+      name: "bad event",
+      data: b64(JSON.stringify({ ...ok("u1"), event: "View Page" })),
+      reason: "invalid_event",
+    },
+    {
+      name: "unparseable event_time",
+      data: b64(JSON.stringify({ ...ok("u1"), event_time: "yesterday" })),
+      reason: "invalid_event_time",
+    },
+    {
+      name: "impossible date",
+      data: b64(JSON.stringify({ ...ok("u1"), event_time: "2024-02-30 10:00:00" })),
+      reason: "invalid_event_time",
+    },
+    {
+      name: "too old",
+      data: b64(JSON.stringify({ ...ok("u1"), event_time: "2001-01-01 00:00:00" })),
+      reason: "event_time_too_old",
+    },
+    {
+      name: "in the future",
+      data: b64(JSON.stringify({ ...ok("u1"), event_time: generatorTime(now + 3 * DAY) })),
+      reason: "event_time_in_future",
+    },
+    {
+      name: "oversized user_id",
+      data: b64(JSON.stringify(ok("u".repeat(257)))),
+      reason: "user_id_too_long",
+    },
+    { name: "empty user_id", data: b64(JSON.stringify(ok(""))), reason: "user_id_empty" },
+  ];
+
+  it("quarantines each with its reason and sequence number, counts the rest, does not throw", async () => {
+    const env = consumerEnv();
+    const handler = createConsumerHandler(env, { now: () => now });
+    try {
+      // Interleave good and bad records: good ones before, between and after the bad ones.
+      const raw: string[] = [];
+      const goodUsers: string[] = [];
+      for (const [i, c] of cases.entries()) {
+        goodUsers.push(`good-${i}`);
+        raw.push(b64(JSON.stringify(ok(`good-${i}`))), c.data);
+      }
+      const event = kinesisEvent(raw, { raw: true });
+      const result = await handler(event);
+      expect(result.batchItemFailures).toEqual([]);
+      const lines = readFileSync(env.QUARANTINE_FILE as string, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      expect(lines).toHaveLength(cases.length);
+      for (const [i, c] of cases.entries()) {
+        const record = event.Records[2 * i + 1];
+        expect(lines[i], c.name).toMatchObject({
+          reason: c.reason,
+          sequenceNumber: record?.kinesis.sequenceNumber,
+          data: c.data,
+        });
+      }
+      expect(await redis.pfcount(`uv:{site_id=${site}}:${day}`)).toBe(goodUsers.length);
+    } finally {
+      handler.close();
+    }
+  });
+
+  it("fails the first invocation with a message naming a missing setting", async () => {
+    const handler = createConsumerHandler({ REDIS_ENDPOINT: "localhost:notaport" });
+    await expect(handler(kinesisEvent([ok("u1")]))).rejects.toThrow(
+      /REDIS_ENDPOINT.*host:port[\s\S]*QUARANTINE/,
+    );
+  });
+});
