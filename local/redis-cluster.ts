@@ -30,6 +30,11 @@ export interface RedisClusterOptions {
   readonly users?: readonly AclUser[];
   /** Directory for configs, logs and certificates. Default: a new temporary directory. */
   readonly dir?: string;
+  /**
+   * cluster-node-timeout: how long a node may be unreachable before the others mark it failed.
+   * Default 5000. Fault-injection tests that pause a node raise it so the cluster stays up.
+   */
+  readonly nodeTimeoutMs?: number;
   /** Give up if the cluster is not healthy after this many ms. Default 30000. */
   readonly readyTimeoutMs?: number;
 }
@@ -196,7 +201,7 @@ export async function startRedisCluster(
         `dir ${nodeDir}`,
         "cluster-enabled yes",
         "cluster-config-file nodes.conf",
-        "cluster-node-timeout 2000",
+        `cluster-node-timeout ${options.nodeTimeoutMs ?? 5000}`,
         `cluster-port ${busPorts[i]}`,
         'save ""',
         "appendonly no",

@@ -1,0 +1,128 @@
+/**
+ * Redis becomes unreachable in the middle of a batch: one primary is paused (SIGSTOP), so its
+ * commands get no answer. The handler must answer before its deadline with batchItemFailures
+ * from the first record whose writes went to that node; after the node returns, replaying from
+ * there must give HLLs equal to a fault-free run of the same batch.
+ *
+ * This file starts its own cluster: pausing a node of the shared one would disturb other tests.
+ */
+
+import { Cluster } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { uniqueSitePrefix } from "../helpers/env.js";
+import { hllSame } from "../helpers/hll.js";
+import { kinesisEvent } from "../helpers/kinesis.js";
+
+let cluster: RunningRedisCluster;
+let redis: Cluster;
+
+beforeAll(async () => {
+  // A long node timeout: the paused node must not be declared failed while it is paused.
+  cluster = await startRedisCluster({ primaries: 3, nodeTimeoutMs: 30_000 });
+  redis = new Cluster([{ host: "127.0.0.1", port: cluster.ports[0] as number }]);
+});
+
+afterAll(async () => {
+  await redis?.quit();
+  await cluster?.stop();
+});
+
+/** Port of the primary that serves a key's slot, from CLUSTER SLOTS. */
+async function ownerPort(slotOf: number): Promise<number> {
+  const slots = (await redis.cluster("SLOTS")) as [number, number, [string, number]][];
+  for (const [start, end, [, port]] of slots) if (slotOf >= start && slotOf <= end) return port;
+  throw new Error(`no owner for slot ${slotOf}`);
+}
+
+async function keyOwner(key: string): Promise<number> {
+  return ownerPort(Number(await redis.cluster("KEYSLOT", key)));
+}
+
+describe("Redis unreachable mid-batch", () => {
+  it("fails from the first unstored record before the deadline, and a replay matches a fault-free run", async () => {
+    const prefix = uniqueSitePrefix();
+    const day = new Date().toISOString().slice(0, 10);
+    const touchedOwner = await keyOwner(TOUCHED_KEY);
+    // Sites spread over the nodes; the victim is a primary that does not hold the touched set.
+    const sites = Array.from({ length: 24 }, (_, i) => `${prefix}s${i}`);
+    const owners = new Map<string, number>();
+    for (const site of sites) owners.set(site, await keyOwner(`uv:{site_id=${site}}:${day}`));
+    const victim = cluster.ports.find(
+      (p) => p !== touchedOwner && [...owners.values()].includes(p),
+    );
+    expect(victim, "a primary without the touched set that owns some sites").toBeDefined();
+    const safeSites = sites.filter((s) => owners.get(s) !== victim);
+    const victimSites = sites.filter((s) => owners.get(s) === victim);
+    // Records 0..199 only touch healthy nodes; from 200 on, sites of every node are mixed.
+    const payloadFor = (site: string, i: number) => ({
+      user_id: `user-${i % 700}`,
+      site_id: site,
+      event: ["view", "cart"][i % 2],
+      event_time: `${day} 08:00:00`,
+    });
+    const sitesInOrder = [
+      ...Array.from({ length: 200 }, (_, i) => safeSites[i % safeSites.length] as string),
+      ...Array.from({ length: 1800 }, (_, i) => sites[(i * 7) % sites.length] as string),
+    ];
+    const payloads = sitesInOrder.map((site, i) => payloadFor(site, i));
+    const expectedFirst = sitesInOrder.findIndex((s) => victimSites.includes(s));
+    expect(expectedFirst).toBeGreaterThanOrEqual(200);
+
+    const env = {
+      REDIS_ENDPOINT: cluster.endpoint,
+      REDIS_TLS: "false",
+      QUARANTINE_FILE: `${cluster.dir}/quarantine.jsonl`,
+    };
+    const handler = createConsumerHandler(env);
+    // Warm the connection and slot map, as a warm Lambda would have them.
+    await handler(kinesisEvent([payloadFor(safeSites[0] as string, 0)]));
+
+    const event = kinesisEvent(payloads);
+    const victimPid = cluster.pids[cluster.ports.indexOf(victim as number)] as number;
+    process.kill(victimPid, "SIGSTOP");
+    let result: Awaited<ReturnType<typeof handler>>;
+    const started = Date.now();
+    try {
+      result = await handler(event, { getRemainingTimeInMillis: () => 4000 });
+    } finally {
+      process.kill(victimPid, "SIGCONT");
+    }
+    const elapsed = Date.now() - started;
+    expect(result.batchItemFailures).toEqual([
+      { itemIdentifier: event.Records[expectedFirst]?.kinesis.sequenceNumber },
+    ]);
+    // Bounded by the remaining time less the safety margin (800 ms of 4000), not by Lambda's kill.
+    expect(elapsed).toBeLessThan(4000 - 500);
+
+    // Lambda retries from the reported record; the replay succeeds once the node is back.
+    const replay = { Records: event.Records.slice(expectedFirst) };
+    const retried = await handler(replay, { getRemainingTimeInMillis: () => 30_000 });
+    expect(retried.batchItemFailures).toEqual([]);
+
+    // Fault-free reference: the same batch under other site ids (same ids, so same registers).
+    const refPayloads = payloads.map((p) => ({ ...p, site_id: `${p.site_id}r` }));
+    const clean = await handler(kinesisEvent(refPayloads));
+    expect(clean.batchItemFailures).toEqual([]);
+    handler.close();
+
+    let compared = 0;
+    for (const site of sites) {
+      for (const suffix of [day, `event=view:${day}`, `event=cart:${day}`]) {
+        const key = `uv:{site_id=${site}}:${suffix}`;
+        const refKey = `uv:{site_id=${site}r}:${suffix}`;
+        const [a, b] = [await redis.getBuffer(key), await redis.getBuffer(refKey)];
+        if (b === null) {
+          expect(a, `${key} absent as in the fault-free run`).toBeNull();
+          continue;
+        }
+        compared++;
+        expect(hllSame(a, b), `${key} equals the fault-free ${refKey}`).toBe(true);
+        expect(await redis.call("EXPIRETIME", key)).toBe(await redis.call("EXPIRETIME", refKey));
+      }
+    }
+    expect(compared).toBeGreaterThanOrEqual(sites.length * 2);
+  });
+});

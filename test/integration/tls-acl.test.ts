@@ -1,0 +1,127 @@
+/**
+ * The TLS and ACL path, as in MemoryDB: a TLS-only cluster (throwaway CA made with openssl),
+ * the consumer connecting as its least-privilege ACL user, a read-only reader user.
+ */
+
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { ACL_RULES } from "../../functions/shared/acl.js";
+import { loadRuntimeConfig } from "../../functions/shared/config.js";
+import { connectRedis, type RedisConnection } from "../../functions/shared/redis-client.js";
+import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { uniqueSitePrefix } from "../helpers/env.js";
+import { kinesisEvent } from "../helpers/kinesis.js";
+
+const CONSUMER_PASSWORD = `c-${Math.random().toString(36).slice(2)}`;
+const READER_PASSWORD = `r-${Math.random().toString(36).slice(2)}`;
+
+let cluster: RunningRedisCluster;
+let reader: RedisConnection;
+
+function tlsEnv(user: string, password: string): Record<string, string> {
+  return {
+    REDIS_ENDPOINT: cluster.endpoint,
+    REDIS_CLUSTER: "true",
+    REDIS_TLS: "true",
+    REDIS_TLS_CA_FILE: cluster.caFile as string,
+    REDIS_AUTH: "password",
+    REDIS_USER: user,
+    REDIS_PASSWORD: password,
+    QUARANTINE_FILE: `${cluster.dir}/quarantine.jsonl`,
+  };
+}
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({
+    primaries: 3,
+    tls: true,
+    users: [
+      { name: "consumer", password: CONSUMER_PASSWORD, rules: ACL_RULES.consumer },
+      { name: "reader", password: READER_PASSWORD, rules: ACL_RULES.reader },
+    ],
+  });
+  reader = await connectRedis(loadRuntimeConfig(tlsEnv("reader", READER_PASSWORD)).redis);
+});
+
+afterAll(async () => {
+  reader?.close();
+  await cluster?.stop();
+});
+
+describe("TLS cluster with least-privilege ACL users", () => {
+  const site = `${uniqueSitePrefix()}tls`;
+  const day = new Date().toISOString().slice(0, 10);
+  const key = `uv:{site_id=${site}}:${day}`;
+
+  it("serves TLS only, with a certificate from the throwaway CA", () => {
+    expect(cluster.tls).toBe(true);
+    expect(readFileSync(cluster.caFile as string, "utf8")).toContain("BEGIN CERTIFICATE");
+  });
+
+  it("runs the consumer over TLS as the consumer ACL user", async () => {
+    const handler = createConsumerHandler(tlsEnv("consumer", CONSUMER_PASSWORD));
+    try {
+      const payloads = Array.from({ length: 500 }, (_, i) => ({
+        user_id: `u-${i}`,
+        site_id: site,
+        event: "purchase",
+        event_time: `${day} 09:00:00`,
+      }));
+      const result = await handler(kinesisEvent(payloads));
+      expect(result.batchItemFailures).toEqual([]);
+    } finally {
+      handler.close();
+    }
+    const estimate = await reader.client.pfcount(key);
+    expect(Math.abs(estimate - 500)).toBeLessThanOrEqual(Math.ceil(500 * 3 * 0.0081));
+  });
+
+  it("lets the reader read counts and expiries but not write or read other keys", async () => {
+    expect(Number(await reader.client.call("EXPIRETIME", key))).toBeGreaterThan(Date.now() / 1000);
+    await expect(reader.client.pfadd(key, "intruder")).rejects.toThrow(/NOPERM/);
+    await expect(reader.client.del(key)).rejects.toThrow(/NOPERM/);
+    await expect(reader.client.get(key)).rejects.toThrow(/NOPERM/);
+    await expect(reader.client.pfcount("secret:{x}")).rejects.toThrow(/NOPERM/);
+  });
+
+  it("denies the consumer anything beyond its writes", async () => {
+    const consumer = await connectRedis(
+      loadRuntimeConfig(tlsEnv("consumer", CONSUMER_PASSWORD)).redis,
+    );
+    try {
+      await expect(consumer.client.get(key)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.del(key)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.pfadd("other:{x}", "a")).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.call("FLUSHALL")).rejects.toThrow(/NOPERM/);
+    } finally {
+      consumer.close();
+    }
+  });
+
+  it("refuses a wrong password, and a plain-text client gets no answer", async () => {
+    const wrong = await connectRedis(loadRuntimeConfig(tlsEnv("reader", "wrong-password")).redis);
+    try {
+      await expect(wrong.client.pfcount(key)).rejects.toThrow();
+    } finally {
+      wrong.close();
+    }
+    const plain = await connectRedis(
+      loadRuntimeConfig({ ...tlsEnv("reader", READER_PASSWORD), REDIS_TLS: "false" }).redis,
+      {},
+      { connectTimeoutMs: 500 },
+    );
+    try {
+      const outcome = await Promise.race([
+        plain.client.pfcount(key).then(
+          () => "answered",
+          () => "refused",
+        ),
+        new Promise((resolve) => setTimeout(() => resolve("no answer"), 2000)),
+      ]);
+      expect(outcome).not.toBe("answered");
+    } finally {
+      plain.close();
+    }
+  });
+});
