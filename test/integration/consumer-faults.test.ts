@@ -32,8 +32,9 @@ afterAll(async () => {
 
 /** Port of the primary that serves a key's slot, from CLUSTER SLOTS. */
 async function ownerPort(slotOf: number): Promise<number> {
-  const slots = (await redis.cluster("SLOTS")) as [number, number, [string, number]][];
-  for (const [start, end, [, port]] of slots) if (slotOf >= start && slotOf <= end) return port;
+  for (const [start, end, primary] of await redis.cluster("SLOTS")) {
+    if (primary && slotOf >= start && slotOf <= end) return primary[1];
+  }
   throw new Error(`no owner for slot ${slotOf}`);
 }
 
