@@ -103,6 +103,7 @@ async function resolvePassword(
         user: auth.user,
         region: auth.region,
         credentials: deps.credentials,
+        signingDate: new Date((deps.now ?? Date.now)()),
       });
   }
 }
