@@ -51,6 +51,8 @@ export interface RunningRedisCluster {
   readonly endpoint: string;
   readonly pids: readonly number[];
   stop(): Promise<void>;
+  /** Leaves the servers running after this process exits (for `--keep`). */
+  detach(): void;
 }
 
 export class RedisServerMissingError extends Error {
@@ -284,6 +286,10 @@ export async function startRedisCluster(
     async stop() {
       process.removeListener("exit", killOnExit);
       await stop();
+    },
+    detach() {
+      process.removeListener("exit", killOnExit);
+      for (const child of children) child.unref();
     },
   };
 }
