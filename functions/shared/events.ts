@@ -84,7 +84,7 @@ const eventSchema = v.object({
         v.minLength(1, "user_id_empty"),
         v.maxLength(MAX_USER_ID_LENGTH, "user_id_too_long"),
       ),
-      v.pipe(v.number(), v.finite()),
+      v.pipe(v.number(), v.finite("wrong_type")),
     ],
     "wrong_type",
   ),
@@ -92,6 +92,7 @@ const eventSchema = v.object({
     [
       v.pipe(
         v.number(),
+        v.finite("wrong_type"),
         v.transform((n) => String(n)),
       ),
       v.string(),
@@ -129,7 +130,8 @@ export function parseEventTime(text: string): number | undefined {
     number,
     number,
   ];
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined;
+  // Date.UTC reads years 0-99 as 1900-1999; no click stream has events before year 1000.
+  if (y < 1000 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined;
   const base = Date.UTC(y, mo - 1, d, h, mi, s);
   if (new Date(base).getUTCDate() !== d) return undefined; // 2024-02-30 and friends
   const fraction = m[7] === undefined ? 0 : Math.floor(Number(`0.${m[7]}`) * 1000);

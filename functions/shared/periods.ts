@@ -31,8 +31,10 @@ export function dayStartMs(day: string): number {
   const m = DAY_RE.exec(day);
   if (!m) throw new RangeError(`"${day}" is not a day: expected YYYY-MM-DD, e.g. 2024-03-09`);
   const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  // Date.UTC reads years 0-99 as 1900-1999: refuse early years rather than mislabel them.
+  if (y < 1000) throw new RangeError(`"${day}" is before the year 1000, which is not supported`);
   const ms = Date.UTC(y, mo - 1, d);
-  if (dayOf(ms) !== day || y < 1) {
+  if (dayOf(ms) !== day) {
     throw new RangeError(`"${day}" is not a calendar date: check the month and the day`);
   }
   return ms;
