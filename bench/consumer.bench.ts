@@ -1,0 +1,479 @@
+/**
+ * Throughput of the Kinesis consumer against a real local Redis Cluster (3 primaries), compared
+ * with a naive baseline and with a practical limit:
+ *
+ *   handler  createConsumerHandler(env) called with Lambda-shaped batches, as Lambda would.
+ *   naive    what the original Python consumer did: per record, PFADD then EXPIREAT, each
+ *            awaited before the next, on an ioredis Cluster without auto-pipelining.
+ *   limit    (i) base64-decoding + JSON.parse of the batch alone (no validation), plus (ii) the
+ *            very commands the handler sends (computed beforehand from pre-parsed input), sent
+ *            by a bare auto-pipelining ioredis Cluster, all issued and then awaited together.
+ *
+ * Handler and limit batches are interleaved (the order alternates) on the same data, so machine
+ * noise hits both alike; each reports the median over the timed batches after a warm-up. The
+ * naive baseline is too slow for whole batches in every round: its records (--naive-batches
+ * batches' worth) are cut into one slice per round, run after the handler and the limit, and
+ * each slice's time is scaled to a whole batch. Its round-trip latency swings a lot with how the
+ * scheduler places the processes on the CPUs (from ~35 to ~90 µs per command on a 2-core box),
+ * so spreading it over the run gives a far steadier figure than one or two batches in a row.
+ *
+ * Keys accumulate over the run (no FLUSHALL between phases): numeric site ids cannot be made
+ * unique per run, and there are only ~75 keys (5 sites × 3 UTC days × (1 + 4 events)). After
+ * the warm-up every key is a dense HLL, whose PFADD cost does not depend on how many ids it
+ * holds, which is also the steady state in production; flushing would instead put sparse→dense
+ * conversions into some batches and not others. The cluster is new for every run anyway.
+ *
+ * Usage: npm run bench:consumer -- [--batches N] [--batch-size N] [--users N] [--seed N]
+ *                                  [--warmup N] [--naive-batches N]
+ * It is a measurement, not a test: a missed target is reported, the exit code stays 0.
+ */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { KinesisStreamEvent } from "aws-lambda";
+import { Cluster } from "ioredis";
+import * as v from "valibot";
+import { ingestBatch, type StreamRecord } from "../functions/consumer/ingest.js";
+import { loadConsumerConfig } from "../functions/shared/config.js";
+import { parseEventTime, parseRecordData, validateEvent } from "../functions/shared/events.js";
+import { dayOf, expiresAtSeconds, type RetentionSettings } from "../functions/shared/periods.js";
+import { startRedisCluster } from "../local/redis-cluster.js";
+import { kinesisEvent } from "../test/helpers/kinesis.js";
+import {
+  type BenchOptions,
+  type ClickPayload,
+  consumerCommands,
+  eventSchemaReplica,
+  fmtInt,
+  fmtMs,
+  generatePayloads,
+  type HllCommand,
+  max,
+  median,
+  min,
+  mulberry32,
+  parseOptions,
+  RecordingWriter,
+  sendCommands,
+  table,
+  timeAsync,
+  timeSync,
+} from "./lib.js";
+
+const TARGET_WITHIN_LIMIT = 1.3;
+const TARGET_OVER_NAIVE = 15;
+
+interface Batch {
+  readonly payloads: ClickPayload[];
+  readonly event: KinesisStreamEvent;
+  readonly commands: HllCommand[];
+}
+
+function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
+}
+
+/** Part (i) of the limit: what any consumer must do to read the records at all. */
+function decodeAll(event: KinesisStreamEvent): unknown[] {
+  const records = event.Records;
+  const out: unknown[] = new Array(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const data = (records[i] as (typeof records)[number]).kinesis.data;
+    out[i] = JSON.parse(Buffer.from(data, "base64").toString("utf8"));
+  }
+  return out;
+}
+
+/**
+ * The original consumer's approach: one PFADD and one EXPIREAT per record, each awaited. It
+ * writes only the site's daily key, half the HLL writes the handler does, which favours it.
+ */
+async function naiveIngest(
+  redis: Cluster,
+  event: KinesisStreamEvent,
+  retention: RetentionSettings,
+): Promise<void> {
+  const expiry = new Map<string, number>();
+  for (const record of event.Records) {
+    const e = JSON.parse(Buffer.from(record.kinesis.data, "base64").toString("utf8")) as {
+      user_id: string;
+      site_id: number;
+      event_time: string;
+    };
+    const day = e.event_time.slice(0, 10);
+    let at = expiry.get(day);
+    if (at === undefined) {
+      at = expiresAtSeconds({ kind: "day", label: day }, retention);
+      expiry.set(day, at);
+    }
+    const key = `uv:{site_id=${e.site_id}}:${day}`;
+    await redis.pfadd(key, e.user_id);
+    await redis.expireat(key, at);
+  }
+}
+
+/** Times the handler's per-record parsing and its parts on one batch (medians taken later). */
+interface ParseTimings {
+  parseRecordData: number;
+  validateEvent: number;
+  valibot: number;
+  parseEventTime: number;
+  dayAndExpiry: number;
+  grouping: number;
+}
+
+function timeParsing(
+  batch: Batch,
+  decoded: readonly unknown[],
+  retentionDays: number,
+): ParseTimings {
+  const ctx = { nowMs: Date.now(), retentionDays };
+  const records = batch.event.Records;
+  let bad = 0;
+  const parseRecordDataMs = timeSync(() => {
+    for (const r of records) if (!parseRecordData(r.kinesis.data, ctx).ok) bad++;
+  });
+  const validateEventMs = timeSync(() => {
+    for (const value of decoded) if (!validateEvent(value, ctx).ok) bad++;
+  });
+  const valibotMs = timeSync(() => {
+    for (const value of decoded) {
+      if (!v.safeParse(eventSchemaReplica, value, { abortEarly: true }).success) bad++;
+    }
+  });
+  if (bad > 0) throw new Error(`${bad} generated records failed validation`);
+  const times: number[] = new Array(batch.payloads.length);
+  const parseEventTimeMs = timeSync(() => {
+    for (let i = 0; i < batch.payloads.length; i++) {
+      times[i] = parseEventTime((batch.payloads[i] as ClickPayload).event_time) ?? 0;
+    }
+  });
+  const retention = { days: retentionDays, weeks: 0, months: 0 };
+  let sink = 0;
+  const dayAndExpiryMs = timeSync(() => {
+    for (const t of times) sink += expiresAtSeconds({ kind: "day", label: dayOf(t) }, retention);
+  });
+  if (sink === 0) throw new Error("unreachable");
+  const groupingMs = timeSync(() =>
+    consumerCommands(batch.payloads, { days: retentionDays, weeks: 0, months: 0 }),
+  );
+  return {
+    parseRecordData: parseRecordDataMs,
+    validateEvent: validateEventMs,
+    valibot: valibotMs,
+    parseEventTime: parseEventTimeMs,
+    dayAndExpiry: dayAndExpiryMs,
+    grouping: groupingMs,
+  };
+}
+
+/** Fails loudly if the limit would not send exactly what the handler sends. */
+async function checkSameCommands(batch: Batch, retention: RetentionSettings): Promise<void> {
+  const writer = new RecordingWriter();
+  const records: StreamRecord[] = batch.event.Records.map((r) => ({
+    sequenceNumber: r.kinesis.sequenceNumber,
+    partitionKey: r.kinesis.partitionKey,
+    data: r.kinesis.data,
+  }));
+  const result = await ingestBatch(
+    records,
+    {
+      redis: writer,
+      quarantine: { send: async () => {} },
+      logger: { warn() {}, error() {} },
+      metrics: { count() {} },
+      now: Date.now,
+    },
+    { retention, deadlineMs: Date.now() + 60_000 },
+  );
+  if (result.quarantined > 0 || result.firstFailedIndex !== undefined) {
+    throw new Error(`ingestBatch rejected generated records: ${JSON.stringify(result)}`);
+  }
+  if (JSON.stringify(writer.commands) !== JSON.stringify(batch.commands)) {
+    throw new Error("the limit's commands differ from the ones ingestBatch sends");
+  }
+}
+
+async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]): Promise<void> {
+  const startedAt = Date.now();
+  const random = mulberry32(opts.seed);
+  const makeBatch = (size = opts.batchSize): Batch => {
+    const payloads = generatePayloads(random, size, opts.users, startedAt);
+    return { payloads, event: kinesisEvent(payloads), commands: [] };
+  };
+
+  progress("starting a Redis Cluster…");
+  const cluster = await startRedisCluster();
+  closers.push(() => cluster.stop());
+  const qdir = await mkdtemp(join(tmpdir(), "sketchstream-bench-"));
+  closers.push(() => rm(qdir, { recursive: true, force: true }));
+  const env = {
+    REDIS_ENDPOINT: cluster.endpoint,
+    REDIS_CLUSTER: "true",
+    REDIS_TLS: "false",
+    REDIS_AUTH: "none",
+    QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
+  };
+  const { retention } = loadConsumerConfig(env);
+  const withCommands = (b: Batch): Batch => ({
+    ...b,
+    commands: consumerCommands(b.payloads, retention),
+  });
+
+  // Powertools reads these when a Logger or Metrics is constructed, which handler.ts does as it
+  // is imported (its module-level `handler`): set them first, then import it dynamically. No
+  // static import in this file loads Powertools.
+  process.env.POWERTOOLS_METRICS_DISABLED = "true";
+  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  const { createConsumerHandler } = await import("../functions/consumer/handler.js");
+  const handler = createConsumerHandler(env);
+  closers.push(() => handler.close());
+  const node = { host: cluster.host, port: cluster.ports[0] as number };
+  const limitClient = new Cluster([node], { enableAutoPipelining: true });
+  limitClient.on("error", () => {});
+  closers.push(() => limitClient.disconnect());
+  const naiveClient = new Cluster([node], { enableAutoPipelining: false });
+  naiveClient.on("error", () => {});
+  closers.push(() => naiveClient.disconnect());
+
+  const runHandler = async (batch: Batch): Promise<number> => {
+    let failures = 0;
+    const ms = await timeAsync(async () => {
+      failures = (await handler(batch.event)).batchItemFailures.length;
+    });
+    if (failures > 0) throw new Error("the handler reported a failed batch");
+    return ms;
+  };
+  const runLimit = async (
+    batch: Batch,
+  ): Promise<{ decode: number; send: number; decoded: unknown[] }> => {
+    let decoded: unknown[] = [];
+    const decode = timeSync(() => {
+      decoded = decodeAll(batch.event);
+    });
+    const send = await timeAsync(() => sendCommands(limitClient, batch.commands));
+    return { decode, send, decoded };
+  };
+
+  // Warm-up: connections, slot maps, JIT; every key becomes a dense HLL.
+  for (let i = 0; i < opts.warmup; i++) {
+    progress(`warm-up ${i + 1}/${opts.warmup}`);
+    const batch = withCommands(makeBatch());
+    if (i === 0) await checkSameCommands(batch, retention);
+    await runHandler(batch);
+    await runLimit(batch);
+  }
+  if (opts.warmup === 0) await checkSameCommands(withCommands(makeBatch(100)), retention);
+  await naiveIngest(naiveClient, makeBatch(Math.min(500, opts.batchSize)).event, retention);
+  const naiveSlice = Math.max(1, Math.ceil((opts.naiveBatches * opts.batchSize) / opts.batches));
+
+  const handlerMs: number[] = [];
+  const decodeMs: number[] = [];
+  const sendMs: number[] = [];
+  const limitMs: number[] = [];
+  const parse: ParseTimings[] = [];
+  const naiveMs: number[] = [];
+  let commandsPerBatch: HllCommand[] = [];
+  for (let i = 0; i < opts.batches; i++) {
+    progress(`round ${i + 1}/${opts.batches}: handler, limit and a naive slice`);
+    const batch = withCommands(makeBatch());
+    commandsPerBatch = batch.commands;
+    let limit: Awaited<ReturnType<typeof runLimit>>;
+    if (i % 2 === 0) {
+      handlerMs.push(await runHandler(batch));
+      limit = await runLimit(batch);
+    } else {
+      limit = await runLimit(batch);
+      handlerMs.push(await runHandler(batch));
+    }
+    decodeMs.push(limit.decode);
+    sendMs.push(limit.send);
+    limitMs.push(limit.decode + limit.send);
+    parse.push(timeParsing(batch, limit.decoded, retention.days));
+    const slice = makeBatch(naiveSlice).event;
+    const sliceMs = await timeAsync(() => naiveIngest(naiveClient, slice, retention));
+    naiveMs.push((sliceMs * opts.batchSize) / naiveSlice);
+  }
+
+  progress("");
+
+  report(opts, {
+    handlerMs,
+    decodeMs,
+    sendMs,
+    limitMs,
+    naiveMs,
+    naiveSlice,
+    parse,
+    commands: commandsPerBatch,
+    ports: cluster.ports,
+  });
+}
+
+function report(
+  opts: BenchOptions,
+  r: {
+    handlerMs: number[];
+    decodeMs: number[];
+    sendMs: number[];
+    limitMs: number[];
+    naiveMs: number[];
+    naiveSlice: number;
+    parse: ParseTimings[];
+    commands: HllCommand[];
+    ports: readonly number[];
+  },
+): void {
+  const n = opts.batchSize;
+  const rps = (ms: number) => (n / ms) * 1000;
+  const handler = median(r.handlerMs);
+  const limit = median(r.limitMs);
+  const naive = median(r.naiveMs);
+  const count = (name: HllCommand["name"]) => r.commands.filter((c) => c.name === name).length;
+
+  console.log("sketchstream consumer benchmark");
+  console.log(
+    `  node ${process.version}, redis cluster of 3 primaries on 127.0.0.1:${r.ports.join(",")}`,
+  );
+  console.log(
+    `  batch ${fmtInt(n)} records; users ${fmtInt(opts.users)}; seed ${opts.seed}; ${opts.warmup} warm-up batches`,
+  );
+  console.log(
+    `  ${opts.batches} rounds: handler and limit on the same batch (order alternating), then a naive slice`,
+  );
+  console.log(
+    `  naive: ${opts.naiveBatches} batch(es) of records as ${r.naiveMs.length} slices of ${fmtInt(r.naiveSlice)}, each scaled to a batch`,
+  );
+  console.log(
+    `  commands per batch (last batch): ${count("pfadd")} PFADD, ${count("expireat")} EXPIREAT NX, ${count("sadd")} SADD`,
+  );
+  console.log("");
+
+  const row = (name: string, ms: number[], unit = "") => {
+    const medianMs = median(ms);
+    return [
+      name,
+      unit === "" ? String(ms.length) : `${ms.length} ${unit}`,
+      fmtMs(medianMs),
+      fmtMs(min(ms)),
+      fmtMs(max(ms)),
+      fmtInt(rps(medianMs)),
+    ];
+  };
+  console.log(
+    table(
+      ["contender", "batches", "median ms/batch", "min ms", "max ms", "records/s"],
+      [
+        row("handler (createConsumerHandler)", r.handlerMs),
+        row("limit = (i) + (ii)", r.limitMs),
+        row("  (i) base64 + JSON.parse only", r.decodeMs),
+        row("  (ii) grouped commands, auto-pipelined", r.sendMs),
+        row("naive (PFADD, EXPIREAT per record)", r.naiveMs, "slices"),
+      ],
+    ),
+  );
+  console.log("");
+
+  const naiveMean = r.naiveMs.reduce((a, b) => a + b, 0) / r.naiveMs.length;
+  console.log(
+    `naive over all slices (total records / total time): ${fmtInt(rps(naiveMean))} records/s; its round trips are bimodal on a busy 2-core box, so the median can jump between runs`,
+  );
+  console.log("");
+  const overNaive = naive / handler;
+  const limitOverNaive = naive / limit;
+  const withinLimit = handler / limit;
+  const verdict = (ok: boolean) => (ok ? "PASS" : "MISS");
+  console.log(`handler / naive: ${overNaive.toFixed(1)}× the naive throughput`);
+  console.log(`limit / naive:   ${limitOverNaive.toFixed(1)}× the naive throughput`);
+  console.log(
+    `handler is within ${withinLimit.toFixed(2)}× of the limit (handler time / limit time)`,
+  );
+  console.log("");
+  console.log("targets:");
+  console.log(
+    `  handler within ${TARGET_WITHIN_LIMIT.toFixed(2)}× of the limit: ${withinLimit.toFixed(2)}×  ${verdict(withinLimit <= TARGET_WITHIN_LIMIT)}`,
+  );
+  console.log(
+    `  handler ≥ ${TARGET_OVER_NAIVE}× the naive baseline:  ${overNaive.toFixed(1)}×  ${verdict(overNaive >= TARGET_OVER_NAIVE)}`,
+  );
+  console.log("");
+
+  const p = (k: keyof ParseTimings) => median(r.parse.map((t) => t[k]));
+  const send = median(r.sendMs);
+  const decode = median(r.decodeMs);
+  const parseAll = p("parseRecordData");
+  const validate = p("validateEvent");
+  const valibot = p("valibot");
+  const eventTime = p("parseEventTime");
+  const dayExpiry = p("dayAndExpiry");
+  const grouping = p("grouping");
+  const share = (ms: number) => `${((ms / handler) * 100).toFixed(0)}%`;
+  const perRecord = (ms: number) => ((ms / n) * 1000).toFixed(2);
+  const brow = (name: string, ms: number) => [name, fmtMs(ms), perRecord(ms), share(ms)];
+  console.log(
+    "where the handler's time goes (medians per batch, measured separately; ≈ = by difference):",
+  );
+  console.log(
+    table(
+      ["part", "ms/batch", "µs/record", "of handler"],
+      [
+        brow("handler, whole invocation", handler),
+        brow("  parseRecordData × batch (decode + validate)", parseAll),
+        brow("    ≈ base64 check + decode + isUtf8 + JSON.parse", parseAll - validate),
+        brow("      ≈ of which base64 regex + isUtf8 (vs limit i)", parseAll - validate - decode),
+        brow("    validateEvent on decoded objects", validate),
+        brow("      valibot safeParse (schema replica)", valibot),
+        brow("      parseEventTime", eventTime),
+        brow("      dayOf + expiresAtSeconds per record", dayExpiry),
+        brow("      ≈ rest (regexes, result objects)", validate - valibot - eventTime - dayExpiry),
+        brow("  grouping into keys and commands (bench replica)", grouping),
+        brow("  Redis round trips (limit part ii)", send),
+        brow("  ≈ rest (handler − the three above)", handler - parseAll - grouping - send),
+      ],
+    ),
+  );
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const closers: (() => Promise<void> | void)[] = [];
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= (async () => {
+      for (const c of closers.reverse()) {
+        try {
+          await c();
+        } catch (err) {
+          console.error("cleanup:", err);
+        }
+      }
+    })();
+    return closed;
+  };
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = true;
+    progress("");
+    console.error(`\n${signal}: stopping the Redis Cluster…`);
+    void close().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await run(opts, closers);
+  } catch (err) {
+    // After a signal the cluster is going away under the run: its errors are expected.
+    if (!interrupted) {
+      progress("");
+      console.error(err);
+      process.exitCode = 1;
+    }
+  } finally {
+    await close();
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+  }
+}
+
+await main();
