@@ -33,29 +33,26 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KinesisStreamEvent } from "aws-lambda";
 import { Cluster } from "ioredis";
-import * as v from "valibot";
-import { ingestBatch, type StreamRecord } from "../functions/consumer/ingest.js";
+import {
+  type HllCommand,
+  planBatch,
+  type StreamRecord,
+  sendCommand,
+} from "../functions/consumer/ingest.js";
 import { loadConsumerConfig } from "../functions/shared/config.js";
-import { parseEventTime, parseRecordData, validateEvent } from "../functions/shared/events.js";
-import { dayOf, expiresAtSeconds, type RetentionSettings } from "../functions/shared/periods.js";
+import { EventParser, isEventShape } from "../functions/shared/events.js";
+import { expiresAtSeconds, type RetentionSettings } from "../functions/shared/periods.js";
+import { type ClickPayload, generateEvents } from "../local/generator.js";
+import { kinesisEvent } from "../local/kinesis-event.js";
 import { startRedisCluster } from "../local/redis-cluster.js";
-import { kinesisEvent } from "../test/helpers/kinesis.js";
 import {
   type BenchOptions,
-  type ClickPayload,
-  consumerCommands,
-  eventSchemaReplica,
   fmtInt,
   fmtMs,
-  generatePayloads,
-  type HllCommand,
   max,
   median,
   min,
-  mulberry32,
   parseOptions,
-  RecordingWriter,
-  sendCommands,
   table,
   timeAsync,
   timeSync,
@@ -67,7 +64,20 @@ const TARGET_OVER_NAIVE = 15;
 interface Batch {
   readonly payloads: ClickPayload[];
   readonly event: KinesisStreamEvent;
-  readonly commands: HllCommand[];
+  readonly commands: readonly HllCommand[];
+}
+
+function streamRecords(event: KinesisStreamEvent): StreamRecord[] {
+  return event.Records.map((r) => ({
+    sequenceNumber: r.kinesis.sequenceNumber,
+    partitionKey: r.kinesis.partitionKey,
+    data: r.kinesis.data,
+  }));
+}
+
+/** Sends the planned commands all at once, as the handler does, on a bare client. */
+function sendAll(redis: Cluster, commands: readonly HllCommand[]): Promise<unknown> {
+  return Promise.all(commands.map((c) => sendCommand(redis, c)));
 }
 
 function progress(text: string): void {
@@ -113,93 +123,48 @@ async function naiveIngest(
   }
 }
 
-/** Times the handler's per-record parsing and its parts on one batch (medians taken later). */
+/** Times the handler's own parts on one batch, outside the handler (medians taken later). */
 interface ParseTimings {
-  parseRecordData: number;
-  validateEvent: number;
-  valibot: number;
-  parseEventTime: number;
-  dayAndExpiry: number;
-  grouping: number;
+  parseData: number;
+  validate: number;
+  schema: number;
+  plan: number;
 }
 
 function timeParsing(
   batch: Batch,
   decoded: readonly unknown[],
-  retentionDays: number,
+  retention: RetentionSettings,
 ): ParseTimings {
-  const ctx = { nowMs: Date.now(), retentionDays };
+  const nowMs = Date.now();
   const records = batch.event.Records;
   let bad = 0;
-  const parseRecordDataMs = timeSync(() => {
-    for (const r of records) if (!parseRecordData(r.kinesis.data, ctx).ok) bad++;
+  const parseDataMs = timeSync(() => {
+    const parser = new EventParser({ nowMs, retentionDays: retention.days });
+    for (const r of records) if (!parser.parseData(r.kinesis.data).ok) bad++;
   });
-  const validateEventMs = timeSync(() => {
-    for (const value of decoded) if (!validateEvent(value, ctx).ok) bad++;
+  const validateMs = timeSync(() => {
+    const parser = new EventParser({ nowMs, retentionDays: retention.days });
+    for (const value of decoded) if (!parser.validate(value).ok) bad++;
   });
-  const valibotMs = timeSync(() => {
+  const schemaMs = timeSync(() => {
     for (const value of decoded) {
-      if (!v.safeParse(eventSchemaReplica, value, { abortEarly: true }).success) bad++;
+      if (!isEventShape(value)) bad++;
     }
   });
   if (bad > 0) throw new Error(`${bad} generated records failed validation`);
-  const times: number[] = new Array(batch.payloads.length);
-  const parseEventTimeMs = timeSync(() => {
-    for (let i = 0; i < batch.payloads.length; i++) {
-      times[i] = parseEventTime((batch.payloads[i] as ClickPayload).event_time) ?? 0;
-    }
-  });
-  const retention = { days: retentionDays, weeks: 0, months: 0 };
-  let sink = 0;
-  const dayAndExpiryMs = timeSync(() => {
-    for (const t of times) sink += expiresAtSeconds({ kind: "day", label: dayOf(t) }, retention);
-  });
-  if (sink === 0) throw new Error("unreachable");
-  const groupingMs = timeSync(() =>
-    consumerCommands(batch.payloads, { days: retentionDays, weeks: 0, months: 0 }),
-  );
-  return {
-    parseRecordData: parseRecordDataMs,
-    validateEvent: validateEventMs,
-    valibot: valibotMs,
-    parseEventTime: parseEventTimeMs,
-    dayAndExpiry: dayAndExpiryMs,
-    grouping: groupingMs,
-  };
-}
-
-/** Fails loudly if the limit would not send exactly what the handler sends. */
-async function checkSameCommands(batch: Batch, retention: RetentionSettings): Promise<void> {
-  const writer = new RecordingWriter();
-  const records: StreamRecord[] = batch.event.Records.map((r) => ({
-    sequenceNumber: r.kinesis.sequenceNumber,
-    partitionKey: r.kinesis.partitionKey,
-    data: r.kinesis.data,
-  }));
-  const result = await ingestBatch(
-    records,
-    {
-      redis: writer,
-      quarantine: { send: async () => {} },
-      logger: { warn() {}, error() {} },
-      metrics: { count() {} },
-      now: Date.now,
-    },
-    { retention, deadlineMs: Date.now() + 60_000 },
-  );
-  if (result.quarantined > 0 || result.firstFailedIndex !== undefined) {
-    throw new Error(`ingestBatch rejected generated records: ${JSON.stringify(result)}`);
-  }
-  if (JSON.stringify(writer.commands) !== JSON.stringify(batch.commands)) {
-    throw new Error("the limit's commands differ from the ones ingestBatch sends");
-  }
+  const stream = streamRecords(batch.event);
+  const planMs = timeSync(() => planBatch(stream, { nowMs, retention }));
+  return { parseData: parseDataMs, validate: validateMs, schema: schemaMs, plan: planMs };
 }
 
 async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]): Promise<void> {
   const startedAt = Date.now();
-  const random = mulberry32(opts.seed);
+  // Events over the last 2 UTC days (today and yesterday), as in a live stream.
+  const events = generateEvents({ seed: opts.seed, users: opts.users, days: 2, endMs: startedAt });
   const makeBatch = (size = opts.batchSize): Batch => {
-    const payloads = generatePayloads(random, size, opts.users, startedAt);
+    const payloads: ClickPayload[] = [];
+    for (let i = 0; i < size; i++) payloads.push(events.next().value as ClickPayload);
     return { payloads, event: kinesisEvent(payloads), commands: [] };
   };
 
@@ -216,10 +181,12 @@ async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]):
     QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
   };
   const { retention } = loadConsumerConfig(env);
-  const withCommands = (b: Batch): Batch => ({
-    ...b,
-    commands: consumerCommands(b.payloads, retention),
-  });
+  // The limit sends exactly the commands the handler's planBatch makes, computed untimed.
+  const withCommands = (b: Batch): Batch => {
+    const plan = planBatch(streamRecords(b.event), { nowMs: Date.now(), retention });
+    if (plan.rejected.length > 0) throw new Error("generated records were rejected");
+    return { ...b, commands: plan.commands };
+  };
 
   // Powertools reads these when a Logger or Metrics is constructed, which handler.ts does as it
   // is imported (its module-level `handler`): set them first, then import it dynamically. No
@@ -252,7 +219,7 @@ async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]):
     const decode = timeSync(() => {
       decoded = decodeAll(batch.event);
     });
-    const send = await timeAsync(() => sendCommands(limitClient, batch.commands));
+    const send = await timeAsync(() => sendAll(limitClient, batch.commands));
     return { decode, send, decoded };
   };
 
@@ -260,11 +227,9 @@ async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]):
   for (let i = 0; i < opts.warmup; i++) {
     progress(`warm-up ${i + 1}/${opts.warmup}`);
     const batch = withCommands(makeBatch());
-    if (i === 0) await checkSameCommands(batch, retention);
     await runHandler(batch);
     await runLimit(batch);
   }
-  if (opts.warmup === 0) await checkSameCommands(withCommands(makeBatch(100)), retention);
   await naiveIngest(naiveClient, makeBatch(Math.min(500, opts.batchSize)).event, retention);
   const naiveSlice = Math.max(1, Math.ceil((opts.naiveBatches * opts.batchSize) / opts.batches));
 
@@ -274,7 +239,7 @@ async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]):
   const limitMs: number[] = [];
   const parse: ParseTimings[] = [];
   const naiveMs: number[] = [];
-  let commandsPerBatch: HllCommand[] = [];
+  let commandsPerBatch: readonly HllCommand[] = [];
   for (let i = 0; i < opts.batches; i++) {
     progress(`round ${i + 1}/${opts.batches}: handler, limit and a naive slice`);
     const batch = withCommands(makeBatch());
@@ -290,7 +255,7 @@ async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]):
     decodeMs.push(limit.decode);
     sendMs.push(limit.send);
     limitMs.push(limit.decode + limit.send);
-    parse.push(timeParsing(batch, limit.decoded, retention.days));
+    parse.push(timeParsing(batch, limit.decoded, retention));
     const slice = makeBatch(naiveSlice).event;
     const sliceMs = await timeAsync(() => naiveIngest(naiveClient, slice, retention));
     naiveMs.push((sliceMs * opts.batchSize) / naiveSlice);
@@ -321,7 +286,7 @@ function report(
     naiveMs: number[];
     naiveSlice: number;
     parse: ParseTimings[];
-    commands: HllCommand[];
+    commands: readonly HllCommand[];
     ports: readonly number[];
   },
 ): void {
@@ -402,12 +367,10 @@ function report(
   const p = (k: keyof ParseTimings) => median(r.parse.map((t) => t[k]));
   const send = median(r.sendMs);
   const decode = median(r.decodeMs);
-  const parseAll = p("parseRecordData");
-  const validate = p("validateEvent");
-  const valibot = p("valibot");
-  const eventTime = p("parseEventTime");
-  const dayExpiry = p("dayAndExpiry");
-  const grouping = p("grouping");
+  const parseAll = p("parseData");
+  const validate = p("validate");
+  const schema = p("schema");
+  const plan = p("plan");
   const share = (ms: number) => `${((ms / handler) * 100).toFixed(0)}%`;
   const perRecord = (ms: number) => ((ms / n) * 1000).toFixed(2);
   const brow = (name: string, ms: number) => [name, fmtMs(ms), perRecord(ms), share(ms)];
@@ -419,17 +382,16 @@ function report(
       ["part", "ms/batch", "µs/record", "of handler"],
       [
         brow("handler, whole invocation", handler),
-        brow("  parseRecordData × batch (decode + validate)", parseAll),
-        brow("    ≈ base64 check + decode + isUtf8 + JSON.parse", parseAll - validate),
-        brow("      ≈ of which base64 regex + isUtf8 (vs limit i)", parseAll - validate - decode),
-        brow("    validateEvent on decoded objects", validate),
-        brow("      valibot safeParse (schema replica)", valibot),
-        brow("      parseEventTime", eventTime),
-        brow("      dayOf + expiresAtSeconds per record", dayExpiry),
-        brow("      ≈ rest (regexes, result objects)", validate - valibot - eventTime - dayExpiry),
-        brow("  grouping into keys and commands (bench replica)", grouping),
+        brow("  planBatch (decode, validate, group)", plan),
+        brow("    EventParser.parseData × batch", parseAll),
+        brow("      ≈ base64 + UTF-8 checks, decode, JSON.parse", parseAll - validate),
+        brow("        ≈ of which the checks (vs limit i)", parseAll - validate - decode),
+        brow("      EventParser.validate on decoded objects", validate),
+        brow("        compiled JSON Schema check (ajv)", schema),
+        brow("        ≈ rest (time, window, site/event checks)", validate - schema),
+        brow("    ≈ grouping into keys and commands", plan - parseAll),
         brow("  Redis round trips (limit part ii)", send),
-        brow("  ≈ rest (handler − the three above)", handler - parseAll - grouping - send),
+        brow("  ≈ rest (handler − plan − round trips)", handler - plan - send),
       ],
     ),
   );

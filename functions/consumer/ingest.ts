@@ -13,7 +13,7 @@
  * is harmless because PFADD, EXPIREAT NX and SADD are idempotent.
  */
 
-import { type ParseContext, parseRecordData, type RejectReason } from "../shared/events.js";
+import { EventParser, type Rejection, type RejectReason } from "../shared/events.js";
 import { TOUCHED_KEY, touchedMember, uniqueVisitorsKey } from "../shared/keys.js";
 import { expiresAtSeconds, type RetentionSettings } from "../shared/periods.js";
 import type { QuarantinedRecord, QuarantineSink } from "../shared/quarantine.js";
@@ -74,19 +74,175 @@ export interface IngestResult {
 
 /** Largest slice of a record's data kept in quarantine (SQS messages are at most 256 KiB). */
 export const QUARANTINE_DATA_LIMIT = 200_000;
-const DEFAULT_CHUNK = 2000;
+export const DEFAULT_PFADD_CHUNK = 2000;
+
+/** One Redis command of a batch, with the first record whose effect depends on it. */
+export type HllCommand = { readonly dependsFrom: number } & (
+  | { readonly name: "pfadd"; readonly key: string; readonly args: readonly string[] }
+  | { readonly name: "expireat"; readonly key: string; readonly at: number }
+  | { readonly name: "sadd"; readonly key: string; readonly args: readonly string[] }
+);
+
+export interface RejectedRecord {
+  readonly index: number;
+  readonly record: QuarantinedRecord;
+}
+
+export interface BatchPlan {
+  /** In the order they must be issued: per key its PFADDs then its EXPIREAT; the SADD last. */
+  readonly commands: readonly HllCommand[];
+  readonly rejected: readonly RejectedRecord[];
+  readonly rejectedByReason: ReadonlyMap<RejectReason, number>;
+  readonly keys: number;
+}
 
 interface KeyGroup {
   readonly key: string;
   readonly expireAt: number;
   readonly firstIndex: number;
+  /** User ids in record order; duplicates are left to PFADD, which ignores them for free. */
   readonly ids: string[];
-  /** Record index of each id's first occurrence, parallel to `ids`. */
-  readonly idFirstIndex: number[];
-  readonly seen: Set<string>;
+  /** Record index of each entry of `ids`. */
+  readonly indexes: number[];
 }
 
-interface PendingCommand {
+interface SiteDayGroups {
+  readonly daily: KeyGroup;
+  readonly byEvent: Map<string, KeyGroup>;
+}
+
+/**
+ * Decodes, validates and groups a batch into the Redis commands that store it. Pure: the
+ * caller sends the commands. Groups are listed (in first-seen order) under their touched-set
+ * member (`715|2024-03-09`, `715|2024-03-09|view`), which is what the SADD for the rollup needs.
+ */
+export function planBatch(
+  records: readonly StreamRecord[],
+  options: {
+    readonly nowMs: number;
+    readonly retention: RetentionSettings;
+    readonly pfaddChunkSize?: number;
+  },
+): BatchPlan {
+  const parser = new EventParser({ nowMs: options.nowMs, retentionDays: options.retention.days });
+  const chunkSize = options.pfaddChunkSize ?? DEFAULT_PFADD_CHUNK;
+  const groups = new Map<string, KeyGroup>();
+  const rejected: RejectedRecord[] = [];
+  const rejectedByReason = new Map<RejectReason, number>();
+  let firstValidIndex = -1;
+  // Nested maps keyed by the record's own strings: grouping allocates nothing per record.
+  const bySite = new Map<string, Map<string, SiteDayGroups>>();
+  const expiries = new Map<string, number>();
+  const newGroup = (
+    siteId: string,
+    day: string,
+    event: string | undefined,
+    index: number,
+  ): KeyGroup => {
+    let expireAt = expiries.get(day);
+    if (expireAt === undefined) {
+      expireAt = expiresAtSeconds({ kind: "day", label: day }, options.retention);
+      expiries.set(day, expireAt);
+    }
+    const g = {
+      key: uniqueVisitorsKey(siteId, day, event),
+      expireAt,
+      firstIndex: index,
+      ids: [],
+      indexes: [],
+    };
+    groups.set(touchedMember(siteId, day, event), g);
+    return g;
+  };
+
+  for (let index = 0; index < records.length; index++) {
+    const record = records[index] as StreamRecord;
+    const parsed = parser.parseData(record.data);
+    if (!parsed.ok) {
+      rejectedByReason.set(
+        parsed.rejection.reason,
+        (rejectedByReason.get(parsed.rejection.reason) ?? 0) + 1,
+      );
+      rejected.push({ index, record: quarantineEntry(record, parsed.rejection, options.nowMs) });
+      continue;
+    }
+    if (firstValidIndex < 0) firstValidIndex = index;
+    const { siteId, event, day, userId } = parsed.event;
+    let days = bySite.get(siteId);
+    if (!days) {
+      days = new Map();
+      bySite.set(siteId, days);
+    }
+    let siteDay = days.get(day);
+    if (!siteDay) {
+      siteDay = { daily: newGroup(siteId, day, undefined, index), byEvent: new Map() };
+      days.set(day, siteDay);
+    }
+    let perEvent = siteDay.byEvent.get(event);
+    if (!perEvent) {
+      perEvent = newGroup(siteId, day, event, index);
+      siteDay.byEvent.set(event, perEvent);
+    }
+    siteDay.daily.ids.push(userId);
+    siteDay.daily.indexes.push(index);
+    perEvent.ids.push(userId);
+    perEvent.indexes.push(index);
+  }
+
+  const commands: HllCommand[] = [];
+  for (const g of groups.values()) {
+    for (let start = 0; start < g.ids.length; start += chunkSize) {
+      const args = g.ids.slice(start, start + chunkSize);
+      commands.push({ name: "pfadd", key: g.key, args, dependsFrom: g.indexes[start] as number });
+    }
+    commands.push({ name: "expireat", key: g.key, at: g.expireAt, dependsFrom: g.firstIndex });
+  }
+  if (groups.size > 0) {
+    commands.push({
+      name: "sadd",
+      key: TOUCHED_KEY,
+      args: [...groups.keys()],
+      dependsFrom: firstValidIndex,
+    });
+  }
+  return { commands, rejected, rejectedByReason, keys: groups.size };
+}
+
+function quarantineEntry(
+  record: StreamRecord,
+  rejection: Rejection,
+  nowMs: number,
+): QuarantinedRecord {
+  const { reason, field, detail } = rejection;
+  const truncated = record.data.length > QUARANTINE_DATA_LIMIT;
+  return {
+    reason,
+    ...(field === undefined ? {} : { field }),
+    detail: truncated
+      ? `${detail} (data truncated to ${QUARANTINE_DATA_LIMIT} characters)`
+      : detail,
+    sequenceNumber: record.sequenceNumber,
+    partitionKey: record.partitionKey,
+    ...(record.eventSourceArn === undefined ? {} : { eventSourceArn: record.eventSourceArn }),
+    ...(record.eventId === undefined ? {} : { eventId: record.eventId }),
+    data: truncated ? record.data.slice(0, QUARANTINE_DATA_LIMIT) : record.data,
+    quarantinedAt: new Date(nowMs).toISOString(),
+  };
+}
+
+/** Issues one planned command (callers issue all before awaiting any, to pipeline them). */
+export function sendCommand(redis: HllWriter, command: HllCommand): Promise<number> {
+  switch (command.name) {
+    case "pfadd":
+      return redis.pfadd(command.key, ...command.args);
+    case "expireat":
+      return redis.expireat(command.key, command.at, "NX");
+    case "sadd":
+      return redis.sadd(command.key, ...command.args);
+  }
+}
+
+interface PendingCall {
   readonly dependsFrom: number;
   readonly describe: string;
   readonly promise: Promise<unknown>;
@@ -97,110 +253,32 @@ export async function ingestBatch(
   deps: IngestDeps,
   options: IngestOptions,
 ): Promise<IngestResult> {
-  const nowMs = deps.now();
-  const parseContext: ParseContext = { nowMs, retentionDays: options.retention.days };
-  const chunkSize = options.pfaddChunkSize ?? DEFAULT_CHUNK;
-  const groups = new Map<string, KeyGroup>();
-  const touched = new Set<string>();
-  const rejected: { index: number; record: QuarantinedRecord }[] = [];
-  const rejectedByReason = new Map<RejectReason, number>();
-  let firstValidIndex = -1;
-  const expiryCache = new Map<string, number>();
-  const dayExpiry = (day: string): number => {
-    let at = expiryCache.get(day);
-    if (at === undefined) {
-      at = expiresAtSeconds({ kind: "day", label: day }, options.retention);
-      expiryCache.set(day, at);
-    }
-    return at;
-  };
-  const addToGroup = (key: string, day: string, userId: string, index: number) => {
-    let group = groups.get(key);
-    if (!group) {
-      group = {
-        key,
-        expireAt: dayExpiry(day),
-        firstIndex: index,
-        ids: [],
-        idFirstIndex: [],
-        seen: new Set(),
-      };
-      groups.set(key, group);
-    }
-    if (!group.seen.has(userId)) {
-      group.seen.add(userId);
-      group.ids.push(userId);
-      group.idFirstIndex.push(index);
-    }
-  };
-
-  for (let index = 0; index < records.length; index++) {
-    const record = records[index] as StreamRecord;
-    const parsed = parseRecordData(record.data, parseContext);
-    if (!parsed.ok) {
-      const { reason, field, detail } = parsed.rejection;
-      rejectedByReason.set(reason, (rejectedByReason.get(reason) ?? 0) + 1);
-      const truncated = record.data.length > QUARANTINE_DATA_LIMIT;
-      rejected.push({
-        index,
-        record: {
-          reason,
-          ...(field === undefined ? {} : { field }),
-          detail: truncated
-            ? `${detail} (data truncated to ${QUARANTINE_DATA_LIMIT} characters)`
-            : detail,
-          sequenceNumber: record.sequenceNumber,
-          partitionKey: record.partitionKey,
-          ...(record.eventSourceArn === undefined ? {} : { eventSourceArn: record.eventSourceArn }),
-          ...(record.eventId === undefined ? {} : { eventId: record.eventId }),
-          data: truncated ? record.data.slice(0, QUARANTINE_DATA_LIMIT) : record.data,
-          quarantinedAt: new Date(nowMs).toISOString(),
-        },
-      });
-      deps.logger.warn("record quarantined", {
-        sequenceNumber: record.sequenceNumber,
-        reason,
-        field,
-        detail,
-      });
-      continue;
-    }
-    if (firstValidIndex < 0) firstValidIndex = index;
-    const { siteId, event, day, userId } = parsed.event;
-    addToGroup(uniqueVisitorsKey(siteId, day), day, userId, index);
-    addToGroup(uniqueVisitorsKey(siteId, day, event), day, userId, index);
-    touched.add(touchedMember(siteId, day));
-    touched.add(touchedMember(siteId, day, event));
+  const plan = planBatch(records, {
+    nowMs: deps.now(),
+    retention: options.retention,
+    ...(options.pfaddChunkSize ? { pfaddChunkSize: options.pfaddChunkSize } : {}),
+  });
+  for (const { record } of plan.rejected) {
+    deps.logger.warn("record quarantined", {
+      sequenceNumber: record.sequenceNumber,
+      reason: record.reason,
+      field: record.field,
+      detail: record.detail,
+    });
   }
 
   // Issue every command before awaiting any, so the client pipelines them per node.
-  const pending: PendingCommand[] = [];
-  for (const group of groups.values()) {
-    for (let start = 0; start < group.ids.length; start += chunkSize) {
-      pending.push({
-        dependsFrom: group.idFirstIndex[start] as number,
-        describe: `PFADD ${group.key}`,
-        promise: deps.redis.pfadd(group.key, ...group.ids.slice(start, start + chunkSize)),
-      });
-    }
+  const pending: PendingCall[] = plan.commands.map((command) => ({
+    dependsFrom: command.dependsFrom,
+    describe: `${command.name.toUpperCase()} ${command.key}`,
+    promise: sendCommand(deps.redis, command),
+  }));
+  const firstRejected = plan.rejected[0];
+  if (firstRejected) {
     pending.push({
-      dependsFrom: group.firstIndex,
-      describe: `EXPIREAT ${group.key}`,
-      promise: deps.redis.expireat(group.key, group.expireAt, "NX"),
-    });
-  }
-  if (touched.size > 0) {
-    pending.push({
-      dependsFrom: firstValidIndex,
-      describe: `SADD ${TOUCHED_KEY}`,
-      promise: deps.redis.sadd(TOUCHED_KEY, ...touched),
-    });
-  }
-  if (rejected.length > 0) {
-    pending.push({
-      dependsFrom: (rejected[0] as { index: number }).index,
+      dependsFrom: firstRejected.index,
       describe: "quarantine",
-      promise: deps.quarantine.send(rejected.map((r) => r.record)),
+      promise: deps.quarantine.send(plan.rejected.map((r) => r.record)),
     });
   }
 
@@ -210,21 +288,22 @@ export async function ingestBatch(
   for (let i = 0; i < pending.length; i++) {
     const state = outcome.states[i];
     if (state?.status === "fulfilled") continue;
-    const command = pending[i] as PendingCommand;
-    if (firstFailedIndex === undefined || command.dependsFrom < firstFailedIndex) {
-      firstFailedIndex = command.dependsFrom;
+    const call = pending[i] as PendingCall;
+    if (firstFailedIndex === undefined || call.dependsFrom < firstFailedIndex) {
+      firstFailedIndex = call.dependsFrom;
       failure =
         state === undefined
-          ? `${command.describe}: no answer before the invocation's deadline`
-          : `${command.describe}: ${errorMessage(state.reason)}`;
+          ? `${call.describe}: no answer before the invocation's deadline`
+          : `${call.describe}: ${errorMessage(state.reason)}`;
     }
   }
 
-  const quarantined = rejected.length;
+  const quarantined = plan.rejected.length;
   deps.metrics.count("RecordsReceived", records.length);
   deps.metrics.count("RecordsQuarantined", quarantined);
-  for (const [reason, n] of rejectedByReason) deps.metrics.count("RecordsRejected", n, { reason });
-  deps.metrics.count("RedisCommands", pending.length);
+  for (const [reason, n] of plan.rejectedByReason)
+    deps.metrics.count("RecordsRejected", n, { reason });
+  deps.metrics.count("RedisCommands", plan.commands.length);
   if (firstFailedIndex !== undefined) {
     deps.metrics.count("BatchFailures", 1);
     deps.metrics.count("RecordsRetried", records.length - firstFailedIndex);
@@ -240,15 +319,15 @@ export async function ingestBatch(
       ? records.length - quarantined
       : countValidBefore(
           firstFailedIndex,
-          rejected.map((r) => r.index),
+          plan.rejected.map((r) => r.index),
         );
   deps.metrics.count("RecordsCounted", counted);
   return {
     received: records.length,
     counted,
     quarantined,
-    keysWritten: groups.size,
-    commands: pending.length,
+    keysWritten: plan.keys,
+    commands: plan.commands.length,
     timedOut: outcome.timedOut,
     ...(firstFailedIndex === undefined ? {} : { firstFailedIndex, failure }),
   };
@@ -262,7 +341,7 @@ type Settled = { status: "fulfilled" } | { status: "rejected"; reason: unknown }
 
 /** Waits for every promise or for the budget to run out; unanswered ones stay undefined. */
 async function settleBefore(
-  pending: readonly PendingCommand[],
+  pending: readonly PendingCall[],
   budgetMs: number,
 ): Promise<{ states: (Settled | undefined)[]; timedOut: boolean }> {
   const states: (Settled | undefined)[] = new Array(pending.length).fill(undefined);

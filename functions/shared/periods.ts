@@ -146,6 +146,14 @@ export function periodEndMs(period: Period): number {
   return dayStartMs(last) + DAY_MS;
 }
 
+/**
+ * Expiry of a daily key in ms: the end of the day plus the retention in days. The hot path of
+ * the consumer uses it per record, so it takes the day's start instead of a label.
+ */
+export function dayExpiresAtMs(dayStart: number, retentionDays: number): number {
+  return dayStart + (1 + retentionDays) * DAY_MS;
+}
+
 export interface RetentionSettings {
   readonly days: number;
   readonly weeks: number;
@@ -162,7 +170,7 @@ export function expiresAtSeconds(period: Period, retention: RetentionSettings): 
   let at: number;
   switch (period.kind) {
     case "day":
-      at = end + retention.days * DAY_MS;
+      at = dayExpiresAtMs(end - DAY_MS, retention.days);
       break;
     case "week":
       at = end + retention.weeks * 7 * DAY_MS;
