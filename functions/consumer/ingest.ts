@@ -14,7 +14,13 @@
  */
 
 import { EventParser, type Rejection, type RejectReason } from "../shared/events.js";
-import { TOUCHED_KEY, touchedMember, uniqueVisitorsKey } from "../shared/keys.js";
+import {
+  SITES_KEY,
+  siteIndexMember,
+  TOUCHED_KEY,
+  touchedMember,
+  uniqueVisitorsKey,
+} from "../shared/keys.js";
 import { expiresAtSeconds, type RetentionSettings } from "../shared/periods.js";
 import type { QuarantinedRecord, QuarantineSink } from "../shared/quarantine.js";
 
@@ -204,6 +210,16 @@ export function planBatch(
       args: [...groups.keys()],
       dependsFrom: firstValidIndex,
     });
+    // The site index a backfill reads: every site and site event type seen.
+    const sites: string[] = [];
+    for (const [siteId, days] of bySite) {
+      sites.push(siteIndexMember(siteId));
+      const events = new Set<string>();
+      for (const siteDay of days.values())
+        for (const event of siteDay.byEvent.keys()) events.add(event);
+      for (const event of events) sites.push(siteIndexMember(siteId, event));
+    }
+    commands.push({ name: "sadd", key: SITES_KEY, args: sites, dependsFrom: firstValidIndex });
   }
   return { commands, rejected, rejectedByReason, keys: groups.size };
 }

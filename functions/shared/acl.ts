@@ -6,13 +6,19 @@
  * CLUSTER SLOTS (slot map), INFO (ready check), PING.
  */
 
-import { TOUCHED_KEY } from "./keys.js";
+import { SITES_KEY, TOUCHED_KEY } from "./keys.js";
 
 const CONNECT = "+ping +info +cluster|slots +cluster|info";
 
 export const ACL_RULES = {
   /** The Kinesis consumer: add ids to daily HLLs, set their deadlines, note touched days. */
-  consumer: `~uv:* ~${TOUCHED_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd`,
+  consumer: `~uv:* ~${TOUCHED_KEY} ~${SITES_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd`,
+  /**
+   * The rollup: merge days into weeks and months, rebuild through a temporary key, and keep its
+   * bookkeeping (lock, touched/pending/work sets). EVAL runs the lock's compare-and-delete; a
+   * script runs with the caller's ACL, so it cannot reach beyond these rules.
+   */
+  rollup: `~uv:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
   /** Operators with redis-cli: read counts and expiries, nothing else. */
   reader: `~uv:* resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot`,
 } as const;

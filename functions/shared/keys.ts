@@ -50,15 +50,36 @@ export function periodKey(siteId: string, period: Period, event?: string): strin
 /**
  * Bookkeeping for the rollup. All in one slot (hash tag `{rollup}`) so they can be moved
  * between each other atomically.
- *   touched: a set the consumer adds to, one member per (site, day) and per (site, day, event)
- *            whose HLL it changed; the rollup drains it.
+ *   touched: set; the consumer adds one member per (site, day) and per (site, day, event)
+ *            whose HLL it changed. A scheduled rollup moves it into `pending`.
+ *   pending: set; what a scheduled rollup is merging. It survives a crashed execution and is
+ *            deleted only when an execution has merged all of it.
+ *   sites:   set; every site (`715`) and site event type (`715|purchase`) the consumer has
+ *            seen, so a backfill knows which keys to recompute.
+ *   work:    sorted set; the (site, period[, event]) items of the running execution, paged by
+ *            rank. Rebuilt by each execution's plan.
+ *   lock:    string; the execution id holding the rollup, with a lease (PX).
  */
 export const ROLLUP_TAG = "{rollup}";
 export const TOUCHED_KEY = `sketchstream:${ROLLUP_TAG}:touched`;
+export const PENDING_KEY = `sketchstream:${ROLLUP_TAG}:pending`;
+export const SITES_KEY = `sketchstream:${ROLLUP_TAG}:sites`;
+export const WORK_KEY = `sketchstream:${ROLLUP_TAG}:work`;
+export const LOCK_KEY = `sketchstream:${ROLLUP_TAG}:lock`;
 
 /** A touched-set member: `715|2024-03-09` for a site's day, `715|2024-03-09|purchase` per event. */
 export function touchedMember(siteId: string, day: string, event?: string): string {
   return event === undefined ? `${siteId}|${day}` : `${siteId}|${day}|${event}`;
+}
+
+/** A site-index member: `715` for the site, `715|purchase` for one of its event types. */
+export function siteIndexMember(siteId: string, event?: string): string {
+  return event === undefined ? siteId : `${siteId}|${event}`;
+}
+
+/** A rollup work item: `715|2024-W10` or `715|2024-03|purchase`. */
+export function workItem(siteId: string, periodLabel: string, event?: string): string {
+  return event === undefined ? `${siteId}|${periodLabel}` : `${siteId}|${periodLabel}|${event}`;
 }
 
 export interface TouchedEntry {

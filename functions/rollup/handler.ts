@@ -1,0 +1,89 @@
+/**
+ * Rollup Lambdas, one bundle with three entry points the state machine calls: `plan`, `merge`
+ * (one page per invocation, inside the Map) and `finish`. Thin wiring of config, Redis and
+ * logs around functions/rollup/rollup.ts; the connection is reused while warm.
+ */
+
+import { Logger } from "@aws-lambda-powertools/logger";
+import { awsRedisDeps } from "../shared/aws-deps.js";
+import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../shared/config.js";
+import { connectRedis, type RedisConnection } from "../shared/redis-client.js";
+import {
+  type FinishInput,
+  finishRollup,
+  type MergeInput,
+  type MergeOutput,
+  mergePage,
+  type PlanInput,
+  type PlanOutput,
+  planRollup,
+  type RollupOutput,
+  type RollupRedis,
+  type RollupSettings,
+} from "./rollup.js";
+
+export interface RollupHandlerOptions {
+  readonly logger?: Logger;
+  /** Wraps the Redis client, e.g. to inject faults in tests. */
+  readonly wrapRedis?: (redis: RollupRedis) => RollupRedis;
+  readonly now?: () => number;
+  readonly settings?: Partial<Omit<RollupSettings, "retention">>;
+}
+
+export interface RollupHandlers {
+  plan(event: PlanInput): Promise<PlanOutput>;
+  merge(event: MergeInput): Promise<MergeOutput>;
+  finish(event: FinishInput): Promise<RollupOutput>;
+  close(): void;
+}
+
+export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {}): RollupHandlers {
+  const logger = options.logger ?? new Logger({ serviceName: "sketchstream-rollup" });
+  const now = options.now ?? Date.now;
+  let config: RuntimeConfig | undefined;
+  let connection: RedisConnection | undefined;
+
+  const redis = async (): Promise<{ client: RollupRedis; settings: RollupSettings }> => {
+    config ??= loadRuntimeConfig(env);
+    if (!connection) connection = await connectRedis(config.redis, awsRedisDeps(config.redis));
+    await connection.refreshAuth();
+    const client: RollupRedis = connection.client;
+    return {
+      client: options.wrapRedis ? options.wrapRedis(client) : client,
+      settings: { retention: config.retention, ...options.settings },
+    };
+  };
+
+  return {
+    async plan(event) {
+      const { client, settings } = await redis();
+      const out = await planRollup(client, settings, event);
+      logger.info("rollup planned", {
+        executionId: event.executionId,
+        ...(out.status === "ready" ? out.plan : out),
+      });
+      return out;
+    },
+    async merge(event) {
+      const { client, settings } = await redis();
+      const out = await mergePage(client, settings, event);
+      logger.info("rollup page merged", { executionId: event.plan.executionId, ...out });
+      return out;
+    },
+    async finish(event) {
+      const { client } = await redis();
+      const out = await finishRollup(client, event, now());
+      logger.info("rollup finished", { ...out, periods: undefined });
+      return out;
+    },
+    close() {
+      connection?.close();
+      connection = undefined;
+    },
+  };
+}
+
+const handlers = createRollupHandlers(process.env);
+export const plan = handlers.plan;
+export const merge = handlers.merge;
+export const finish = handlers.finish;

@@ -1,0 +1,376 @@
+/**
+ * The rollup's domain logic: which (site, period[, event]) keys need merging, and merging a
+ * page of them. The state machine (state-machines/rollup.asl.json) calls it in three steps:
+ *
+ *   plan    take the lock; for a scheduled run move `touched` into `pending` (atomically) and
+ *           turn its (site, day[, event]) members into work items, one per week and month
+ *           key they touch; for a backfill, every week and month overlapping the range for
+ *           every known site. Items go into the `work` sorted set; the plan returns page
+ *           numbers only, so no state payload grows with the number of sites.
+ *   merge   one page: PFMERGE each period key from its days (scheduled: into the key itself,
+ *           since days only grow; backfill: into a temporary key that then replaces the key,
+ *           since PFMERGE keeps whatever the destination held), with EXPIREAT … NX deadlines.
+ *   finish  after every page merged: drop `pending` and `work`, release the lock.
+ *
+ * Every merge is idempotent (register-wise max), so a retried page or a re-planned execution
+ * after a crash gives the same HLLs; `pending` is only dropped once all of it was merged.
+ */
+
+import {
+  LOCK_KEY,
+  PENDING_KEY,
+  parseTouchedMember,
+  SITES_KEY,
+  TOUCHED_KEY,
+  uniqueVisitorsKey,
+  WORK_KEY,
+  workItem,
+} from "../shared/keys.js";
+import {
+  dayExpiresAtMs,
+  dayStartMs,
+  daysInPeriod,
+  daysInRange,
+  expiresAtSeconds,
+  isoWeekOf,
+  monthOf,
+  type Period,
+  type PeriodKind,
+  type RetentionSettings,
+} from "../shared/periods.js";
+import { parseRollupInput, RollupInputError, type RollupMode } from "./input.js";
+
+/** The Redis commands the rollup uses; an ioredis Redis or Cluster satisfies it. */
+export interface RollupRedis {
+  set(key: string, value: string, px: "PX", ms: number, nx: "NX"): Promise<"OK" | null>;
+  get(key: string): Promise<string | null>;
+  pexpire(key: string, ms: number): Promise<number>;
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  sunionstore(destination: string, ...keys: string[]): Promise<number>;
+  del(...keys: string[]): Promise<number>;
+  sscan(key: string, cursor: string, count: "COUNT", n: number): Promise<[string, string[]]>;
+  zadd(key: string, nx: "NX", ...scoreMembers: (string | number)[]): Promise<number | null>;
+  zcard(key: string): Promise<number>;
+  zrange(key: string, start: number, stop: number): Promise<string[]>;
+  pfmerge(destination: string, ...sources: string[]): Promise<"OK">;
+  expireat(key: string, unixTimeSeconds: number, nx?: "NX"): Promise<number>;
+  exists(...keys: string[]): Promise<number>;
+  rename(key: string, newKey: string): Promise<"OK">;
+  multi(): {
+    sunionstore(d: string, ...k: string[]): unknown;
+    del(...k: string[]): unknown;
+    exec(): Promise<unknown>;
+  };
+}
+
+export class RollupLockLostError extends Error {
+  override name = "RollupLockLostError";
+}
+
+export interface RollupSettings {
+  readonly retention: RetentionSettings;
+  /** How long the lock lives without renewal. Default 15 minutes. */
+  readonly lockLeaseMs?: number;
+  /** Upper bound of pages per execution, which bounds the Map's history events. Default 500. */
+  readonly maxPages?: number;
+  /** Smallest page. Default 2000 items. */
+  readonly minPageSize?: number;
+}
+
+export interface PlanInput {
+  readonly input: unknown;
+  readonly executionId: string;
+  /** `$$.Execution.StartTime`: every date decision comes from it, not from a Lambda clock. */
+  readonly startTime: string;
+  readonly attempt?: number;
+}
+
+/** What every page and the finish step need to know about the execution. */
+export interface PlanSummary {
+  readonly executionId: string;
+  readonly startTime: string;
+  readonly mode: RollupMode["mode"];
+  readonly from?: string;
+  readonly to?: string;
+  readonly items: number;
+  readonly pageSize: number;
+  readonly sites: number;
+  readonly periods: readonly string[];
+}
+
+export type PlanOutput =
+  | { readonly status: "busy"; readonly attempt: number; readonly heldBy: string | null }
+  | {
+      readonly status: "ready";
+      readonly attempt: number;
+      readonly plan: PlanSummary;
+      readonly pages: number[];
+    };
+
+export interface MergeInput {
+  readonly plan: PlanSummary;
+  readonly page: number;
+}
+
+export interface MergeOutput {
+  readonly page: number;
+  readonly merged: number;
+  readonly keysWritten: number;
+  readonly keysRemoved: number;
+}
+
+export interface FinishInput {
+  readonly plan?: PlanSummary;
+  readonly results?: readonly MergeOutput[];
+  readonly outcome: "succeeded" | "failed";
+  readonly executionId?: string;
+}
+
+export interface RollupOutput {
+  readonly status: "succeeded" | "failed";
+  readonly mode?: RollupMode["mode"];
+  readonly from?: string;
+  readonly to?: string;
+  readonly periods?: readonly string[];
+  readonly periodsMerged?: number;
+  readonly sitesMerged?: number;
+  readonly itemsMerged?: number;
+  readonly keysWritten?: number;
+  readonly keysRemoved?: number;
+  readonly durationMs?: number;
+}
+
+const DEFAULT_LEASE_MS = 15 * 60_000;
+const SCAN_COUNT = 5000;
+const ZADD_BATCH = 5000;
+
+// Compare-and-delete: only the holder may release the lock.
+const RELEASE_LOCK = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
+
+function startMs(startTime: string): number {
+  const ms = Date.parse(startTime);
+  if (Number.isNaN(ms))
+    throw new RollupInputError(`startTime "${startTime}" is not an ISO-8601 time`);
+  return ms;
+}
+
+/** Parses a work item back into its key parts. */
+export function parseWorkItem(item: string): { siteId: string; period: Period; event?: string } {
+  const [siteId, label, event] = item.split("|") as [string, string, string | undefined];
+  const kind: PeriodKind = label.includes("W") ? "week" : "month";
+  return event === undefined
+    ? { siteId, period: { kind, label } }
+    : { siteId, period: { kind, label }, event };
+}
+
+/** Adds items to the work set in batches; ZADD NX keeps the first rank of a repeated item. */
+class WorkWriter {
+  private batch: (string | number)[] = [];
+  private next = 0;
+  readonly sites = new Set<string>();
+  readonly periods = new Set<string>();
+
+  constructor(private readonly redis: RollupRedis) {}
+
+  async add(siteId: string, period: string, event?: string): Promise<void> {
+    this.sites.add(siteId);
+    this.periods.add(period);
+    this.batch.push(this.next++, workItem(siteId, period, event));
+    if (this.batch.length >= ZADD_BATCH * 2) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.batch.length === 0) return;
+    const args = this.batch;
+    this.batch = [];
+    await this.redis.zadd(WORK_KEY, "NX", ...args);
+  }
+}
+
+async function scanSet(
+  redis: RollupRedis,
+  key: string,
+  each: (member: string) => Promise<void>,
+): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, members] = await redis.sscan(key, cursor, "COUNT", SCAN_COUNT);
+    for (const member of members) await each(member);
+    cursor = next;
+  } while (cursor !== "0");
+}
+
+/** Weeks and months that overlap a range, each with all of its days. */
+function periodsOverlapping(from: string, to: string): Period[] {
+  const seen = new Map<string, Period>();
+  for (const day of daysInRange(from, to)) {
+    for (const period of [
+      { kind: "week", label: isoWeekOf(day) },
+      { kind: "month", label: monthOf(day) },
+    ] as Period[]) {
+      seen.set(period.label, period);
+    }
+  }
+  return [...seen.values()];
+}
+
+export async function planRollup(
+  redis: RollupRedis,
+  settings: RollupSettings,
+  input: PlanInput,
+): Promise<PlanOutput> {
+  // Validate everything before writing anything: bad input fails with nothing changed.
+  const mode = parseRollupInput(input.input);
+  const now = startMs(input.startTime);
+  const attempt = input.attempt ?? 0;
+  let backfillPeriods: Period[] = [];
+  if (mode.mode === "backfill") {
+    backfillPeriods = periodsOverlapping(mode.from, mode.to);
+    for (const period of backfillPeriods) {
+      const first = daysInPeriod(period)[0] as string;
+      if (dayExpiresAtMs(dayStartMs(first), settings.retention.days) <= now) {
+        throw new RollupInputError(
+          `${period.label} cannot be recomputed: its day ${first} is past the ${settings.retention.days}-day retention of daily keys, so a rebuild would drop data. Choose a range whose weeks and months start within the last ${settings.retention.days} days.`,
+        );
+      }
+    }
+  }
+
+  const lease = settings.lockLeaseMs ?? DEFAULT_LEASE_MS;
+  const taken = await redis.set(LOCK_KEY, input.executionId, "PX", lease, "NX");
+  if (taken === null) {
+    const holder = await redis.get(LOCK_KEY);
+    // A retried plan of the same execution already holds it.
+    if (holder !== input.executionId)
+      return { status: "busy", attempt: attempt + 1, heldBy: holder };
+    await redis.pexpire(LOCK_KEY, lease);
+  }
+
+  await redis.del(WORK_KEY);
+  const work = new WorkWriter(redis);
+  if (mode.mode === "scheduled") {
+    // Atomic: an id the consumer adds meanwhile lands in `touched`, for the next run.
+    const tx = redis.multi();
+    tx.sunionstore(PENDING_KEY, PENDING_KEY, TOUCHED_KEY);
+    tx.del(TOUCHED_KEY);
+    await tx.exec();
+    await scanSet(redis, PENDING_KEY, async (member) => {
+      const { siteId, day, event } = parseTouchedMember(member);
+      await work.add(siteId, isoWeekOf(day), event);
+      await work.add(siteId, monthOf(day), event);
+    });
+  } else {
+    await scanSet(redis, SITES_KEY, async (member) => {
+      const [siteId, event] = member.split("|") as [string, string | undefined];
+      for (const period of backfillPeriods) await work.add(siteId, period.label, event);
+    });
+  }
+  await work.flush();
+  const items = await redis.zcard(WORK_KEY);
+  const maxPages = settings.maxPages ?? 500;
+  const pageSize = Math.max(settings.minPageSize ?? 2000, Math.ceil(items / maxPages));
+  const pageCount = Math.ceil(items / pageSize);
+  const plan: PlanSummary = {
+    executionId: input.executionId,
+    startTime: input.startTime,
+    mode: mode.mode,
+    ...(mode.mode === "backfill" ? { from: mode.from, to: mode.to } : {}),
+    items,
+    pageSize,
+    sites: work.sites.size,
+    periods: [...work.periods].sort(),
+  };
+  return { status: "ready", attempt, plan, pages: Array.from({ length: pageCount }, (_, i) => i) };
+}
+
+/** Renews the lease, or fails the page if another execution took the lock. */
+async function holdLock(redis: RollupRedis, executionId: string, lease: number): Promise<void> {
+  const holder = await redis.get(LOCK_KEY);
+  if (holder !== executionId) {
+    throw new RollupLockLostError(
+      `execution ${executionId} no longer holds the rollup lock (held by ${holder ?? "nobody"}): its lease expired; the next run redoes the work`,
+    );
+  }
+  await redis.pexpire(LOCK_KEY, lease);
+}
+
+export async function mergePage(
+  redis: RollupRedis,
+  settings: RollupSettings,
+  input: MergeInput,
+): Promise<MergeOutput> {
+  const { plan, page } = input;
+  await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
+  const start = page * plan.pageSize;
+  const items = await redis.zrange(WORK_KEY, start, start + plan.pageSize - 1);
+  const targets = items.map((item) => {
+    const { siteId, period, event } = parseWorkItem(item);
+    const key = uniqueVisitorsKey(siteId, period.label, event);
+    const days = daysInPeriod(period).map((day) => uniqueVisitorsKey(siteId, day, event));
+    return { key, days, expireAt: expiresAtSeconds(period, settings.retention) };
+  });
+
+  let keysWritten = 0;
+  let keysRemoved = 0;
+  if (plan.mode === "scheduled") {
+    // Days only grow, so merging them into the period key itself is exact and idempotent.
+    await Promise.all(
+      targets.map(async (t) => {
+        await Promise.all([
+          redis.pfmerge(t.key, ...t.days),
+          redis.expireat(t.key, t.expireAt, "NX"),
+        ]);
+        keysWritten++;
+      }),
+    );
+  } else {
+    // Recompute from the days alone, into a temporary key that then replaces the period key.
+    const present = await Promise.all(targets.map((t) => redis.exists(...t.days)));
+    await Promise.all(
+      targets.map(async (t, i) => {
+        if (present[i] === 0) {
+          keysRemoved += await redis.del(t.key);
+          return;
+        }
+        const temporary = `${t.key}:rebuild`;
+        await Promise.all([
+          redis.del(temporary),
+          redis.pfmerge(temporary, ...t.days),
+          redis.expireat(temporary, t.expireAt),
+        ]);
+        await redis.rename(temporary, t.key);
+        keysWritten++;
+      }),
+    );
+  }
+  return { page, merged: items.length, keysWritten, keysRemoved };
+}
+
+export async function finishRollup(
+  redis: RollupRedis,
+  input: FinishInput,
+  nowMs: number,
+): Promise<RollupOutput> {
+  const plan = input.plan;
+  const executionId = plan?.executionId ?? input.executionId;
+  if (input.outcome === "succeeded" && plan) {
+    await holdLock(redis, plan.executionId, DEFAULT_LEASE_MS);
+    // Everything planned was merged: only now may the pending set go.
+    await redis.del(WORK_KEY, ...(plan.mode === "scheduled" ? [PENDING_KEY] : []));
+  }
+  if (executionId) await redis.eval(RELEASE_LOCK, 1, LOCK_KEY, executionId);
+  if (!plan) return { status: input.outcome };
+  const results = input.results ?? [];
+  return {
+    status: input.outcome,
+    mode: plan.mode,
+    ...(plan.from ? { from: plan.from, to: plan.to } : {}),
+    periods: plan.periods,
+    periodsMerged: plan.periods.length,
+    sitesMerged: plan.sites,
+    itemsMerged: results.reduce((n, r) => n + r.merged, 0),
+    keysWritten: results.reduce((n, r) => n + r.keysWritten, 0),
+    keysRemoved: results.reduce((n, r) => n + r.keysRemoved, 0),
+    durationMs: Math.max(0, nowMs - startMs(plan.startTime)),
+  };
+}
