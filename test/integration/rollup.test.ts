@@ -1,0 +1,471 @@
+/**
+ * The rollup workflow, run for real: the ASL file executed by aws-local-stepfunctions with the
+ * real handlers, against a real Redis Cluster of its own (the rollup's lock and bookkeeping
+ * keys are global, so this file does not share them with the others). Data is written by the
+ * real consumer handler. Day lists of weeks and months come from the tests' own calendar.
+ */
+
+import { Cluster } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
+import type { RollupRedis } from "../../functions/rollup/rollup.js";
+import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { runRollupLocally } from "../../local/rollup-runner.js";
+import { hllSame } from "../helpers/hll.js";
+import { kinesisEvent } from "../helpers/kinesis.js";
+import { dayLabel, dayNumber, isoWeekLabel } from "../unit/calendar.js";
+
+const DAY = 86_400_000;
+const EVENTS = ["view", "like", "cart", "purchase"] as const;
+
+let cluster: RunningRedisCluster;
+let redis: Cluster;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ primaries: 3 });
+  redis = new Cluster([{ host: "127.0.0.1", port: cluster.ports[0] as number }]);
+  env = {
+    REDIS_ENDPOINT: cluster.endpoint,
+    REDIS_TLS: "false",
+    QUARANTINE_FILE: `${cluster.dir}/quarantine.jsonl`,
+  };
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await cluster?.stop();
+});
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Event {
+  readonly user_id: string;
+  readonly site_id: string;
+  readonly event: string;
+  readonly event_time: string;
+}
+
+async function consume(
+  events: readonly Event[],
+  extraEnv: Record<string, string> = {},
+  nowMs?: number,
+) {
+  const handler = createConsumerHandler({ ...env, ...extraEnv }, nowMs ? { now: () => nowMs } : {});
+  try {
+    for (let i = 0; i < events.length; i += 10_000) {
+      const result = await handler(kinesisEvent(events.slice(i, i + 10_000)));
+      expect(result.batchItemFailures).toEqual([]);
+    }
+  } finally {
+    handler.close();
+  }
+}
+
+/** Every week and month overlapping the days, with all of their days (tests' own calendar). */
+function periodsOf(days: readonly string[]): Map<string, string[]> {
+  const numbers = days.map(dayNumber);
+  const periods = new Map<string, string[]>();
+  const wanted = new Set<string>();
+  for (const z of numbers) {
+    wanted.add(isoWeekLabel(z));
+    wanted.add(dayLabel(z).slice(0, 7));
+  }
+  for (let z = Math.min(...numbers) - 40; z <= Math.max(...numbers) + 40; z++) {
+    for (const label of [isoWeekLabel(z), dayLabel(z).slice(0, 7)]) {
+      if (!wanted.has(label)) continue;
+      const list = periods.get(label) ?? [];
+      list.push(dayLabel(z));
+      periods.set(label, list);
+    }
+  }
+  return periods;
+}
+
+/**
+ * Checks every week and month key of the sites: PFCOUNT equals PFCOUNT of the union of its day
+ * keys, and the registers equal an independent PFMERGE of the days done here.
+ */
+async function expectRolledUp(
+  sites: readonly string[],
+  days: readonly string[],
+  events: readonly (string | undefined)[],
+) {
+  let checked = 0;
+  for (const site of sites) {
+    for (const [label, periodDays] of periodsOf(days)) {
+      for (const event of events) {
+        const prefix = event ? `uv:{site_id=${site}}:event=${event}:` : `uv:{site_id=${site}}:`;
+        const dayKeys = periodDays.map((d) => `${prefix}${d}`) as [string, ...string[]];
+        if ((await redis.exists(...dayKeys)) === 0) continue;
+        const key = `${prefix}${label}`;
+        const ref = `ref${key.slice(2)}`;
+        await redis.del(ref);
+        await redis.pfmerge(ref, ...dayKeys);
+        const [count, unionCount] = [await redis.pfcount(key), await redis.pfcount(...dayKeys)];
+        expect(count, `PFCOUNT ${key} = PFCOUNT of its ${dayKeys.length} days`).toBe(unionCount);
+        expect(
+          hllSame(await redis.getBuffer(key), await redis.getBuffer(ref)),
+          `${key} equals the reference merge`,
+        ).toBe(true);
+        checked++;
+      }
+    }
+  }
+  return checked;
+}
+
+async function snapshot(keys: readonly string[]): Promise<Map<string, Buffer | null>> {
+  const out = new Map<string, Buffer | null>();
+  for (const key of keys) out.set(key, await redis.getBuffer(key));
+  return out;
+}
+
+async function totalKeys(): Promise<number> {
+  let n = 0;
+  for (const port of cluster.ports) {
+    const node = redis.nodes("master").find((m) => m.options.port === port);
+    if (node) n += await node.dbsize();
+  }
+  return n;
+}
+
+describe("rollup over 60 days and 50 sites", () => {
+  const now = Date.now();
+  const days = Array.from({ length: 60 }, (_, i) =>
+    new Date(now - (59 - i) * DAY).toISOString().slice(0, 10),
+  );
+  const sites = Array.from({ length: 50 }, (_, i) => `big${i}`);
+
+  beforeAll(async () => {
+    const random = rng(7);
+    const events: Event[] = [];
+    for (const site of sites) {
+      for (const day of days) {
+        const n = 5 + Math.floor(random() * 20);
+        for (let i = 0; i < n; i++) {
+          events.push({
+            user_id: `u-${Math.floor(random() * 400)}`,
+            site_id: site,
+            event: EVENTS[Math.floor(random() * EVENTS.length)] as string,
+            event_time: `${day} ${String(Math.floor(random() * 24)).padStart(2, "0")}:15:00`,
+          });
+        }
+      }
+    }
+    await consume(events);
+  });
+
+  it("merges every week and month of every site and event type, equal to a reference merge", async () => {
+    const result = await runRollupLocally({
+      env,
+      input: {},
+      startTime: new Date(now),
+      fastTimers: true,
+    });
+    expect(result.status, result.cause).toBe("SUCCEEDED");
+    const output = result.output as Record<string, number>;
+    expect(output.sitesMerged).toBe(50);
+    expect(output.itemsMerged).toBe(output.keysWritten);
+    const checked = await expectRolledUp(sites, days, [undefined, ...EVENTS]);
+    expect(checked).toBe(output.keysWritten);
+    // The touched set was drained and the bookkeeping cleared.
+    expect(await redis.scard(TOUCHED_KEY)).toBe(0);
+    expect(await redis.exists(PENDING_KEY, LOCK_KEY)).toBe(0);
+  });
+
+  it("re-running gives equal HLLs, and a scheduled run with nothing touched merges nothing", async () => {
+    const keys = [...periodsOf(days).keys()].map((label) => `uv:{site_id=big3}:${label}`);
+    const before = await snapshot(keys);
+    const again = await runRollupLocally({
+      env,
+      input: {},
+      startTime: new Date(now),
+      fastTimers: true,
+    });
+    expect(again.status).toBe("SUCCEEDED");
+    expect((again.output as Record<string, number>).itemsMerged).toBe(0);
+    const from = `${days[59]?.slice(0, 7)}-01`;
+    for (let run = 0; run < 2; run++) {
+      const backfill = await runRollupLocally({
+        env,
+        input: { from, to: days[59] },
+        startTime: new Date(now),
+        fastTimers: true,
+      });
+      expect(backfill.status, backfill.cause).toBe("SUCCEEDED");
+    }
+    for (const [key, value] of await snapshot(keys)) {
+      const old = before.get(key) ?? null;
+      if (old === null) continue;
+      expect(hllSame(value, old), `${key} unchanged by re-runs`).toBe(true);
+    }
+  });
+
+  it("reflects late data for a day three weeks back after the next scheduled run", async () => {
+    const lateDay = days[59 - 21] as string;
+    const site = "big7";
+    const week = isoWeekLabel(dayNumber(lateDay));
+    const month = lateDay.slice(0, 7);
+    const before = await snapshot([
+      `uv:{site_id=${site}}:${week}`,
+      `uv:{site_id=${site}}:${month}`,
+    ]);
+    const late = Array.from({ length: 300 }, (_, i) => ({
+      user_id: `late-${i}`,
+      site_id: site,
+      event: "purchase",
+      event_time: `${lateDay} 09:00:00`,
+    }));
+    await consume(late);
+    const result = await runRollupLocally({
+      env,
+      input: {},
+      startTime: new Date(now),
+      fastTimers: true,
+    });
+    expect(result.status).toBe("SUCCEEDED");
+    expect((result.output as { periods: string[] }).periods.sort()).toEqual([month, week].sort());
+    for (const [key, old] of await snapshot([...before.keys()])) {
+      expect(hllSame(old, before.get(key) ?? null), `${key} changed`).toBe(false);
+    }
+    await expectRolledUp([site], [lateDay], [undefined, "purchase"]);
+  });
+
+  it("refuses a backfill whose periods have days past retention, writing nothing", async () => {
+    const keysBefore = await totalKeys();
+    const old = new Date(now - 70 * DAY).toISOString().slice(0, 10);
+    const result = await runRollupLocally({
+      env,
+      input: { from: old, to: days[59] },
+      startTime: new Date(now),
+      fastTimers: true,
+    });
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe("RollupInputError");
+    expect(result.cause).toMatch(
+      /past the 62-day retention of daily keys, so a rebuild would drop data/,
+    );
+    expect(await totalKeys()).toBe(keysBefore);
+  });
+});
+
+describe("ISO week edges", () => {
+  it("puts 2024-12-30 in 2025-W01 and its users in the right weeks and months", async () => {
+    // A pinned clock in January 2025; a long daily retention keeps the keys alive in real time.
+    const now = Date.parse("2025-01-10T12:00:00Z");
+    const extraEnv = { RETENTION_DAYS: "1000" };
+    const site = "edge";
+    const byDay: Record<string, string[]> = {
+      "2024-12-29": ["a", "b"],
+      "2024-12-30": ["c", "d"],
+      "2024-12-31": ["e"],
+      "2025-01-01": ["f", "g"],
+      "2025-01-05": ["h"],
+      "2025-01-06": ["i"],
+    };
+    const events = Object.entries(byDay).flatMap(([day, users]) =>
+      users.map((user_id) => ({
+        user_id,
+        site_id: site,
+        event: "view",
+        event_time: `${day} 10:00:00`,
+      })),
+    );
+    await consume(events, extraEnv, now);
+    const result = await runRollupLocally({
+      env: { ...env, ...extraEnv },
+      input: {},
+      startTime: new Date(now),
+      fastTimers: true,
+    });
+    expect(result.status, result.cause).toBe("SUCCEEDED");
+    const count = (label: string) => redis.pfcount(`uv:{site_id=${site}}:${label}`);
+    expect(await count("2024-W52")).toBe(2);
+    expect(await count("2025-W01")).toBe(6); // Monday 2024-12-30 to Sunday 2025-01-05
+    expect(await count("2025-W02")).toBe(1);
+    expect(await count("2024-12")).toBe(5);
+    expect(await count("2025-01")).toBe(4);
+    expect(await redis.exists(`uv:{site_id=${site}}:2024-W01`)).toBe(0);
+    await expectRolledUp([site], Object.keys(byDay), [undefined, "view"]);
+  });
+});
+
+/** Records when each execution's merges ran. */
+function timedHandlers(
+  label: string,
+  log: { label: string; start: number; end: number }[],
+): RollupHandlers {
+  const inner = createRollupHandlers(env);
+  return {
+    ...inner,
+    async merge(event) {
+      const start = performance.now();
+      // Slow pages: without the lock, the other execution's plan would finish meanwhile and
+      // its merges would overlap these.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      try {
+        return await inner.merge(event);
+      } finally {
+        log.push({ label, start, end: performance.now() });
+      }
+    },
+  };
+}
+
+describe("exclusive and crash-safe", () => {
+  const now = Date.now();
+  const day = new Date(now).toISOString().slice(0, 10);
+  const days = [day, new Date(now - 10 * DAY).toISOString().slice(0, 10)];
+
+  async function touchSites(sites: readonly string[], users: number) {
+    const events: Event[] = [];
+    for (const site of sites) {
+      for (const d of days) {
+        for (let i = 0; i < users; i++) {
+          events.push({
+            user_id: `x${i}`,
+            site_id: site,
+            event: EVENTS[i % 4] as string,
+            event_time: `${d} 11:00:00`,
+          });
+        }
+      }
+    }
+    await consume(events);
+  }
+
+  it("runs two executions started together one after the other, losing nothing", async () => {
+    const sites = Array.from({ length: 40 }, (_, i) => `ex${i}`);
+    await touchSites(sites, 30);
+    const log: { label: string; start: number; end: number }[] = [];
+    const plans: { label: string; status: string }[] = [];
+    const [a, b] = await Promise.all([
+      runRollupLocally({
+        env,
+        input: {},
+        handlers: timedHandlers("a", log, plans),
+        fastTimers: true,
+        executionName: "a",
+      }),
+      runRollupLocally({
+        env,
+        input: { from: `${day.slice(0, 7)}-01`, to: day },
+        handlers: timedHandlers("b", log, plans),
+        fastTimers: true,
+        executionName: "b",
+      }),
+    ]);
+    expect(a.status, a.cause).toBe("SUCCEEDED");
+    expect(b.status, b.cause).toBe("SUCCEEDED");
+    const spans = (label: string) => log.filter((e) => e.label === label);
+    expect(spans("a").length).toBeGreaterThan(0);
+    expect(spans("b").length).toBeGreaterThan(0);
+    const [first, second] =
+      Math.min(...spans("a").map((e) => e.start)) < Math.min(...spans("b").map((e) => e.start))
+        ? ["a", "b"]
+        : ["b", "a"];
+    const firstEnd = Math.max(...spans(first as string).map((e) => e.end));
+    const secondStart = Math.min(...spans(second as string).map((e) => e.start));
+    expect(firstEnd, "no merge of the second execution while the first merges").toBeLessThanOrEqual(
+      secondStart,
+    );
+    await expectRolledUp(sites, days, [undefined, ...EVENTS]);
+  });
+
+  it("completes after a crash in the middle of a page, equal to the fault-free result", async () => {
+    const sites = Array.from({ length: 30 }, (_, i) => `crash${i}`);
+    await touchSites(sites, 25);
+    let merges = 0;
+    let crashes = 0;
+    const crashing = (failAlways: boolean) =>
+      createRollupHandlers(env, {
+        settings: { minPageSize: 40 },
+        wrapRedis: (client) =>
+          new Proxy(client, {
+            get(target, prop, receiver) {
+              if (prop !== "pfmerge") return Reflect.get(target, prop, receiver);
+              return (...args: string[]) => {
+                merges++;
+                if (merges % 25 === 0 && (failAlways || crashes === 0)) {
+                  crashes++;
+                  throw new Error(`injected crash after ${merges} merges`);
+                }
+                return (target as RollupRedis).pfmerge(args[0] as string, ...args.slice(1));
+              };
+            },
+          }),
+      });
+
+    // Every attempt crashes: the execution fails, the lock is freed, the pending work stays.
+    const failing = crashing(true);
+    const failed = await runRollupLocally({ env, input: {}, handlers: failing, fastTimers: true });
+    failing.close();
+    expect(failed.status).toBe("FAILED");
+    expect(failed.cause).toMatch(/injected crash/);
+    expect(await redis.exists(LOCK_KEY)).toBe(0);
+    expect(await redis.scard(PENDING_KEY)).toBeGreaterThan(0);
+
+    // The next run crashes once mid-page; the Map's Retry finishes it.
+    crashes = 0;
+    const once = crashing(false);
+    const recovered = await runRollupLocally({ env, input: {}, handlers: once, fastTimers: true });
+    once.close();
+    expect(crashes).toBe(1);
+    expect(recovered.status, recovered.cause).toBe("SUCCEEDED");
+    expect(await redis.exists(PENDING_KEY, LOCK_KEY)).toBe(0);
+    await expectRolledUp(sites, days, [undefined, ...EVENTS]);
+  });
+
+  it("pages the work: many small pages give the same result", async () => {
+    const sites = Array.from({ length: 60 }, (_, i) => `page${i}`);
+    await touchSites(sites, 5);
+    const handlers = createRollupHandlers(env, { settings: { minPageSize: 25, maxPages: 1000 } });
+    const result = await runRollupLocally({ env, input: {}, handlers, fastTimers: true });
+    handlers.close();
+    expect(result.status, result.cause).toBe("SUCCEEDED");
+    const output = result.output as Record<string, number>;
+    // 60 sites x 2 days x (site + 4 events) -> weeks and months; at most 25 items a page.
+    expect(output.itemsMerged).toBeGreaterThan(25 * 10);
+    await expectRolledUp(sites, days, [undefined, ...EVENTS]);
+  });
+});
+
+describe("bad input", () => {
+  const cases: [string, unknown, RegExp][] = [
+    ["not an object", "yesterday", /must be a JSON object/],
+    ["unknown field", { form: "2024-03-01" }, /unknown rollup input field\(s\) form/],
+    ["only from", { from: "2024-03-01" }, /needs both "from" and "to"/],
+    [
+      "impossible date",
+      { from: "2024-02-30", to: "2024-03-01" },
+      /"from": "2024-02-30" is not a calendar date/,
+    ],
+    ["reversed range", { from: "2024-03-09", to: "2024-03-01" }, /is before "from"/],
+  ];
+  for (const [name, input, cause] of cases) {
+    it(`fails clearly and writes nothing: ${name}`, async () => {
+      await redis.sadd(TOUCHED_KEY, "keep|2024-03-09");
+      const keysBefore = await totalKeys();
+      const result = await runRollupLocally({ env, input, fastTimers: true });
+      expect(result.status).toBe("FAILED");
+      expect(result.error).toBe("RollupInputError");
+      expect(result.cause).toMatch(cause);
+      expect(await totalKeys()).toBe(keysBefore);
+      expect(await redis.sismember(TOUCHED_KEY, "keep|2024-03-09")).toBe(1);
+      expect(await redis.exists(LOCK_KEY)).toBe(0);
+      await redis.srem(TOUCHED_KEY, "keep|2024-03-09");
+    });
+  }
+});
