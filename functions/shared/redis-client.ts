@@ -14,6 +14,8 @@ import type { RedisSettings } from "./config.js";
 
 export type RedisClient = Redis | Cluster;
 
+const AUTO_PIPELINING_IGNORED = ["eval", "evalsha"];
+
 /** MemoryDB IAM tokens are valid for 15 minutes; a fresh one is made well before that. */
 export const IAM_TOKEN_LIFETIME_S = 900;
 export const IAM_TOKEN_REFRESH_MS = 10 * 60_000;
@@ -138,6 +140,9 @@ export async function connectRedis(
       dnsLookup: (address, callback) => callback(null, address),
       redisOptions: nodeOptions,
       enableAutoPipelining: true,
+      // An auto-pipelined EVAL that shares a batch with keys of other slots is refused
+      // ("All keys in the pipeline should belong to the same slots allocation group").
+      autoPipeliningIgnoredCommands: AUTO_PIPELINING_IGNORED,
       slotsRefreshTimeout: 2000,
       clusterRetryStrategy: (times) => Math.min(100 * 2 ** times, 2000),
     };
@@ -148,6 +153,7 @@ export async function connectRedis(
       host: settings.host,
       port: settings.port,
       enableAutoPipelining: true,
+      autoPipeliningIgnoredCommands: AUTO_PIPELINING_IGNORED,
     });
   }
   // ioredis logs unhandled 'error' events to stderr; the callers see failures through commands.

@@ -302,14 +302,20 @@ describe("ISO week edges", () => {
   });
 });
 
-/** Records when each execution's merges ran. */
+/** Records when each execution's merges ran and what its plans answered. */
 function timedHandlers(
   label: string,
   log: { label: string; start: number; end: number }[],
+  plans: { label: string; status: string }[],
 ): RollupHandlers {
   const inner = createRollupHandlers(env);
   return {
     ...inner,
+    async plan(event) {
+      const out = await inner.plan(event);
+      plans.push({ label, status: out.status });
+      return out;
+    },
     async merge(event) {
       const start = performance.now();
       // Slow pages: without the lock, the other execution's plan would finish meanwhile and
@@ -381,6 +387,11 @@ describe("exclusive and crash-safe", () => {
     expect(firstEnd, "no merge of the second execution while the first merges").toBeLessThanOrEqual(
       secondStart,
     );
+    // The second one was held off by the lock, then ran: it waited rather than overlapped.
+    expect(plans.filter((p) => p.label === second && p.status === "busy").length).toBeGreaterThan(
+      0,
+    );
+    expect(plans.filter((p) => p.label === first && p.status === "busy")).toEqual([]);
     await expectRolledUp(sites, days, [undefined, ...EVENTS]);
   });
 

@@ -48,6 +48,7 @@ describe("rollup state machine definition", () => {
   });
 
   it("escapes string values so they cannot break the JSON", () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an ASL template, not a JS template
     const out = renderAsl('{"a":"${X}","n":"${N}"}', { X: 'quote " and \\ backslash', N: 3 });
     expect(JSON.parse(out)).toEqual({ a: 'quote " and \\ backslash', n: 3 });
   });
