@@ -1,212 +1,279 @@
 /**
- * `npm run local`: sketchstream on this machine, no AWS account needed.
- *
- * Today it runs the parts that exist: a real Redis Cluster (3 primaries + 3 replicas) on
- * loopback, a reproducible click stream from the generator, and the real consumer handler fed
- * with Kinesis-shaped batches; then it prints HLL estimates against exact distinct counts.
- * The local Kinesis, its event-source poller and the rollup state machine are still to come
- * (see the README's "What exists today").
+ * `npm run local`: the whole sketchstream pipeline on this machine, no AWS account needed.
+ * A real Redis Cluster and a local Kinesis on loopback; the generator's events put with
+ * PutRecords; the event-source poller invoking the real consumer handler; the rollup state
+ * machine run from the same ASL file with the real handlers; then a table of HLL estimates
+ * against exact distinct counts.
  */
 
-import { mkdir, mkdtemp } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
-import { createConsumerHandler } from "../functions/consumer/handler.js";
 import { uniqueVisitorsKey } from "../functions/shared/keys.js";
+import { daysInRange, isoWeekOf, monthOf } from "../functions/shared/periods.js";
 import { generateEvents } from "./generator.js";
-import { kinesisEvent } from "./kinesis-event.js";
-import {
-  RedisServerMissingError,
-  type RunningRedisCluster,
-  startRedisCluster,
-} from "./redis-cluster.js";
+import { putAll } from "./producer.js";
+import { RedisServerMissingError } from "./redis-cluster.js";
+import { runRollupLocally } from "./rollup-runner.js";
+import { type LocalRuntime, startLocalRuntime } from "./runtime.js";
 
-const USAGE = `usage: npm run local -- [--total N] [--days N] [--users N] [--seed N] [--batch N] [--data-dir DIR] [--keep]
+const USAGE = `usage: npm run local -- [--total N] [--days N] [--users N] [--seed N] [--shards N] [--data-dir DIR] [--keep]
   --total N      events to send (default 200000)
-  --days N       days the events span, ending today (default 45)
+  --days N       days the events span, ending today, at most 62 (default 45)
   --users N      distinct users to draw from (default 50000)
   --seed N       generator seed; the same seed gives the same run (default 1)
-  --batch N      records per consumer invocation, as a Kinesis batch (default 10000)
-  --data-dir DIR where Redis and the quarantine file live (default: a new temporary directory)
+  --shards N     shards of the local Kinesis stream (default 4)
+  --data-dir DIR where Redis, the quarantine and on-failure files live (default: a new temporary directory)
   --keep         leave the Redis Cluster running for redis-cli; stop it with the printed command`;
 
-function positiveInt(name: string, text: string | undefined, fallback: number): number {
+/** Records that are malformed on purpose, to show that they are quarantined, not counted. */
+const MALFORMED = [
+  "not json at all",
+  JSON.stringify({
+    user_id: "u-1",
+    site_id: "715}:x{",
+    event: "view",
+    event_time: "2024-03-09 14:02:11",
+  }),
+  JSON.stringify({ user_id: "u-1", site_id: 715, event: "view", event_time: "yesterday" }),
+];
+
+function usageError(message: string): never {
+  console.error(`${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function positiveInt(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < 1) {
-    console.error(`--${name} must be a whole number of at least 1, got "${text}"\n\n${USAGE}`);
-    process.exit(2);
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > max) {
+    usageError(`--${name} must be a whole number from 1 to ${max}, got "${text}"`);
   }
   return Number(text);
 }
 
-function pct(estimate: number, exact: number): string {
-  return exact === 0 ? "-" : `${(((estimate - exact) / exact) * 100).toFixed(2)}%`;
-}
-
-async function main(): Promise<void> {
-  let args: ReturnType<typeof parseArgs>["values"];
+function parseOptions() {
   try {
-    ({ values: args } = parseArgs({
+    const { values } = parseArgs({
       options: {
         total: { type: "string" },
         days: { type: "string" },
         users: { type: "string" },
         seed: { type: "string" },
-        batch: { type: "string" },
+        shards: { type: "string" },
         "data-dir": { type: "string" },
         keep: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
-    }));
+    });
+    return {
+      help: values.help === true,
+      total: positiveInt("total", values.total, 200_000),
+      days: positiveInt("days", values.days, 45, 62),
+      users: positiveInt("users", values.users, 50_000),
+      seed: positiveInt("seed", values.seed, 1),
+      shards: positiveInt("shards", values.shards, 4, 50),
+      dataDir: values["data-dir"],
+      keep: values.keep === true,
+    };
   } catch (err) {
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
-    process.exit(2);
+    return usageError((err as Error).message);
   }
-  if (args.help) {
+}
+
+/** Exact distinct users per site and per day, week, month and the whole range. */
+class Truth {
+  readonly sets = new Map<string, Set<string>>();
+  add(site: number, day: string, user: string) {
+    for (const label of [day, isoWeekOf(day), monthOf(day), "range"]) {
+      const key = `${site}|${label}`;
+      let set = this.sets.get(key);
+      if (!set) {
+        set = new Set();
+        this.sets.set(key, set);
+      }
+      set.add(user);
+    }
+  }
+  count(site: number, label: string): number {
+    return this.sets.get(`${site}|${label}`)?.size ?? 0;
+  }
+}
+
+function pct(estimate: number, exact: number): string {
+  if (exact === 0) return "-";
+  const e = ((estimate - exact) / exact) * 100;
+  return `${e >= 0 ? "+" : ""}${e.toFixed(2)}%`;
+}
+
+function table(rows: string[][]): string {
+  const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  return rows
+    .map((row) => `  ${row.map((cell, c) => cell.padStart(widths[c] ?? 0)).join("  ")}`)
+    .join("\n");
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  if (opts.help) {
     console.log(USAGE);
     return;
   }
-  const total = positiveInt("total", args.total as string | undefined, 200_000);
-  const days = positiveInt("days", args.days as string | undefined, 45);
-  const users = positiveInt("users", args.users as string | undefined, 50_000);
-  const seed = positiveInt("seed", args.seed as string | undefined, 1);
-  const batchSize = positiveInt("batch", args.batch as string | undefined, 10_000);
-  if (days > 62) {
-    console.error(
-      "--days must be at most 62: older events are past the daily retention and would be quarantined",
-    );
-    process.exit(2);
-  }
-  const dataDir = args["data-dir"]
-    ? resolve(args["data-dir"] as string)
+  const dataDir = opts.dataDir
+    ? resolve(opts.dataDir)
     : await mkdtemp(join(tmpdir(), "sketchstream-local-"));
   await mkdir(dataDir, { recursive: true });
+  const started = Date.now();
+  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
   console.log(`sketchstream local: data in ${dataDir}`);
 
-  const started = Date.now();
-  let cluster: RunningRedisCluster | undefined;
-  const shutdown = async (code: number) => {
-    if (cluster && !args.keep) await cluster.stop();
-    process.exit(code);
-  };
+  let runtime: LocalRuntime | undefined;
+  let stopping = false;
   process.once("SIGINT", () => {
-    console.log("\ninterrupted: stopping Redis");
-    void shutdown(130);
+    stopping = true;
+    console.log("\ninterrupted: stopping Redis and the local Kinesis");
+    void (runtime?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
   });
-
-  console.log("starting a Redis Cluster (3 primaries + 3 replicas) on 127.0.0.1 …");
-  cluster = await startRedisCluster({
-    primaries: 3,
-    replicasPerPrimary: 1,
-    dir: join(dataDir, "redis"),
-  });
-  console.log(`  ready on ports ${cluster.ports.join(", ")}`);
 
   // The demo prints its own summary; EMF metrics and per-record logs would drown it.
   process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
   process.env.POWERTOOLS_LOG_LEVEL ??= "ERROR";
-  const handler = createConsumerHandler({
-    REDIS_ENDPOINT: cluster.endpoint,
-    REDIS_CLUSTER: "true",
-    REDIS_TLS: "false",
-    REDIS_AUTH: "none",
-    QUARANTINE_FILE: join(dataDir, "quarantine.jsonl"),
-  });
-  const now = Date.now();
-  const truthByDay = new Map<string, Set<string>>();
-  const truthBySite = new Map<number, Set<string>>();
-  const events = generateEvents({ seed, users, days, endMs: now });
-  console.log(
-    `sending ${total.toLocaleString("en")} events over ${days} days through the consumer handler …`,
-  );
-  let sent = 0;
-  const tty = process.stdout.isTTY;
-  while (sent < total) {
-    const batch = [];
-    for (let i = 0; i < batchSize && sent + i < total; i++) {
-      const event = events.next().value as ReturnType<typeof events.next>["value"] & object;
-      batch.push(event);
-      const day = event.event_time.slice(0, 10);
-      const dayKey = `${event.site_id}|${day}`;
-      (truthByDay.get(dayKey) ?? truthByDay.set(dayKey, new Set()).get(dayKey))?.add(event.user_id);
-      (
-        truthBySite.get(event.site_id) ??
-        truthBySite.set(event.site_id, new Set()).get(event.site_id)
-      )?.add(event.user_id);
-    }
-    const result = await handler(kinesisEvent(batch));
-    if (result.batchItemFailures.length > 0) {
-      throw new Error(
-        `the consumer failed a batch from ${result.batchItemFailures[0]?.itemIdentifier}`,
-      );
-    }
-    sent += batch.length;
-    const line = `  ${sent.toLocaleString("en")} / ${total.toLocaleString("en")} events (${Math.round((sent / total) * 100)}%)`;
-    if (tty) process.stdout.write(`\r${line}`);
-    else if (
-      sent === total ||
-      Math.floor(((sent - batch.length) / total) * 4) !== Math.floor((sent / total) * 4)
-    ) {
-      console.log(line);
-    }
-  }
-  if (tty) process.stdout.write("\n");
-  handler.close();
 
-  const redis = new Cluster([{ host: cluster.host, port: cluster.ports[0] as number }]);
+  console.log(
+    `[${elapsed()}] starting a Redis Cluster (3 primaries + 3 replicas) and a local Kinesis stream (${opts.shards} shards) on 127.0.0.1`,
+  );
+  runtime = await startLocalRuntime({
+    dataDir,
+    shards: opts.shards,
+    mapping: {
+      batchSize: 1000,
+      batchingWindowMs: 200,
+      maximumRetryAttempts: 3,
+      bisectOnError: true,
+    },
+    log: (message) => console.log(`[${elapsed()}] ${message}`),
+  });
+  const { env } = runtime;
+  console.log(
+    `[${elapsed()}] Redis on ports ${runtime.redis.ports.join(", ")}; Kinesis at ${runtime.kinesisEndpoint}`,
+  );
+
+  const now = Date.now();
+  const truth = new Truth();
+  const events = generateEvents({
+    seed: opts.seed,
+    users: opts.users,
+    days: opts.days,
+    endMs: now,
+  });
+  function* records() {
+    for (let i = 0; i < opts.total; i++) {
+      const event = events.next().value as ReturnType<typeof events.next>["value"] & object;
+      truth.add(event.site_id, event.event_time.slice(0, 10), event.user_id);
+      yield {
+        partitionKey: `part-${String(i % 100_000).padStart(5, "0")}`,
+        data: Buffer.from(JSON.stringify(event)),
+      };
+    }
+    for (const [i, text] of MALFORMED.entries())
+      yield { partitionKey: `bad-${i}`, data: Buffer.from(text) };
+  }
+  console.log(
+    `[${elapsed()}] sending ${opts.total.toLocaleString("en")} events over ${opts.days} days (+${MALFORMED.length} malformed) with PutRecords; the consumer reads as they arrive`,
+  );
+  let lastReport = 0;
+  const put = await putAll(records(), {
+    kinesis: runtime.kinesis,
+    stream: runtime.streamName,
+    onProgress: ({ sent }) => {
+      if (sent - lastReport >= opts.total / 4 || sent >= opts.total) {
+        lastReport = sent;
+        const consumed = runtime?.poller.stats.recordsCheckpointed ?? 0;
+        console.log(
+          `[${elapsed()}]   put ${sent.toLocaleString("en")}, consumed ${consumed.toLocaleString("en")}`,
+        );
+      }
+    },
+  });
+  await runtime.poller.drain();
+  const stats = runtime.poller.stats;
+  const quarantined = (await readFile(runtime.quarantineFile, "utf8").catch(() => ""))
+    .split("\n")
+    .filter(Boolean).length;
+  console.log(
+    `[${elapsed()}] consumer done: ${stats.recordsCheckpointed.toLocaleString("en")} records in ${stats.invocations} invocations (${put.retried} put retries); ${quarantined} quarantined to ${runtime.quarantineFile}`,
+  );
+
+  console.log(
+    `[${elapsed()}] running the rollup state machine (state-machines/rollup.asl.json) locally`,
+  );
+  const rollup = await runRollupLocally({ env, input: {}, startTime: new Date(now) });
+  if (rollup.status !== "SUCCEEDED")
+    throw new Error(`the rollup failed: ${rollup.error}: ${rollup.cause}`);
+  const out = rollup.output as { keysWritten: number; sitesMerged: number; periods: string[] };
+  console.log(
+    `[${elapsed()}] rollup: ${out.keysWritten} week and month keys written for ${out.sitesMerged} sites (${out.periods.join(", ")})`,
+  );
+
+  const redis = new Cluster([{ host: runtime.redis.host, port: runtime.redis.ports[0] as number }]);
+  const today = new Date(now).toISOString().slice(0, 10);
+  const week = isoWeekOf(today);
+  const month = monthOf(today);
+  const days = daysInRange(
+    new Date(now - (opts.days - 1) * 86_400_000).toISOString().slice(0, 10),
+    today,
+  );
   try {
-    const lastDay = new Date(now).toISOString().slice(0, 10);
-    console.log("\nunique users per site: HyperLogLog estimate vs exact count");
-    const rows: string[][] = [
-      ["site", "today est", "today exact", "err", `${days}-day est`, `${days}-day exact`, "err"],
+    console.log(`\nunique users: HyperLogLog estimate / exact count (error)`);
+    const rows = [
+      ["site", `today ${today}`, `week ${week}`, `month ${month}`, `all ${opts.days} days`],
     ];
-    for (const [site, all] of [...truthBySite.entries()].sort(([a], [b]) => a - b)) {
-      const siteDays = [...truthByDay.keys()]
-        .filter((k) => k.startsWith(`${site}|`))
-        .map((k) => k.slice(-10));
-      const keys = siteDays.map((d) => uniqueVisitorsKey(String(site), d)) as [string, ...string[]];
-      const rangeEstimate = await redis.pfcount(...keys);
-      const today = truthByDay.get(`${site}|${lastDay}`)?.size ?? 0;
-      const todayEstimate = await redis.pfcount(uniqueVisitorsKey(String(site), lastDay));
+    const cell = (estimate: number, exact: number) =>
+      `${estimate} / ${exact} (${pct(estimate, exact)})`;
+    for (const site of [
+      ...new Set([...truth.sets.keys()].map((k) => Number(k.split("|")[0]))),
+    ].sort((a, b) => a - b)) {
+      const s = String(site);
+      const rangeKeys = days.map((d) => uniqueVisitorsKey(s, d)) as [string, ...string[]];
       rows.push([
-        String(site),
-        String(todayEstimate),
-        String(today),
-        pct(todayEstimate, today),
-        String(rangeEstimate),
-        String(all.size),
-        pct(rangeEstimate, all.size),
+        s,
+        cell(await redis.pfcount(uniqueVisitorsKey(s, today)), truth.count(site, today)),
+        cell(await redis.pfcount(uniqueVisitorsKey(s, week)), truth.count(site, week)),
+        cell(await redis.pfcount(uniqueVisitorsKey(s, month)), truth.count(site, month)),
+        cell(await redis.pfcount(...rangeKeys), truth.count(site, "range")),
       ]);
     }
-    const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length))) ?? [];
-    for (const row of rows)
-      console.log(`  ${row.map((cell, c) => cell.padStart(widths[c] ?? 0)).join("  ")}`);
+    console.log(table(rows));
   } finally {
     redis.disconnect();
   }
-  const port = cluster.ports[0];
-  const today = new Date(now).toISOString().slice(0, 10);
-  console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  console.log(
-    "weekly and monthly rollups arrive with the rollup workflow; the range above is PFCOUNT over the days.",
-  );
-  if (args.keep) {
-    console.log("\nRedis is still running. Explore with:");
-    console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:${today}'`);
-    console.log(`  redis-cli -c -p ${port} EXPIRETIME 'uv:{site_id=715}:${today}'`);
-    console.log(`  redis-cli -c -p ${port} SMEMBERS 'sketchstream:{rollup}:touched'`);
-    console.log(`stop it with: kill ${cluster.pids.join(" ")}`);
-    cluster.detach();
+
+  const port = runtime.redis.ports[0];
+  console.log(`\ndone in ${elapsed()}`);
+  console.log("\nexplore with redis-cli (while the cluster runs; use --keep to leave it running):");
+  console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:${today}'`);
+  console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:${week}'`);
+  console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:event=purchase:${month}'`);
+  console.log(`  redis-cli -c -p ${port} EXPIRETIME 'uv:{site_id=715}:${month}'`);
+  if (opts.keep) {
+    await runtime.stop({ keepRedis: true });
+    console.log(`\nRedis is still running. Stop it with: kill ${runtime.redis.pids.join(" ")}`);
     process.exit(0);
   }
-  await cluster.stop();
+  if (!stopping) await runtime.stop();
 }
 
 main().catch(async (err: unknown) => {
   if (err instanceof RedisServerMissingError) console.error(err.message);
   else
-    console.error(`sketchstream local failed: ${err instanceof Error ? err.stack : String(err)}`);
+    console.error(
+      `sketchstream local failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+    );
   process.exit(1);
 });

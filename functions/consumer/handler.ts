@@ -117,7 +117,8 @@ export function createConsumerHandler(
       rt.redis.close();
       rt.redis = undefined;
     }
-    metrics.publishStoredMetrics();
+    // Disabled metrics (local runs, tests) store nothing, and publishing nothing only warns.
+    if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
     if (result.firstFailedIndex === undefined) return { batchItemFailures: [] };
     const first = records[result.firstFailedIndex] as StreamRecord;
     return { batchItemFailures: [{ itemIdentifier: first.sequenceNumber }] };

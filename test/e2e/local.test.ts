@@ -1,0 +1,188 @@
+/**
+ * End to end on this machine: events put into the local Kinesis, the poller invoking the real
+ * consumer, the rollup state machine from the real ASL, counts checked against exact truth.
+ * Then `npm run local` itself, run as a newcomer would, with its output read back.
+ */
+
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createConnection } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Cluster } from "ioredis";
+import { describe, expect, it } from "vitest";
+import { expiresAtSeconds, isoWeekOf, monthOf } from "../../functions/shared/periods.js";
+import { generateEvents } from "../../local/generator.js";
+import { putAll } from "../../local/producer.js";
+import { runRollupLocally } from "../../local/rollup-runner.js";
+import { startLocalRuntime } from "../../local/runtime.js";
+import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
+
+const run = promisify(execFile);
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+describe("the local pipeline", () => {
+  it("counts within HLL error, rolls up with the right TTLs, quarantines exactly the bad records, leaves nothing behind", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "sketchstream-e2e-"));
+    const runtime = await startLocalRuntime({
+      dataDir,
+      shards: 3,
+      replicasPerPrimary: 0,
+      mapping: { batchSize: 500, batchingWindowMs: 50 },
+    });
+    const ports = [...runtime.redis.ports, Number(new URL(runtime.kinesisEndpoint).port)];
+    const pids = [...runtime.redis.pids];
+    try {
+      const now = Date.now();
+      const truth = new Map<string, Set<string>>();
+      const events = generateEvents({ seed: 3, users: 5000, days: 20, endMs: now });
+      const bad = [
+        "{not json",
+        JSON.stringify({
+          user_id: "u-1",
+          site_id: "a b",
+          event: "view",
+          event_time: "2024-03-09 10:00:00",
+        }),
+        JSON.stringify({ site_id: 715, event: "view", event_time: "2024-03-09 10:00:00" }),
+      ];
+      const records = [];
+      for (let i = 0; i < 20_000; i++) {
+        const e = events.next().value as ReturnType<typeof events.next>["value"] & object;
+        const day = e.event_time.slice(0, 10);
+        for (const label of [day, isoWeekOf(day), monthOf(day)]) {
+          const key = `uv:{site_id=${e.site_id}}:${label}`;
+          const set = truth.get(key) ?? new Set();
+          set.add(e.user_id);
+          truth.set(key, set);
+        }
+        records.push({ partitionKey: `part-${i}`, data: Buffer.from(JSON.stringify(e)) });
+        if (i % 7000 === 3)
+          records.push({
+            partitionKey: `bad-${i}`,
+            data: Buffer.from(bad[records.length % 3] as string),
+          });
+      }
+      const injected = records.filter((r) => r.partitionKey.startsWith("bad-"));
+      await putAll(records, { kinesis: runtime.kinesis, stream: runtime.streamName });
+      await runtime.poller.drain(60_000);
+      expect(runtime.poller.stats.recordsCheckpointed).toBe(records.length);
+
+      const rollup = await runRollupLocally({
+        env: runtime.env,
+        input: {},
+        startTime: new Date(now),
+      });
+      expect(rollup.status, rollup.cause).toBe("SUCCEEDED");
+
+      const redis = new Cluster([{ host: "127.0.0.1", port: runtime.redis.ports[0] as number }]);
+      try {
+        let weeks = 0;
+        let months = 0;
+        for (const [key, users] of truth) {
+          const estimate = await redis.pfcount(key);
+          const tolerance = Math.max(2, Math.ceil(3 * HLL_STANDARD_ERROR * users.size));
+          expect(
+            Math.abs(estimate - users.size),
+            `${key}: ${estimate} vs ${users.size}`,
+          ).toBeLessThanOrEqual(tolerance);
+          const label = key.slice(key.lastIndexOf(":") + 1);
+          if (label.length === 10) continue;
+          const kind = label.includes("W") ? "week" : "month";
+          if (kind === "week") weeks++;
+          else months++;
+          const expiry = expiresAtSeconds({ kind, label }, { days: 62, weeks: 104, months: 36 });
+          expect(await redis.call("EXPIRETIME", key), `${key} expiry`).toBe(expiry);
+        }
+        expect(weeks).toBeGreaterThan(5 * 3);
+        expect(months).toBeGreaterThanOrEqual(5);
+      } finally {
+        redis.disconnect();
+      }
+
+      const quarantined = readFileSync(runtime.quarantineFile, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      expect(quarantined.map((q) => q.partitionKey).sort()).toEqual(
+        injected.map((r) => r.partitionKey).sort(),
+      );
+      expect(quarantined.map((q) => Buffer.from(q.data, "base64").toString()).sort()).toEqual(
+        injected.map((r) => r.data.toString()).sort(),
+      );
+    } finally {
+      await runtime.stop();
+    }
+    for (const pid of pids) expect(pidAlive(pid), `redis-server ${pid} stopped`).toBe(false);
+    for (const port of ports) expect(await portOpen(port), `port ${port} closed`).toBe(false);
+  });
+
+  it("works as the README says: `npm run local` prints a readable table and leaves nothing running", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "sketchstream-newcomer-"));
+    // As a newcomer's shell would have it: without the test run's Powertools settings.
+    const env = { ...process.env };
+    delete env.POWERTOOLS_METRICS_DISABLED;
+    delete env.POWERTOOLS_LOG_LEVEL;
+    const { stdout, stderr } = await run(
+      "npm",
+      ["run", "--silent", "local", "--", "--total", "20000", "--days", "10", "--data-dir", dataDir],
+      {
+        cwd: process.cwd(),
+        timeout: 110_000,
+        env,
+      },
+    );
+    expect(stderr.replace(/npm warn.*\n?/g, "")).toBe("");
+    expect(stdout).toContain(`sketchstream local: data in ${dataDir}`);
+    expect(stdout).toMatch(/consumer done: 20,003 records in \d+ invocations/);
+    expect(stdout).toContain("3 quarantined");
+    expect(stdout).toMatch(/rollup: \d+ week and month keys written for 5 sites/);
+    const header = stdout.split("\n").find((l) => l.includes("site") && l.includes("today"));
+    expect(header).toMatch(
+      /site\s+today \d{4}-\d{2}-\d{2}\s+week \d{4}-W\d{2}\s+month \d{4}-\d{2}\s+all 10 days/,
+    );
+    const rows = stdout.split("\n").filter((l) => /^\s+(489|715|283|190|875)\s/.test(l));
+    expect(rows).toHaveLength(5);
+    for (const row of rows) expect(row).toMatch(/(\d+ \/ \d+ \([+-]\d+\.\d{2}%\)\s*){4}$/);
+    expect(stdout).toMatch(/done in \d+\.\d+s/);
+    expect(stdout).toContain("redis-cli -c -p");
+    expect(stdout).not.toContain("No application metrics");
+    const ports = [...stdout.matchAll(/Redis on ports ([\d, ]+);/g)].flatMap((m) =>
+      (m[1] as string).split(", ").map(Number),
+    );
+    expect(ports).toHaveLength(6);
+    for (const port of ports) expect(await portOpen(port), `port ${port} closed`).toBe(false);
+  });
+
+  it("stops with a usage message and exit code 2 on a bad flag", async () => {
+    const failure = await run("npm", ["run", "--silent", "local", "--", "--total", "lots"], {
+      timeout: 30_000,
+    }).then(
+      () => undefined,
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(failure?.code).toBe(2);
+    expect(failure?.stderr).toContain("--total must be a whole number from 1 to");
+    expect(failure?.stderr).toContain("usage: npm run local");
+  });
+});
