@@ -51,7 +51,7 @@ export interface PollerOptions extends EventSourceMappingSettings {
   readonly region?: string;
   readonly handler: (
     event: KinesisStreamEvent,
-  ) => Promise<KinesisStreamBatchResponse | undefined | void>;
+  ) => Promise<KinesisStreamBatchResponse | undefined>;
   /** JSON-lines file that receives what Lambda would send to the on-failure destination. */
   readonly onFailureFile: string;
   readonly now?: () => number;
@@ -196,7 +196,7 @@ export class EventSourcePoller {
       }
       this.stats.invocations++;
       this.stats.recordsDelivered += pending.length;
-      let response: KinesisStreamBatchResponse | undefined | void;
+      let response: KinesisStreamBatchResponse | undefined;
       let functionError: string | undefined;
       try {
         response = await this.options.handler(this.event(shardId, pending));
