@@ -49,9 +49,7 @@ export interface PollerOptions extends EventSourceMappingSettings {
   readonly streamName: string;
   readonly streamArn: string;
   readonly region?: string;
-  readonly handler: (
-    event: KinesisStreamEvent,
-  ) => Promise<KinesisStreamBatchResponse | undefined>;
+  readonly handler: (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse | undefined>;
   /** JSON-lines file that receives what Lambda would send to the on-failure destination. */
   readonly onFailureFile: string;
   readonly now?: () => number;
