@@ -107,3 +107,55 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     naiveBatches: int("naive-batches", values["naive-batches"], 1),
   };
 }
+
+/** One status line on stderr, rewritten in place (only on a terminal); "" clears it. */
+export function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
+}
+
+export type Closer = () => Promise<void> | void;
+
+/**
+ * Runs a benchmark with cleanup: `run` registers closers (cluster, clients, temporary files) as
+ * it creates things, and they run in reverse order when it ends, fails, or on SIGINT/SIGTERM.
+ * A failure sets exit code 1; an interrupt exits 130 once everything is closed.
+ */
+export async function runWithCleanup(run: (closers: Closer[]) => Promise<void>): Promise<void> {
+  const closers: Closer[] = [];
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= (async () => {
+      for (const c of closers.reverse()) {
+        try {
+          await c();
+        } catch (err) {
+          console.error("cleanup:", err);
+        }
+      }
+    })();
+    return closed;
+  };
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = true;
+    progress("");
+    console.error(`\n${signal}: stopping the Redis Cluster…`);
+    void close().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await run(closers);
+  } catch (err) {
+    // After a signal the cluster is going away under the run: its errors are expected.
+    if (!interrupted) {
+      progress("");
+      console.error(err);
+      process.exitCode = 1;
+    }
+  } finally {
+    await close();
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+  }
+}
