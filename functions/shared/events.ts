@@ -172,6 +172,9 @@ export function parseEventTime(text: string): number | undefined {
 export class EventParser {
   private readonly dayStarts = new Map<string, number>();
   private readonly dayLabels = new Map<number, string>();
+  /** site_id as given -> its key form, or null when it is not allowed. */
+  private readonly siteIds = new Map<string | number, string | null>();
+  private readonly eventTypes = new Map<string, boolean>();
 
   constructor(private readonly ctx: ParseContext) {}
 
@@ -213,15 +216,26 @@ export class EventParser {
       return reject(reason, detail, field);
     }
     const { user_id, event, event_time } = value;
-    const site_id = typeof value.site_id === "number" ? String(value.site_id) : value.site_id;
-    if (!SITE_ID_RE.test(site_id)) {
+    // A batch repeats a few sites and event types: each distinct one is checked once.
+    let site_id = this.siteIds.get(value.site_id);
+    if (site_id === undefined) {
+      const text = typeof value.site_id === "number" ? String(value.site_id) : value.site_id;
+      site_id = SITE_ID_RE.test(text) ? text : null;
+      this.siteIds.set(value.site_id, site_id);
+    }
+    if (site_id === null) {
       return reject(
         "invalid_site_id",
         "site_id must be a number or 1-64 characters of A-Z, a-z, 0-9, _ or -",
         "site_id",
       );
     }
-    if (!EVENT_TYPE_RE.test(event)) {
+    let eventValid = this.eventTypes.get(event);
+    if (eventValid === undefined) {
+      eventValid = EVENT_TYPE_RE.test(event);
+      this.eventTypes.set(event, eventValid);
+    }
+    if (!eventValid) {
       return reject("invalid_event", "event must be 1-32 characters of a-z, 0-9, _ or -", "event");
     }
     const eventTimeMs = this.generatorTime(event_time) ?? parseEventTime(event_time);
