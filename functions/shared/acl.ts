@@ -6,7 +6,7 @@
  * CLUSTER SLOTS (slot map), INFO (ready check), PING.
  */
 
-import { SITES_KEY, TOUCHED_KEY } from "./keys.js";
+import { PENDING_KEY, SITES_KEY, TOUCHED_KEY } from "./keys.js";
 
 const CONNECT = "+ping +info +cluster|slots +cluster|info";
 
@@ -19,6 +19,10 @@ export const ACL_RULES = {
    * script runs with the caller's ACL, so it cannot reach beyond these rules.
    */
   rollup: `~uv:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
-  /** Operators with redis-cli: read counts and expiries, nothing else. */
-  reader: `~uv:* resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot`,
+  /**
+   * Operators with redis-cli and the CLI's `count`: read counts and expiries, and ask the
+   * rollup's touched/pending sets whether a week or month key is up to date (every command
+   * allowed on them reads: SMISMEMBER, EXISTS, TYPE).
+   */
+  reader: `~uv:* ~${TOUCHED_KEY} ~${PENDING_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember`,
 } as const;

@@ -1,0 +1,64 @@
+/** node:util parseArgs with its errors turned into usage errors, and the date checks. */
+
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { dayStartMs, monthStartDay, weekStartDay } from "../functions/shared/periods.js";
+import { UsageError } from "./io.js";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export function parseFlags<T extends Options>(
+  command: string,
+  args: readonly string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ options: T; strict: true; allowPositionals: false }>>["values"] {
+  try {
+    return parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message}`);
+  }
+}
+
+/** A date flag's value, checked with periods.ts; a bad one is a usage error naming the flag. */
+export function dayFlag(flag: string, value: string): string {
+  try {
+    dayStartMs(value);
+    return value;
+  } catch (err) {
+    throw new UsageError(`--${flag}: ${(err as Error).message}`);
+  }
+}
+
+export function weekFlag(value: string): string {
+  try {
+    weekStartDay(value);
+    return value;
+  } catch (err) {
+    throw new UsageError(`--week: ${(err as Error).message}`);
+  }
+}
+
+export function monthFlag(value: string): string {
+  try {
+    monthStartDay(value);
+    return value;
+  } catch (err) {
+    throw new UsageError(`--month: ${(err as Error).message}`);
+  }
+}
+
+/** `--from` and `--to` together or not at all, both real dates, `to` not before `from`. */
+export function dayRangeFlags(
+  from: string | undefined,
+  to: string | undefined,
+): { from: string; to: string } | undefined {
+  if (from === undefined && to === undefined) return undefined;
+  if (from === undefined || to === undefined) {
+    throw new UsageError(
+      `--${from === undefined ? "to" : "from"} needs --${from === undefined ? "from" : "to"} as well: give both dates of the range, e.g. --from 2024-03-01 --to 2024-03-31`,
+    );
+  }
+  dayFlag("from", from);
+  dayFlag("to", to);
+  if (to < from) throw new UsageError(`--to ${to} is before --from ${from}`);
+  return { from, to };
+}

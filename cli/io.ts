@@ -1,0 +1,74 @@
+/**
+ * What every command shares: the streams it writes to, the environment it reads, the usage
+ * text and the two kinds of failure (a usage error exits 2 with the usage; anything else that
+ * fails at run time exits 1 with its cause).
+ */
+
+import type { Env } from "../functions/shared/config.js";
+
+/** A writable text stream; process.stdout and process.stderr are ones. */
+export interface Output {
+  write(chunk: string): unknown;
+  /** True on an interactive terminal (spinners only there). */
+  readonly isTTY?: boolean;
+}
+
+export interface CliIo {
+  readonly env: Env;
+  readonly stdout: Output;
+  readonly stderr: Output;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** Bad arguments: the command prints what was wrong and the usage text, and exits 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A failure at run time whose message already says what to do: printed as is, exit 1. */
+export class CliError extends Error {
+  override name = "CliError";
+}
+
+export const USAGE = `Usage: npm run cli -- <command> [flags]
+
+Commands:
+  rollup [--from YYYY-MM-DD --to YYYY-MM-DD] [--wait] [--local]
+      Start the rollup state machine: without --from/--to the scheduled, incremental run
+      (merge every touched day into its week and month); with both, a backfill that recomputes
+      every week and month overlapping the range. Uses StartExecution on STATE_MACHINE_ARN and
+      prints the execution ARN; --wait polls until the execution ends and prints its output.
+      --local runs state-machines/rollup.asl.json in-process against REDIS_ENDPOINT (always
+      waits). Exit code 0 only when the execution SUCCEEDED.
+
+  count --site S (--day YYYY-MM-DD | --week YYYY-Www | --month YYYY-MM
+                  | --from YYYY-MM-DD --to YYYY-MM-DD) [--event E] [--json]
+      Unique visitors of site S (of event type E only, with --event): the HyperLogLog estimate
+      of one PFCOUNT over the fewest month, week and day keys that cover the days exactly, and
+      the equivalent redis-cli command. A week or month key is used only when it exists and
+      none of its days has pending rollup work; otherwise its days are. --json prints
+      {"site","event","from","to","keys","estimate","redisCli"}.
+
+  token [--user reader]
+      Print a MemoryDB IAM auth token (valid 15 minutes) for the ACL user, to use as
+      redis-cli's password. Needs MEMORYDB_CLUSTER_NAME, AWS_REGION and AWS credentials.
+
+  help
+      Print this text.
+
+Environment (as for the functions):
+  REDIS_ENDPOINT (host:port), REDIS_CLUSTER, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_AUTH
+  (none|password|iam), REDIS_USER, REDIS_PASSWORD or REDIS_PASSWORD_SECRET_ARN,
+  MEMORYDB_CLUSTER_NAME, AWS_REGION                      count, rollup --local, token
+  STATE_MACHINE_ARN, SFN_ENDPOINT (optional override)    rollup
+
+Exit codes: 0 success, 1 runtime failure (the cause is printed), 2 usage error.
+`;
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

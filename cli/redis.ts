@@ -1,0 +1,45 @@
+/**
+ * The CLI's Redis connection: made with the functions' own factory (connectRedis, with the AWS
+ * edge for IAM tokens and Secrets Manager), bounded in time so that a wrong endpoint or a
+ * missing tunnel fails with a message instead of hanging, and always closed.
+ */
+
+import { awsRedisDeps } from "../functions/shared/aws-deps.js";
+import type { RedisSettings } from "../functions/shared/config.js";
+import { connectRedis, type RedisConnection } from "../functions/shared/redis-client.js";
+import { CliError } from "./io.js";
+
+export type ConnectRedis = (settings: RedisSettings) => Promise<RedisConnection>;
+
+export const defaultConnect: ConnectRedis = (settings) =>
+  connectRedis(settings, awsRedisDeps(settings), { connectTimeoutMs: 5000 });
+
+export async function withRedis<T>(
+  settings: RedisSettings,
+  options: { readonly connect?: ConnectRedis; readonly timeoutMs: number },
+  use: (connection: RedisConnection) => Promise<T>,
+): Promise<T> {
+  const connection = await (options.connect ?? defaultConnect)(settings);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new CliError(
+          `no answer from Redis at ${settings.host}:${settings.port} within ${options.timeoutMs / 1000} s: check REDIS_ENDPOINT, REDIS_CLUSTER (${settings.cluster}), REDIS_TLS (${settings.tls}) and that this machine can reach the cluster (VPC, bastion or SSM tunnel)`,
+        ),
+      );
+    }, options.timeoutMs);
+  });
+  try {
+    return await Promise.race([use(connection), timeout]);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    const e = err as Error;
+    throw new CliError(
+      `Redis at ${settings.host}:${settings.port} (${settings.cluster ? "cluster" : "single node"}, ${settings.tls ? "TLS" : "no TLS"}): ${e.message}`,
+    );
+  } finally {
+    clearTimeout(timer);
+    connection.close();
+  }
+}
