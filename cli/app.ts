@@ -17,15 +17,18 @@ import {
   UsageError,
 } from "./io.js";
 import { type RollupDeps, runRollup } from "./rollup.js";
+import { runSend, type SendDeps } from "./send.js";
 import { runToken, type TokenDeps } from "./token.js";
 
 /** The streams and environment, plus any command dependency a test wants to replace. */
 export type CliDeps = CliIo &
   Partial<Omit<CountDeps, keyof CliIo>> &
   Partial<Omit<RollupDeps, keyof CliIo>> &
-  Partial<Omit<TokenDeps, keyof CliIo>>;
+  Partial<Omit<TokenDeps, keyof CliIo>> &
+  Partial<Omit<SendDeps, keyof CliIo>>;
 
 const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
+  send: runSend,
   rollup: runRollup,
   count: runCount,
   token: runToken,

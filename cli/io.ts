@@ -36,6 +36,13 @@ export class CliError extends Error {
 export const USAGE = `Usage: npm run cli -- <command> [flags]
 
 Commands:
+  send [--total N] [--days N] [--users N] [--seed N] [--rate N]
+      Put generator-style click events into STREAM_NAME (a name or ARN) with PutRecords, like
+      the original generator: sites 489, 715, 283, 190, 875; view/like/cart/purchase; users
+      u-###-## drawn from --users; event times over the last --days days (at most 62).
+      Defaults: --total 10000 --days 7 --users 10000 --seed 1; --rate caps records/s.
+      KINESIS_ENDPOINT sends to a local Kinesis instead of AWS.
+
   rollup [--from YYYY-MM-DD --to YYYY-MM-DD] [--wait] [--local]
       Start the rollup state machine: without --from/--to the scheduled, incremental run
       (merge every touched day into its week and month); with both, a backfill that recomputes
@@ -64,6 +71,7 @@ Environment (as for the functions):
   (none|password|iam), REDIS_USER, REDIS_PASSWORD or REDIS_PASSWORD_SECRET_ARN,
   MEMORYDB_CLUSTER_NAME, AWS_REGION                      count, rollup --local, token
   STATE_MACHINE_ARN, SFN_ENDPOINT (optional override)    rollup
+  STREAM_NAME, KINESIS_ENDPOINT (local only), AWS_REGION  send
 
 Exit codes: 0 success, 1 runtime failure (the cause is printed), 2 usage error.
 `;

@@ -1,0 +1,129 @@
+import type { AddressInfo } from "node:net";
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  ListShardsCommand,
+  type PutRecordsCommand,
+} from "@aws-sdk/client-kinesis";
+import kinesalite from "kinesalite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../../cli/app.js";
+import { parseSendArgs } from "../../cli/send.js";
+import { GENERATOR_EVENTS, GENERATOR_SITES } from "../../local/generator.js";
+import { localKinesisClient } from "../../local/runtime.js";
+import { captureIo } from "./capture.js";
+
+describe("send: arguments", () => {
+  it("has the generator's defaults and refuses bad numbers as usage errors", async () => {
+    expect(parseSendArgs([])).toEqual({ total: 10_000, days: 7, users: 10_000, seed: 1 });
+    expect(parseSendArgs(["--total", "5", "--rate", "100"])).toMatchObject({ total: 5, rate: 100 });
+    for (const bad of [["--total", "0"], ["--days", "63"], ["--rate", "fast"], ["--nope"]]) {
+      const { out, io } = captureIo({ STREAM_NAME: "s" });
+      expect(await runCli(["send", ...bad], io), bad.join(" ")).toBe(2);
+      expect(out.stderr).toContain("Usage: npm run cli");
+    }
+  });
+
+  it("says which variable is missing", async () => {
+    const { out, io } = captureIo({});
+    expect(await runCli(["send", "--total", "1"], io)).toBe(1);
+    expect(out.stderr).toContain("STREAM_NAME is not set");
+  });
+});
+
+describe("send: the PutRecords requests", () => {
+  it("batches 500 records a request and puts again exactly the records a response reports as failed", async () => {
+    const requests: { stream?: string; records: { PartitionKey?: string; Data?: Uint8Array }[] }[] =
+      [];
+    let throttled = false;
+    const kinesis = {
+      async send(command: PutRecordsCommand) {
+        const input = command.input;
+        requests.push({
+          stream: input.StreamARN ?? input.StreamName,
+          records: input.Records ?? [],
+        });
+        // The first response throttles the 3rd and 7th records.
+        const fail = !throttled ? new Set([2, 6]) : new Set<number>();
+        throttled = true;
+        return {
+          FailedRecordCount: fail.size,
+          Records: (input.Records ?? []).map((_, i) =>
+            fail.has(i)
+              ? { ErrorCode: "ProvisionedThroughputExceededException", ErrorMessage: "slow down" }
+              : { SequenceNumber: "1", ShardId: "s" },
+          ),
+        };
+      },
+    };
+    const { out, io } = captureIo({
+      STREAM_NAME: "arn:aws:kinesis:eu-west-1:123456789012:stream/sketchstream-dev",
+    });
+    const code = await runCli(["send", "--total", "1200", "--seed", "9"], {
+      ...io,
+      kinesis: kinesis as never,
+    });
+    expect(code, out.stderr).toBe(0);
+    expect(requests.map((r) => r.records.length)).toEqual([500, 2, 500, 200]);
+    expect(
+      requests.every(
+        (r) => r.stream === "arn:aws:kinesis:eu-west-1:123456789012:stream/sketchstream-dev",
+      ),
+    ).toBe(true);
+    expect(requests[1]?.records).toEqual([requests[0]?.records[2], requests[0]?.records[6]]);
+    const event = JSON.parse(Buffer.from(requests[0]?.records[0]?.Data ?? []).toString());
+    expect(GENERATOR_SITES).toContain(event.site_id);
+    expect(GENERATOR_EVENTS).toContain(event.event);
+    expect(event.user_id).toMatch(/^u-\d{3}-\d{2}$/);
+    expect(event.event_time).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/);
+    expect(requests[0]?.records[0]?.PartitionKey).toBe("part-00000");
+    expect(out.stdout).toMatch(
+      /^sent 1200 records to arn:aws:kinesis:\S+ in [\d.]+ s \(\d+ records\/s, 4 PutRecords requests, 2 records retried\)\n$/,
+    );
+    expect(out.stderr).toContain("sent 1200 of 1200 records");
+  });
+});
+
+describe("send: into a local Kinesis", () => {
+  let server: ReturnType<typeof kinesalite>;
+  let endpoint: string;
+  beforeAll(async () => {
+    server = kinesalite({ createStreamMs: 0 });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it("puts every record, from every generator site", async () => {
+    const kinesis = localKinesisClient(endpoint);
+    await kinesis.send(new CreateStreamCommand({ StreamName: "cli-send", ShardCount: 2 }));
+    while (
+      (await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: "cli-send" })))
+        .StreamDescriptionSummary?.StreamStatus !== "ACTIVE"
+    );
+    const { out, io } = captureIo({ STREAM_NAME: "cli-send", KINESIS_ENDPOINT: endpoint });
+    expect(await runCli(["send", "--total", "1500", "--seed", "4"], io), out.stderr).toBe(0);
+    const stored: string[] = [];
+    for (const shard of (await kinesis.send(new ListShardsCommand({ StreamName: "cli-send" })))
+      .Shards ?? []) {
+      const it = await kinesis.send(
+        new GetShardIteratorCommand({
+          StreamName: "cli-send",
+          ShardId: shard.ShardId,
+          ShardIteratorType: "TRIM_HORIZON",
+        }),
+      );
+      const got = await kinesis.send(
+        new GetRecordsCommand({ ShardIterator: it.ShardIterator, Limit: 10_000 }),
+      );
+      for (const r of got.Records ?? []) stored.push(Buffer.from(r.Data ?? []).toString());
+    }
+    kinesis.destroy();
+    expect(stored).toHaveLength(1500);
+    expect(new Set(stored.map((s) => JSON.parse(s).site_id))).toEqual(new Set(GENERATOR_SITES));
+  });
+});
