@@ -1,28 +1,224 @@
 /**
- * The sketchstream TerraformStack. For now it holds only the AWS provider: the network,
- * MemoryDB, Kinesis, consumer, rollup, access and observability constructs arrive with the
- * infrastructure issue, one construct per concern, each with a typed props interface.
+ * The sketchstream TerraformStack: composes one construct per concern from a validated
+ * config. Only the hashicorp/aws provider is used, and no data source needs AWS during plan
+ * except aws_caller_identity, which is skipped when config.accountId is set.
  */
 
+import { join } from "node:path";
+import { DataAwsCallerIdentity } from "@cdktf/provider-aws/lib/data-aws-caller-identity/index.js";
 import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
-import { TerraformStack } from "cdktf";
+import { TerraformOutput, TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
+import { Access } from "./access.js";
+import { bundleEntry, projectRootFrom } from "./bundle.js";
+import type { SketchstreamConfig } from "./config.js";
+import { Consumer } from "./consumer.js";
+import { bundleAsset } from "./function.js";
+import { DataKey } from "./kms.js";
+import { MemoryDb, redisUserName } from "./memorydb.js";
+import { Network } from "./network.js";
+import { Observability } from "./observability.js";
+import { ROLLUP_HANDLERS, Rollup } from "./rollup.js";
+import { Stream } from "./stream.js";
 
-export interface SketchstreamStackProps {
-  /** AWS region to deploy to, e.g. eu-west-1. */
-  readonly region: string;
-  /** Prefix of every resource name, e.g. sketchstream-dev. */
-  readonly namePrefix: string;
-  /** Tags on every resource that supports them. */
-  readonly tags?: Readonly<Record<string, string>>;
+export const PROJECT_ROOT = projectRootFrom(import.meta.url);
+
+/** Source files the stack builds from; tests may point them at fixtures. */
+export interface StackSources {
+  readonly consumerEntry: string;
+  readonly rollupEntry: string;
+  readonly rollupAsl: string;
 }
 
+export const DEFAULT_SOURCES: StackSources = {
+  consumerEntry: join(PROJECT_ROOT, "functions/consumer/handler.ts"),
+  rollupEntry: join(PROJECT_ROOT, "functions/rollup/handler.ts"),
+  rollupAsl: join(PROJECT_ROOT, "state-machines/rollup.asl.json"),
+};
+
+export interface SketchstreamStackProps {
+  readonly config: SketchstreamConfig;
+  readonly sources?: Partial<StackSources>;
+}
+
+/** A site and day for the example command in the outputs. */
+const EXAMPLE_KEY = "'uv:{site_id=715}:2024-03-09'";
+
 export class SketchstreamStack extends TerraformStack {
+  readonly network: Network;
+  readonly memorydb: MemoryDb;
+  readonly stream: Stream;
+  readonly consumer: Consumer;
+  readonly rollup: Rollup;
+  readonly access: Access;
+  readonly observability: Observability;
+
   constructor(scope: Construct, id: string, props: SketchstreamStackProps) {
     super(scope, id);
+    const { config } = props;
+    const sources = { ...DEFAULT_SOURCES, ...props.sources };
+    const prefix = config.namePrefix;
+
     new AwsProvider(this, "aws", {
-      region: props.region,
-      defaultTags: [{ tags: { Project: "sketchstream", Name: props.namePrefix, ...props.tags } }],
+      region: config.region,
+      ...(config.accountId ? { allowedAccountIds: [config.accountId] } : {}),
+      defaultTags: [
+        {
+          tags: {
+            Project: "sketchstream",
+            Stack: prefix,
+            ManagedBy: "cdktf",
+            ...config.tags,
+          },
+        },
+      ],
     });
+    const accountId = config.accountId ?? new DataAwsCallerIdentity(this, "current", {}).accountId;
+
+    // Bundled before any resource, so a missing or incomplete handler file fails synth first.
+    const consumerBundle = bundleEntry(sources.consumerEntry, ["handler"], PROJECT_ROOT);
+    const rollupBundle = bundleEntry(sources.rollupEntry, ROLLUP_HANDLERS, PROJECT_ROOT);
+
+    const key = new DataKey(this, "kms", {
+      config,
+      accountId,
+      logGroupPrefixes: [`/aws/lambda/${prefix}-`, `/aws/vendedlogs/states/${prefix}-`],
+    });
+    this.network = new Network(this, "network", { config });
+    this.memorydb = new MemoryDb(this, "memorydb", {
+      config,
+      subnetIds: this.network.subnetIds,
+      securityGroupIds: [this.network.memorydbSg.id],
+      kmsKeyArn: key.arn,
+    });
+    this.stream = new Stream(this, "stream", { config, kmsKeyArn: key.arn });
+
+    const redisFor = (role: "consumer" | "rollup") => ({
+      endpoint: this.memorydb.endpoint,
+      clusterName: this.memorydb.clusterName,
+      clusterArn: this.memorydb.cluster.arn,
+      userName: this.memorydb.users[role].userName,
+      userArn: this.memorydb.users[role].arn,
+    });
+    this.consumer = new Consumer(this, "consumer", {
+      config,
+      accountId,
+      asset: bundleAsset(this, "consumer-code", consumerBundle),
+      bundle: consumerBundle,
+      subnetIds: this.network.subnetIds,
+      securityGroupIds: [this.network.functionsSg.id],
+      kmsKeyArn: key.arn,
+      streamArn: this.stream.stream.arn,
+      redis: redisFor("consumer"),
+    });
+    // The consumer's only AWS API call from inside the VPC: quarantining a record.
+    this.network.addInterfaceEndpoint("sqs-endpoint", "sqs", [
+      {
+        Sid: "OwnQueuesOnly",
+        Effect: "Allow",
+        Principal: "*",
+        Action: "sqs:SendMessage",
+        Resource: [this.consumer.quarantineQueue.arn],
+      },
+    ]);
+
+    this.rollup = new Rollup(this, "rollup", {
+      config,
+      accountId,
+      asset: bundleAsset(this, "rollup-code", rollupBundle),
+      bundle: rollupBundle,
+      aslPath: sources.rollupAsl,
+      projectRoot: PROJECT_ROOT,
+      subnetIds: this.network.subnetIds,
+      securityGroupIds: [this.network.functionsSg.id],
+      kmsKeyArn: key.arn,
+      redis: redisFor("rollup"),
+    });
+
+    this.access = new Access(this, "access", {
+      config,
+      accountId,
+      vpcId: this.network.vpc.id,
+      subnetId: this.network.subnetIds[0] as string,
+      routeTableIds: [this.network.routeTable.id],
+      memorydbSecurityGroupId: this.network.memorydbSg.id,
+      redis: {
+        clusterArn: this.memorydb.cluster.arn,
+        readerUserArn: this.memorydb.users.reader.arn,
+      },
+      streamArn: this.stream.stream.arn,
+      kmsKeyArn: key.arn,
+      stateMachineArn: this.rollup.stateMachine.arn,
+      stateMachineName: this.rollup.stateMachineName,
+    });
+
+    this.observability = new Observability(this, "observability", {
+      config,
+      accountId,
+      kmsKeyArn: key.arn,
+      consumerFunctionName: this.consumer.functionName,
+      quarantineQueueName: this.consumer.quarantineQueue.name,
+      failureQueueName: this.consumer.failureQueue.name,
+      stateMachineArn: this.rollup.stateMachine.arn,
+      clusterName: this.memorydb.clusterName,
+    });
+
+    this.outputs(config);
+  }
+
+  private outputs(config: SketchstreamConfig): void {
+    const reader = redisUserName(config.namePrefix, "reader");
+    const out = (id: string, value: string, description: string) =>
+      new TerraformOutput(this, id, { value, description });
+    out(
+      "redis_endpoint",
+      this.memorydb.endpoint,
+      "MemoryDB cluster configuration endpoint (host:port)",
+    );
+    out(
+      "memorydb_cluster_name",
+      this.memorydb.clusterName,
+      "MemoryDB cluster name (IAM tokens are signed for it)",
+    );
+    out("redis_reader_user", reader, "Read-only MemoryDB user for redis-cli (IAM auth)");
+    out("stream_name", this.stream.stream.name, "Kinesis stream for events");
+    out("stream_arn", this.stream.stream.arn, "Kinesis stream ARN");
+    out("state_machine_arn", this.rollup.stateMachine.arn, "Rollup state machine ARN");
+    out("quarantine_queue_url", this.consumer.quarantineQueue.url, "SQS queue of rejected records");
+    out(
+      "failure_queue_url",
+      this.consumer.failureQueue.url,
+      "SQS on-failure destination of the consumer's event source mapping",
+    );
+    out("alarm_topic_arn", this.observability.topic.arn, "SNS topic of the alarms");
+    out("operator_policy_arn", this.access.operatorPolicy.arn, "IAM policy to attach to operators");
+    out(
+      "redis_cli_command",
+      `redis-cli -c --tls -h ${this.memorydb.endpointAddress} -p ${this.memorydb.port} --user ${reader} --pass "$TOKEN" PFCOUNT ${EXAMPLE_KEY}`,
+      "Run on the operator instance; TOKEN from `npm run -s cli -- token --user <reader>` (valid 15 minutes)",
+    );
+    out(
+      "cli_env",
+      [
+        `REDIS_ENDPOINT=${this.memorydb.endpoint}`,
+        "REDIS_CLUSTER=true",
+        "REDIS_TLS=true",
+        "REDIS_AUTH=iam",
+        `REDIS_USER=${reader}`,
+        `MEMORYDB_CLUSTER_NAME=${this.memorydb.clusterName}`,
+        `AWS_REGION=${config.region}`,
+        `STREAM_NAME=${this.stream.stream.name}`,
+        `STATE_MACHINE_ARN=${this.rollup.stateMachine.arn}`,
+      ].join("\n"),
+      "Environment for `npm run cli` against this stack (a .env-style file)",
+    );
+    if (this.access.instance && this.access.endpoint) {
+      out("operator_instance_id", this.access.instance.id, "Operator instance with redis-cli");
+      out(
+        "operator_connect_command",
+        `aws ec2-instance-connect ssh --region ${config.region} --instance-id ${this.access.instance.id} --os-user ec2-user --connection-type eice`,
+        "Opens a shell on the operator instance through the EC2 Instance Connect Endpoint",
+      );
+    }
   }
 }
