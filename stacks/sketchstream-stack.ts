@@ -1,7 +1,9 @@
 /**
  * The sketchstream TerraformStack: composes one construct per concern from a validated
- * config. Only the hashicorp/aws provider is used, and no data source needs AWS during plan
- * except aws_caller_identity, which is skipped when config.accountId is set.
+ * config. Only the hashicorp/aws provider is used. Plan reads AWS three times, all read-only:
+ * aws_caller_identity (skipped when config.accountId is set), the provider's on-demand stream
+ * quota check (kinesis:DescribeLimits) and Step Functions' ValidateStateMachineDefinition on
+ * the rollup definition, which is fully known at plan time (see rollup.ts).
  */
 
 import { join } from "node:path";

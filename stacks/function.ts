@@ -1,0 +1,109 @@
+/**
+ * What every sketchstream Lambda shares: Node.js 22, the bundled code of its entry point as a
+ * TerraformAsset with the zip's SHA-256 as source_code_hash (code changes, and only they,
+ * redeploy), the private subnets and the functions' security group, the Redis settings of the
+ * runtime contract (functions/shared/config.ts) for its MemoryDB user, and a log group with
+ * retention and KMS encryption that exists before the function can log.
+ */
+
+import { CloudwatchLogGroup } from "@cdktf/provider-aws/lib/cloudwatch-log-group/index.js";
+import { LambdaFunction } from "@cdktf/provider-aws/lib/lambda-function/index.js";
+import { AssetType, type ITerraformDependable, TerraformAsset } from "cdktf";
+import { Construct } from "constructs";
+import type { Bundle } from "./bundle.js";
+import type { Architecture, SketchstreamConfig } from "./config.js";
+
+/** The Redis part of a function's environment (names fixed by functions/shared/config.ts). */
+export interface RedisEnvironment {
+  readonly endpoint: string;
+  readonly clusterName: string;
+  readonly user: string;
+}
+
+export function runtimeEnvironment(
+  config: SketchstreamConfig,
+  redis: RedisEnvironment,
+): Record<string, string> {
+  return {
+    REDIS_ENDPOINT: redis.endpoint,
+    REDIS_CLUSTER: "true",
+    REDIS_TLS: "true",
+    REDIS_AUTH: "iam",
+    REDIS_USER: redis.user,
+    MEMORYDB_CLUSTER_NAME: redis.clusterName,
+    RETENTION_DAYS: String(config.retention.days),
+    RETENTION_WEEKS: String(config.retention.weeks),
+    RETENTION_MONTHS: String(config.retention.months),
+    // The bundle ships its source map: stack traces point at the TypeScript sources.
+    NODE_OPTIONS: "--enable-source-maps",
+  };
+}
+
+/** One asset per bundle per stack; several functions may share it. */
+export function bundleAsset(scope: Construct, id: string, bundle: Bundle): TerraformAsset {
+  return new TerraformAsset(scope, id, { path: bundle.zipPath, type: AssetType.FILE });
+}
+
+export interface VpcFunctionProps {
+  readonly config: SketchstreamConfig;
+  readonly functionName: string;
+  readonly description: string;
+  readonly asset: TerraformAsset;
+  readonly bundle: Bundle;
+  /** Export of the bundle to run, e.g. "handler" or "plan". */
+  readonly handlerExport: string;
+  readonly roleArn: string;
+  readonly memoryMb: number;
+  readonly timeoutSeconds: number;
+  readonly architecture: Architecture;
+  readonly subnetIds: readonly string[];
+  readonly securityGroupIds: readonly string[];
+  readonly environment: Record<string, string>;
+  readonly kmsKeyArn: string;
+  readonly tracing: boolean;
+  readonly reservedConcurrency?: number;
+  readonly publish?: boolean;
+  /** Resources the function must wait for (its role's policy, so the first start can work). */
+  readonly dependsOn?: readonly ITerraformDependable[];
+}
+
+export class VpcFunction extends Construct {
+  readonly fn: LambdaFunction;
+  readonly logGroup: CloudwatchLogGroup;
+
+  constructor(scope: Construct, id: string, props: VpcFunctionProps) {
+    super(scope, id);
+    const { config } = props;
+    this.logGroup = new CloudwatchLogGroup(this, "logs", {
+      // Lambda's default group name: created here first, with retention and encryption,
+      // instead of implicitly by Lambda without either.
+      name: `/aws/lambda/${props.functionName}`,
+      retentionInDays: config.logRetentionDays,
+      kmsKeyId: props.kmsKeyArn,
+    });
+    this.fn = new LambdaFunction(this, "fn", {
+      functionName: props.functionName,
+      description: props.description,
+      runtime: "nodejs22.x",
+      handler: `index.${props.handlerExport}`,
+      architectures: [props.architecture],
+      filename: props.asset.path,
+      sourceCodeHash: props.bundle.sha256,
+      role: props.roleArn,
+      memorySize: props.memoryMb,
+      timeout: props.timeoutSeconds,
+      environment: { variables: props.environment },
+      vpcConfig: {
+        subnetIds: [...props.subnetIds],
+        securityGroupIds: [...props.securityGroupIds],
+      },
+      loggingConfig: { logFormat: "Text", logGroup: this.logGroup.name },
+      tracingConfig: { mode: props.tracing ? "Active" : "PassThrough" },
+      ...(props.reservedConcurrency !== undefined
+        ? { reservedConcurrentExecutions: props.reservedConcurrency }
+        : {}),
+      ...(props.publish ? { publish: true } : {}),
+      dependsOn: [this.logGroup, ...(props.dependsOn ?? [])],
+    });
+  }
+}

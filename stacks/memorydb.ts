@@ -1,0 +1,125 @@
+/**
+ * MemoryDB: the cluster (TLS, KMS at rest, snapshots, maintenance window), its subnet and
+ * parameter groups, and the ACL with one user per role. Every user authenticates with IAM
+ * (a SigV4 token signed for the cluster and the user, valid 15 minutes), so no password exists
+ * in code, config or Terraform state. The access strings come from functions/shared/acl.ts,
+ * the same rules the integration tests run the real handlers under.
+ */
+
+import { MemorydbAcl } from "@cdktf/provider-aws/lib/memorydb-acl/index.js";
+import { MemorydbCluster } from "@cdktf/provider-aws/lib/memorydb-cluster/index.js";
+import { MemorydbParameterGroup } from "@cdktf/provider-aws/lib/memorydb-parameter-group/index.js";
+import { MemorydbSubnetGroup } from "@cdktf/provider-aws/lib/memorydb-subnet-group/index.js";
+import { MemorydbUser } from "@cdktf/provider-aws/lib/memorydb-user/index.js";
+import { Construct } from "constructs";
+import { ACL_RULES } from "../functions/shared/acl.js";
+import { parameterGroupFamily, type SketchstreamConfig } from "./config.js";
+
+export const REDIS_ROLES = ["consumer", "rollup", "reader"] as const;
+export type RedisRole = (typeof REDIS_ROLES)[number];
+
+/**
+ * The MemoryDB user name of a role. User names are unique per account and region, so they
+ * carry the name prefix: dev and prod can share an account.
+ */
+export function redisUserName(namePrefix: string, role: RedisRole): string {
+  return `${namePrefix}-${role}`;
+}
+
+/** "on" enables the user: MemoryDB creates users "off" unless the access string says "on". */
+export function accessString(role: RedisRole): string {
+  const rules: string | undefined = (ACL_RULES as Record<string, string>)[role];
+  if (rules === undefined) {
+    throw new Error(
+      `functions/shared/acl.ts has no ACL_RULES.${role}: the stack creates a MemoryDB user for each of ${REDIS_ROLES.join(", ")}`,
+    );
+  }
+  return `on ${rules}`;
+}
+
+export interface MemoryDbProps {
+  readonly config: SketchstreamConfig;
+  readonly subnetIds: readonly string[];
+  readonly securityGroupIds: readonly string[];
+  readonly kmsKeyArn: string;
+}
+
+export class MemoryDb extends Construct {
+  readonly cluster: MemorydbCluster;
+  readonly clusterName: string;
+  /** Address of the cluster configuration endpoint. */
+  readonly endpointAddress: string;
+  readonly port: number;
+  /** host:port, the form of REDIS_ENDPOINT. */
+  readonly endpoint: string;
+  readonly users: Readonly<Record<RedisRole, MemorydbUser>>;
+
+  constructor(scope: Construct, id: string, props: MemoryDbProps) {
+    super(scope, id);
+    const { config } = props;
+    const m = config.memorydb;
+    const prefix = config.namePrefix;
+
+    const subnetGroup = new MemorydbSubnetGroup(this, "subnets", {
+      name: prefix,
+      subnetIds: [...props.subnetIds],
+    });
+    const family = parameterGroupFamily(m.engine, m.engineVersion);
+    const parameters = new MemorydbParameterGroup(this, "params", {
+      // The family is in the name, so an engine upgrade creates the new group before the
+      // cluster moves to it and the old one is deleted.
+      name: `${prefix}-${family.replace(/_/g, "-")}`,
+      family,
+      // Counts must never be evicted to make room: a full cluster should refuse writes (the
+      // consumer then retries and the memory alarm fires) rather than silently lose HLLs.
+      parameter: [{ name: "maxmemory-policy", value: "noeviction" }],
+      lifecycle: { createBeforeDestroy: true },
+    });
+
+    const users = {} as Record<RedisRole, MemorydbUser>;
+    for (const role of REDIS_ROLES) {
+      users[role] = new MemorydbUser(this, `user-${role}`, {
+        userName: redisUserName(prefix, role),
+        accessString: accessString(role),
+        authenticationMode: { type: "iam" },
+      });
+    }
+    this.users = users;
+    const acl = new MemorydbAcl(this, "acl", {
+      name: prefix,
+      userNames: REDIS_ROLES.map((r) => users[r].userName),
+    });
+
+    this.clusterName = prefix;
+    this.port = m.port;
+    this.cluster = new MemorydbCluster(this, "cluster", {
+      name: prefix,
+      description: `${prefix}: unique-visitor HyperLogLogs`,
+      engine: m.engine,
+      engineVersion: m.engineVersion,
+      nodeType: m.nodeType,
+      numShards: m.shards,
+      numReplicasPerShard: m.replicasPerShard,
+      // r6gd nodes tier data to SSD and need the flag; other families refuse it.
+      ...(/^db\.r6gd\./.test(m.nodeType) ? { dataTiering: true } : {}),
+      port: m.port,
+      aclName: acl.name,
+      subnetGroupName: subnetGroup.name,
+      parameterGroupName: parameters.name,
+      securityGroupIds: [...props.securityGroupIds],
+      tlsEnabled: true,
+      kmsKeyArn: props.kmsKeyArn,
+      snapshotRetentionLimit: m.snapshotRetentionDays,
+      snapshotWindow: m.snapshotWindow,
+      maintenanceWindow: m.maintenanceWindow,
+      autoMinorVersionUpgrade: m.autoMinorVersionUpgrade,
+      ...(m.finalSnapshot ? { finalSnapshotName: `${prefix}-final` } : {}),
+      // The cluster resource has no deletion-protection argument: prevent_destroy makes any
+      // plan that would destroy it fail.
+      lifecycle: { preventDestroy: m.preventDestroy },
+      timeouts: { create: "120m", update: "120m", delete: "120m" },
+    });
+    this.endpointAddress = this.cluster.clusterEndpoint.get(0).address;
+    this.endpoint = `${this.endpointAddress}:${m.port}`;
+  }
+}

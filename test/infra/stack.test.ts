@@ -1,0 +1,647 @@
+/**
+ * Synth tests: every resource of the stack exists with the settings the design asks for, for
+ * the dev and prod configs (and a few overrides), read from the synthesized Terraform JSON.
+ */
+
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { inflateRawSync } from "node:zlib";
+import { CloudwatchLogGroup } from "@cdktf/provider-aws/lib/cloudwatch-log-group/index.js";
+import { KinesisStream } from "@cdktf/provider-aws/lib/kinesis-stream/index.js";
+import { LambdaEventSourceMapping } from "@cdktf/provider-aws/lib/lambda-event-source-mapping/index.js";
+import { MemorydbCluster } from "@cdktf/provider-aws/lib/memorydb-cluster/index.js";
+import { SchedulerSchedule } from "@cdktf/provider-aws/lib/scheduler-schedule/index.js";
+import { SfnStateMachine } from "@cdktf/provider-aws/lib/sfn-state-machine/index.js";
+import { SnsTopic } from "@cdktf/provider-aws/lib/sns-topic/index.js";
+import { Testing } from "cdktf";
+import { afterAll, describe, expect, it } from "vitest";
+import { ACL_RULES } from "../../functions/shared/acl.js";
+import { loadConsumerConfig, loadRuntimeConfig } from "../../functions/shared/config.js";
+import { availabilityZones } from "../../stacks/config.js";
+import { subnetCidrs } from "../../stacks/network.js";
+import {
+  ACCOUNT_REF,
+  ENVIRONMENTS,
+  one,
+  ref,
+  removeSynthOutputs,
+  resourcesOfType,
+  synth,
+  type TfResource,
+} from "./synth.js";
+
+afterAll(removeSynthOutputs);
+
+/** Replaces every Terraform reference by a plausible value, as after apply. */
+function resolved(vars: Record<string, string>, prefix: string): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(vars).map(([k, v]) => [
+      k,
+      v
+        .replace(
+          /\$\{aws_memorydb_cluster\.[^}]+\.address\}/g,
+          "clustercfg.x.memorydb.eu-west-1.amazonaws.com",
+        )
+        .replace(/\$\{aws_memorydb_user\.[^}]+user-([a-z]+)_[^}]*\}/g, `${prefix}-$1`)
+        .replace(
+          /\$\{aws_sqs_queue\.[^}]+\.url\}/g,
+          "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+        ),
+    ]),
+  );
+}
+
+function zipEntries(zip: Buffer): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let offset = 0;
+  while (zip.readUInt32LE(offset) === 0x04034b50) {
+    const size = zip.readUInt32LE(offset + 18);
+    const nameLen = zip.readUInt16LE(offset + 26);
+    const extraLen = zip.readUInt16LE(offset + 28);
+    const name = zip.subarray(offset + 30, offset + 30 + nameLen).toString("utf8");
+    const start = offset + 30 + nameLen + extraLen;
+    out.set(name, inflateRawSync(zip.subarray(start, start + size)));
+    offset = start + size;
+  }
+  return out;
+}
+
+describe.each(ENVIRONMENTS)("stack %s", (env) => {
+  const s = synth(env);
+  const { tf, config } = s;
+  const prefix = config.namePrefix;
+
+  it("uses only the hashicorp/aws provider, pinned to the mirrored 5.100.0", () => {
+    expect(Object.keys(tf.provider)).toEqual(["aws"]);
+    expect(tf.terraform.required_providers).toEqual({ aws: { source: "aws", version: "5.100.0" } });
+    const provider = tf.provider.aws?.[0] as TfResource;
+    expect(provider.region).toBe(config.region);
+    expect(provider.default_tags).toEqual([
+      {
+        tags: {
+          Project: "sketchstream",
+          Stack: prefix,
+          ManagedBy: "cdktf",
+          Environment: env,
+        },
+      },
+    ]);
+    // The only data source, and it is skipped when config.accountId is set (see below).
+    expect(Object.keys(tf.data ?? {})).toEqual(["aws_caller_identity"]);
+  });
+
+  describe("network", () => {
+    it("has one private subnet per configured AZ, carved from the VPC CIDR", () => {
+      expect(one(tf, "aws_vpc").cidr_block).toBe(config.network.vpcCidr);
+      expect(one(tf, "aws_vpc").enable_dns_hostnames).toBe(true);
+      const subnets = resourcesOfType(tf, "aws_subnet").map(([, b]) => b);
+      const azs = availabilityZones(config);
+      expect(subnets.map((b) => b.availability_zone)).toEqual(azs);
+      expect(subnets.map((b) => b.cidr_block)).toEqual(
+        subnetCidrs(config.network.vpcCidr, azs.length),
+      );
+      expect(subnets.every((b) => b.map_public_ip_on_launch === false)).toBe(true);
+      expect(resourcesOfType(tf, "aws_route_table_association")).toHaveLength(azs.length);
+    });
+
+    it("has no NAT gateway, internet gateway, public IP or route to the internet", () => {
+      for (const type of ["aws_nat_gateway", "aws_internet_gateway", "aws_eip", "aws_route"]) {
+        expect(resourcesOfType(tf, type), type).toEqual([]);
+      }
+      expect(one(tf, "aws_route_table").route).toBeUndefined();
+      expect(one(tf, "aws_instance").associate_public_ip_address).toBe(false);
+    });
+
+    it("has endpoints only for what is called from inside: SQS (consumer) and S3 (dnf)", () => {
+      const endpoints = resourcesOfType(tf, "aws_vpc_endpoint").map(([, b]) => b);
+      expect(endpoints.map((e) => [e.service_name, e.vpc_endpoint_type]).sort()).toEqual([
+        [`com.amazonaws.${config.region}.s3`, "Gateway"],
+        [`com.amazonaws.${config.region}.sqs`, "Interface"],
+      ]);
+      const sqs = one(tf, "aws_vpc_endpoint", "sqs");
+      expect(sqs.private_dns_enabled).toBe(true);
+      expect(sqs.subnet_ids).toHaveLength(config.network.azCount);
+      const s3 = JSON.parse(one(tf, "aws_vpc_endpoint", "s3").policy as string);
+      expect(s3.Statement).toEqual([
+        expect.objectContaining({
+          Action: "s3:GetObject",
+          Resource: `arn:aws:s3:::al2023-repos-${config.region}-de612dc2/*`,
+        }),
+      ]);
+    });
+
+    it("lets only the functions and the operator instance reach Redis, on its port", () => {
+      const memorydbSg = ref(tf, "aws_security_group", "network_memorydb", "id");
+      const ingress = resourcesOfType(tf, "aws_vpc_security_group_ingress_rule")
+        .map(([, b]) => b)
+        .filter((b) => b.security_group_id === memorydbSg);
+      expect(ingress.map((b) => b.referenced_security_group_id).sort()).toEqual(
+        [
+          ref(tf, "aws_security_group", "network_functions", "id"),
+          ref(tf, "aws_security_group", "access_instance-sg", "id"),
+        ].sort(),
+      );
+      for (const rule of ingress) {
+        expect([rule.from_port, rule.to_port, rule.ip_protocol]).toEqual([6379, 6379, "tcp"]);
+      }
+      // The default security group is emptied: no inline rules at all.
+      const def = one(tf, "aws_default_security_group");
+      expect(def.ingress).toBeUndefined();
+      expect(def.egress).toBeUndefined();
+    });
+  });
+
+  describe("MemoryDB", () => {
+    const m = config.memorydb;
+    it("cluster: TLS, KMS, engine, size, snapshots, maintenance window", () => {
+      expect(
+        Testing.toHaveResourceWithProperties(s.json, MemorydbCluster.tfResourceType, {
+          name: prefix,
+          tls_enabled: true,
+          kms_key_arn: ref(tf, "aws_kms_key", "kms", "arn"),
+          engine: m.engine,
+          engine_version: m.engineVersion,
+          node_type: m.nodeType,
+          num_shards: m.shards,
+          num_replicas_per_shard: m.replicasPerShard,
+          snapshot_retention_limit: m.snapshotRetentionDays,
+          snapshot_window: m.snapshotWindow,
+          maintenance_window: m.maintenanceWindow,
+          acl_name: ref(tf, "aws_memorydb_acl", "acl", "name"),
+          subnet_group_name: ref(tf, "aws_memorydb_subnet_group", "subnets", "name"),
+          parameter_group_name: ref(tf, "aws_memorydb_parameter_group", "params", "name"),
+          security_group_ids: [ref(tf, "aws_security_group", "network_memorydb", "id")],
+        }),
+      ).toBe(true);
+      expect(["valkey", "redis"]).toContain(m.engine);
+    });
+
+    it("prod keeps a final snapshot and refuses to be destroyed; dev does neither", () => {
+      const cluster = one(tf, "aws_memorydb_cluster");
+      if (env === "prod") {
+        expect(cluster.final_snapshot_name).toBe(`${prefix}-final`);
+        expect(cluster.lifecycle).toEqual({ prevent_destroy: true });
+        // Snapshots are encrypted with the stack's key: it is guarded the same way.
+        expect(one(tf, "aws_kms_key").lifecycle).toEqual({ prevent_destroy: true });
+      } else {
+        expect(cluster.final_snapshot_name).toBeUndefined();
+        expect(cluster.lifecycle).toEqual({ prevent_destroy: false });
+      }
+    });
+
+    it("parameter group of the engine's family, with noeviction", () => {
+      const params = one(tf, "aws_memorydb_parameter_group");
+      expect(params.family).toBe("memorydb_valkey7");
+      expect(params.parameter).toEqual([{ name: "maxmemory-policy", value: "noeviction" }]);
+    });
+
+    it("one IAM-authenticated user per role with the ACL rules of functions/shared/acl.ts", () => {
+      const users = resourcesOfType(tf, "aws_memorydb_user").map(([, b]) => b);
+      expect(users.map((u) => u.user_name).sort()).toEqual(
+        ["consumer", "reader", "rollup"].map((r) => `${prefix}-${r}`),
+      );
+      for (const u of users) {
+        const role = (u.user_name as string).slice(prefix.length + 1) as keyof typeof ACL_RULES;
+        expect(u.authentication_mode).toEqual({ type: "iam" });
+        expect(u.access_string).toBe(`on ${ACL_RULES[role]}`);
+      }
+      // The reader may only read: no write command in its access string.
+      const reader = users.find((u) => u.user_name === `${prefix}-reader`) as TfResource;
+      expect(reader.access_string).not.toMatch(
+        /\+(pfadd|pfmerge|set|del|sadd|expireat|eval|@write|@all)\b/,
+      );
+      expect(one(tf, "aws_memorydb_acl").user_names).toHaveLength(3);
+    });
+  });
+
+  it("Kinesis: on-demand, KMS-encrypted, retention from config", () => {
+    expect(
+      Testing.toHaveResourceWithProperties(s.json, KinesisStream.tfResourceType, {
+        name: `${prefix}-events`,
+        stream_mode_details: { stream_mode: "ON_DEMAND" },
+        encryption_type: "KMS",
+        kms_key_id: ref(tf, "aws_kms_key", "kms", "arn"),
+        retention_period: config.stream.retentionHours,
+      }),
+    ).toBe(true);
+    expect(one(tf, "aws_kinesis_stream").shard_count).toBeUndefined();
+  });
+
+  describe("consumer", () => {
+    const fn = one(tf, "aws_lambda_function", "consumer");
+    it("Lambda: Node.js 22, bundled asset with its hash, in the VPC", () => {
+      expect(fn.function_name).toBe(`${prefix}-consumer`);
+      expect(fn.runtime).toBe("nodejs22.x");
+      expect(fn.handler).toBe("index.handler");
+      expect(fn.architectures).toEqual([config.consumer.architecture]);
+      expect(fn.timeout).toBe(config.consumer.timeoutSeconds);
+      expect(fn.vpc_config).toEqual({
+        subnet_ids: resourcesOfType(tf, "aws_subnet").map(([a]) => `\${${a}.id}`),
+        security_group_ids: [ref(tf, "aws_security_group", "network_functions", "id")],
+      });
+      const zip = readFileSync(join(s.stackDir, fn.filename as string));
+      expect(fn.source_code_hash).toBe(createHash("sha256").update(zip).digest("base64"));
+      const entries = zipEntries(zip);
+      expect([...entries.keys()]).toEqual(["index.mjs", "index.mjs.map"]);
+      expect(entries.get("index.mjs")?.toString("utf8")).toMatch(/createRequire/);
+    });
+
+    it("environment: the runtime contract, accepted by the functions' own config loader", () => {
+      const vars = (fn.environment as { variables: Record<string, string> }).variables;
+      expect(Object.keys(vars).sort()).toEqual(
+        [
+          "MEMORYDB_CLUSTER_NAME",
+          "NODE_OPTIONS",
+          "QUARANTINE_QUEUE_URL",
+          "REDIS_AUTH",
+          "REDIS_CLUSTER",
+          "REDIS_ENDPOINT",
+          "REDIS_TLS",
+          "REDIS_USER",
+          "RETENTION_DAYS",
+          "RETENTION_MONTHS",
+          "RETENTION_WEEKS",
+        ].sort(),
+      );
+      expect(vars.REDIS_ENDPOINT).toBe(
+        `\${${resourcesOfType(tf, "aws_memorydb_cluster")[0]?.[0]}.cluster_endpoint[0].address}:6379`,
+      );
+      expect(vars.REDIS_USER).toBe(ref(tf, "aws_memorydb_user", "user-consumer", "user_name"));
+      expect(vars.QUARANTINE_QUEUE_URL).toBe(ref(tf, "aws_sqs_queue", "quarantine", "url"));
+      const loaded = loadConsumerConfig({ ...resolved(vars, prefix), AWS_REGION: config.region });
+      expect(loaded.redis).toMatchObject({
+        port: 6379,
+        cluster: true,
+        tls: true,
+        auth: { mode: "iam", user: `${prefix}-consumer`, clusterName: prefix },
+      });
+      expect(loaded.retention).toEqual(config.retention);
+      expect(loaded.quarantine).toEqual({ queueUrl: expect.stringMatching(/^https:\/\/sqs\./) });
+    });
+
+    it("event source mapping: TRIM_HORIZON, partial failures, bisect, bounded retries, failure queue", () => {
+      expect(
+        Testing.toHaveResourceWithProperties(s.json, LambdaEventSourceMapping.tfResourceType, {
+          function_name: ref(tf, "aws_lambda_function", "consumer", "arn"),
+          event_source_arn: ref(tf, "aws_kinesis_stream", "stream", "arn"),
+          starting_position: "TRIM_HORIZON",
+          function_response_types: ["ReportBatchItemFailures"],
+          bisect_batch_on_function_error: true,
+          maximum_retry_attempts: config.consumer.maximumRetryAttempts,
+          maximum_record_age_in_seconds: config.consumer.maximumRecordAgeSeconds,
+          batch_size: config.consumer.batchSize,
+          maximum_batching_window_in_seconds: config.consumer.batchingWindowSeconds,
+          parallelization_factor: config.consumer.parallelizationFactor,
+          destination_config: {
+            on_failure: { destination_arn: ref(tf, "aws_sqs_queue", "failures", "arn") },
+          },
+        }),
+      ).toBe(true);
+    });
+
+    it("quarantine and failure queues: KMS, two weeks of retention", () => {
+      for (const name of ["quarantine", "failures"]) {
+        const q = one(tf, "aws_sqs_queue", name);
+        expect(q.kms_master_key_id).toBe(ref(tf, "aws_kms_key", "kms", "arn"));
+        expect(q.message_retention_seconds).toBe(1_209_600);
+      }
+    });
+
+    it("IAM: reads its stream, sends to its queues, connects as its MemoryDB user only", () => {
+      const policy = JSON.parse(one(tf, "aws_iam_role_policy", "consumer").policy as string);
+      const bySid = Object.fromEntries(
+        (policy.Statement as TfResource[]).map((st) => [st.Sid, st]),
+      );
+      expect(bySid.ReadStream?.Resource).toBe(ref(tf, "aws_kinesis_stream", "stream", "arn"));
+      expect(bySid.SendToOwnQueues?.Resource).toEqual([
+        ref(tf, "aws_sqs_queue", "quarantine", "arn"),
+        ref(tf, "aws_sqs_queue", "failures", "arn"),
+      ]);
+      expect(bySid.MemoryDbConnect).toEqual({
+        Sid: "MemoryDbConnect",
+        Effect: "Allow",
+        Action: "memorydb:Connect",
+        Resource: [
+          ref(tf, "aws_memorydb_cluster", "cluster", "arn"),
+          ref(tf, "aws_memorydb_user", "user-consumer", "arn"),
+        ],
+      });
+    });
+  });
+
+  describe("rollup", () => {
+    const fns = ["plan", "merge", "finish"].map((h) =>
+      one(tf, "aws_lambda_function", `rollup_${h}`),
+    );
+
+    it("three functions from one bundle, one handler export each", () => {
+      expect(fns.map((f) => f.handler)).toEqual(["index.plan", "index.merge", "index.finish"]);
+      expect(fns.map((f) => f.function_name)).toEqual(
+        ["plan", "merge", "finish"].map((h) => `${prefix}-rollup-${h}`),
+      );
+      expect(new Set(fns.map((f) => f.filename)).size).toBe(1);
+      expect(new Set(fns.map((f) => f.source_code_hash)).size).toBe(1);
+      expect(fns[0]?.filename).not.toBe(one(tf, "aws_lambda_function", "consumer").filename);
+      expect(existsSync(join(s.stackDir, fns[0]?.filename as string))).toBe(true);
+      for (const f of fns) {
+        expect(f.runtime).toBe("nodejs22.x");
+        expect(f.tracing_config).toEqual({ mode: "Active" });
+        expect(f.timeout).toBe(config.rollup.timeoutSeconds);
+        const vars = (f.environment as { variables: Record<string, string> }).variables;
+        expect(vars.QUARANTINE_QUEUE_URL).toBeUndefined();
+        expect(vars.REDIS_USER).toBe(ref(tf, "aws_memorydb_user", "user-rollup", "user_name"));
+        const loaded = loadRuntimeConfig({ ...resolved(vars, prefix), AWS_REGION: config.region });
+        expect(loaded.redis.auth).toMatchObject({ mode: "iam", user: `${prefix}-rollup` });
+      }
+    });
+
+    it("state machine: the rendered ASL, logging, X-Ray", () => {
+      expect(
+        Testing.toHaveResourceWithProperties(s.json, SfnStateMachine.tfResourceType, {
+          name: `${prefix}-rollup`,
+          type: "STANDARD",
+          tracing_configuration: { enabled: true },
+          logging_configuration: {
+            level: config.rollup.logLevel,
+            include_execution_data: config.rollup.includeExecutionData,
+            log_destination: `${ref(tf, "aws_cloudwatch_log_group", "rollup_logs", "arn")}:*`,
+          },
+        }),
+      ).toBe(true);
+      const sm = one(tf, "aws_sfn_state_machine");
+      const def = JSON.parse(sm.definition as string);
+      const account = ACCOUNT_REF;
+      const arnOf = (h: string) =>
+        `arn:aws:lambda:${config.region}:${account}:function:${prefix}-rollup-${h}`;
+      expect(def.States.Plan.Resource).toBe(arnOf("plan"));
+      expect(def.States.MergePages.ItemProcessor.States.MergePage.Resource).toBe(arnOf("merge"));
+      expect(def.States.Finish.Resource).toBe(arnOf("finish"));
+      expect(def.States.MergePages.MaxConcurrency).toBe(config.rollup.mapMaxConcurrency);
+      // The ARNs are built, not referenced: depends_on keeps the functions first.
+      expect(sm.depends_on).toEqual(
+        expect.arrayContaining(
+          ["plan", "merge", "finish"].map((h) => {
+            const [address] = resourcesOfType(tf, "aws_lambda_function").find(([a]) =>
+              a.includes(`rollup_${h}`),
+            ) as [string, TfResource];
+            return address;
+          }),
+        ),
+      );
+      // The state machine may invoke exactly the three functions.
+      const policy = JSON.parse(one(tf, "aws_iam_role_policy", "state-machine").policy as string);
+      expect(policy.Statement[0].Resource).toEqual(
+        ["plan", "merge", "finish"].flatMap((h) => [arnOf(h), `${arnOf(h)}:*`]),
+      );
+    });
+
+    it("EventBridge Scheduler starts it with {} on the configured schedule, with its own role", () => {
+      expect(
+        Testing.toHaveResourceWithProperties(s.json, SchedulerSchedule.tfResourceType, {
+          schedule_expression: config.rollup.scheduleExpression,
+          schedule_expression_timezone: "UTC",
+          state: "ENABLED",
+          flexible_time_window: { mode: "OFF" },
+          target: {
+            arn: ref(tf, "aws_sfn_state_machine", "state-machine", "arn"),
+            role_arn: ref(tf, "aws_iam_role", "scheduler-role", "arn"),
+            input: "{}",
+          },
+        }),
+      ).toBe(true);
+      const trust = JSON.parse(
+        one(tf, "aws_iam_role", "scheduler-role").assume_role_policy as string,
+      );
+      expect(trust.Statement[0].Principal).toEqual({ Service: "scheduler.amazonaws.com" });
+      const policy = JSON.parse(one(tf, "aws_iam_role_policy", "scheduler-role").policy as string);
+      expect(policy.Statement).toEqual([
+        {
+          Sid: "StartRollup",
+          Effect: "Allow",
+          Action: "states:StartExecution",
+          Resource: ref(tf, "aws_sfn_state_machine", "state-machine", "arn"),
+        },
+      ]);
+    });
+  });
+
+  describe("operator access", () => {
+    it("EC2 Instance Connect Endpoint to a private instance with IMDSv2 and redis-cli", () => {
+      const eice = one(tf, "aws_ec2_instance_connect_endpoint");
+      expect(eice.subnet_id).toBe(ref(tf, "aws_subnet", "private-0", "id"));
+      expect(eice.security_group_ids).toEqual([ref(tf, "aws_security_group", "eice-sg", "id")]);
+      const lt = one(tf, "aws_launch_template");
+      expect(lt.image_id).toBe(
+        "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+      );
+      expect(lt.instance_type).toBe(config.access.instanceType);
+      expect(lt.metadata_options).toMatchObject({ http_tokens: "required" });
+      expect(lt.user_data).toMatch(/dnf install -y redis6/);
+      expect(lt.user_data).toMatch(/redis6-cli \/usr\/local\/bin\/redis-cli/);
+      const instance = one(tf, "aws_instance");
+      expect(instance.iam_instance_profile).toBeUndefined();
+      // First boot installs redis-cli from S3: the route and the egress rule come first.
+      const address = (type: string, fragment: string) =>
+        (resourcesOfType(tf, type).find(([a]) => a.includes(fragment)) as [string, TfResource])[0];
+      expect(instance.depends_on).toEqual([
+        address("aws_vpc_endpoint", "s3"),
+        address("aws_vpc_security_group_egress_rule", "instance-to-s3"),
+      ]);
+      // SSH reaches the instance only from the endpoint's security group.
+      const sshIn = resourcesOfType(tf, "aws_vpc_security_group_ingress_rule")
+        .map(([, b]) => b)
+        .filter((b) => b.from_port === 22);
+      expect(sshIn).toEqual([
+        expect.objectContaining({
+          security_group_id: ref(tf, "aws_security_group", "instance-sg", "id"),
+          referenced_security_group_id: ref(tf, "aws_security_group", "eice-sg", "id"),
+          to_port: 22,
+        }),
+      ]);
+    });
+
+    it("operator policy: reader token, tunnel to this endpoint, key to this instance", () => {
+      const policy = JSON.parse(one(tf, "aws_iam_policy", "operator").policy as string);
+      const bySid = Object.fromEntries(
+        (policy.Statement as TfResource[]).map((st) => [st.Sid, st]),
+      );
+      expect(bySid.MemoryDbConnect?.Resource).toEqual([
+        ref(tf, "aws_memorydb_cluster", "cluster", "arn"),
+        ref(tf, "aws_memorydb_user", "user-reader", "arn"),
+      ]);
+      expect(bySid.TunnelThroughEndpoint?.Resource).toBe(
+        ref(tf, "aws_ec2_instance_connect_endpoint", "eice", "arn"),
+      );
+      expect(bySid.PushSshKeyToOperatorInstance?.Condition).toEqual({
+        StringEquals: { "ec2:osuser": "ec2-user" },
+      });
+    });
+  });
+
+  describe("observability", () => {
+    it("every log group has the configured retention and the stack's key", () => {
+      const groups = resourcesOfType(tf, "aws_cloudwatch_log_group").map(([, b]) => b);
+      expect(groups.map((g) => g.name).sort()).toEqual(
+        [
+          `/aws/lambda/${prefix}-consumer`,
+          `/aws/lambda/${prefix}-rollup-finish`,
+          `/aws/lambda/${prefix}-rollup-merge`,
+          `/aws/lambda/${prefix}-rollup-plan`,
+          `/aws/vendedlogs/states/${prefix}-rollup`,
+        ].sort(),
+      );
+      for (const g of groups) {
+        expect(
+          Testing.toHaveResourceWithProperties(s.json, CloudwatchLogGroup.tfResourceType, {
+            name: g.name,
+            retention_in_days: config.logRetentionDays,
+            kms_key_id: ref(tf, "aws_kms_key", "kms", "arn"),
+          }),
+        ).toBe(true);
+      }
+    });
+
+    it("alarm topic on the customer-managed key, which lets CloudWatch use it", () => {
+      expect(
+        Testing.toHaveResourceWithProperties(s.json, SnsTopic.tfResourceType, {
+          name: `${prefix}-alarms`,
+          kms_master_key_id: ref(tf, "aws_kms_key", "kms", "arn"),
+        }),
+      ).toBe(true);
+      const keyPolicy = JSON.parse(one(tf, "aws_kms_key").policy as string);
+      const cw = (keyPolicy.Statement as TfResource[]).find(
+        (st) => (st.Principal as TfResource).Service === "cloudwatch.amazonaws.com",
+      );
+      expect(cw?.Action).toEqual(["kms:Decrypt", "kms:GenerateDataKey*"]);
+      const topicPolicy = JSON.parse(one(tf, "aws_sns_topic_policy").policy as string);
+      expect(topicPolicy.Statement[0]).toMatchObject({
+        Principal: { Service: "cloudwatch.amazonaws.com" },
+        Action: "sns:Publish",
+      });
+      expect(resourcesOfType(tf, "aws_sns_topic_subscription")).toEqual([]);
+    });
+
+    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory", () => {
+      const alarms: Record<string, TfResource> = Object.fromEntries(
+        resourcesOfType(tf, "aws_cloudwatch_metric_alarm").map(([, b]) => [b.alarm_name, b]),
+      );
+      expect(Object.keys(alarms).sort()).toEqual(
+        [
+          "consumer-errors",
+          "consumer-iterator-age",
+          "failure-queue-depth",
+          "memorydb-memory",
+          "quarantine-depth",
+          "rollup-failed",
+        ].map((n) => `${prefix}-${n}`),
+      );
+      const topic = ref(tf, "aws_sns_topic", "alarms", "arn");
+      for (const a of Object.values(alarms)) expect(a.alarm_actions).toEqual([topic]);
+      expect(alarms[`${prefix}-consumer-errors`]).toMatchObject({
+        namespace: "AWS/Lambda",
+        metric_name: "Errors",
+        dimensions: { FunctionName: `${prefix}-consumer` },
+      });
+      expect(alarms[`${prefix}-consumer-iterator-age`]).toMatchObject({
+        metric_name: "IteratorAge",
+        threshold: config.alarms.iteratorAgeMs,
+      });
+      expect(alarms[`${prefix}-quarantine-depth`]?.dimensions).toEqual({
+        QueueName: ref(tf, "aws_sqs_queue", "quarantine", "name"),
+      });
+      expect(alarms[`${prefix}-failure-queue-depth`]?.dimensions).toEqual({
+        QueueName: ref(tf, "aws_sqs_queue", "failures", "name"),
+      });
+      const rollup = alarms[`${prefix}-rollup-failed`]?.metric_query as TfResource[];
+      expect(rollup.map((q) => (q.metric as TfResource | undefined)?.metric_name)).toEqual([
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "ExecutionsAborted",
+        undefined,
+      ]);
+    });
+  });
+
+  it("outputs: endpoint, stream, state machine, queues and the exact redis-cli command", () => {
+    const cluster = resourcesOfType(tf, "aws_memorydb_cluster")[0]?.[0];
+    const host = `\${${cluster}.cluster_endpoint[0].address}`;
+    expect(tf.output.redis_endpoint?.value).toBe(`${host}:6379`);
+    expect(tf.output.stream_name?.value).toBe(ref(tf, "aws_kinesis_stream", "stream", "name"));
+    expect(tf.output.stream_arn?.value).toBe(ref(tf, "aws_kinesis_stream", "stream", "arn"));
+    expect(tf.output.state_machine_arn?.value).toBe(
+      ref(tf, "aws_sfn_state_machine", "state", "arn"),
+    );
+    expect(tf.output.quarantine_queue_url?.value).toBe(
+      ref(tf, "aws_sqs_queue", "quarantine", "url"),
+    );
+    expect(tf.output.failure_queue_url?.value).toBe(ref(tf, "aws_sqs_queue", "failures", "url"));
+    expect(tf.output.redis_cli_command?.value).toBe(
+      `redis-cli -c --tls -h ${host} -p 6379 --user ${prefix}-reader --pass "$TOKEN" PFCOUNT 'uv:{site_id=715}:2024-03-09'`,
+    );
+    expect(tf.output.operator_connect_command?.value).toBe(
+      `aws ec2-instance-connect ssh --region ${config.region} --instance-id ${ref(tf, "aws_instance", "instance", "id")} --os-user ec2-user --connection-type eice`,
+    );
+  });
+});
+
+describe("stack with overrides", () => {
+  it("provisioned stream: shard count", () => {
+    const { tf } = synth("dev", { stream: { mode: "PROVISIONED", shardCount: 3 } });
+    expect(one(tf, "aws_kinesis_stream")).toMatchObject({
+      stream_mode_details: { stream_mode: "PROVISIONED" },
+      shard_count: 3,
+    });
+  });
+
+  it("provisioned concurrency: the mapping invokes an alias that has it", () => {
+    const { tf } = synth("dev", {
+      consumer: { reservedConcurrency: 4, provisionedConcurrency: 2 },
+    });
+    expect(one(tf, "aws_lambda_function", "consumer")).toMatchObject({
+      publish: true,
+      reserved_concurrent_executions: 4,
+    });
+    expect(one(tf, "aws_lambda_event_source_mapping").function_name).toBe(
+      ref(tf, "aws_lambda_alias", "live", "arn"),
+    );
+    expect(one(tf, "aws_lambda_provisioned_concurrency_config")).toMatchObject({
+      provisioned_concurrent_executions: 2,
+      qualifier: ref(tf, "aws_lambda_alias", "live", "name"),
+    });
+  });
+
+  it("access disabled: no instance, endpoint or S3 route; the operator policy stays", () => {
+    const { tf } = synth("dev", { access: { enabled: false } });
+    for (const type of [
+      "aws_instance",
+      "aws_ec2_instance_connect_endpoint",
+      "aws_launch_template",
+    ]) {
+      expect(resourcesOfType(tf, type), type).toEqual([]);
+    }
+    expect(resourcesOfType(tf, "aws_vpc_endpoint").map(([a]) => a)).toEqual([
+      expect.stringContaining("sqs"),
+    ]);
+    expect(resourcesOfType(tf, "aws_iam_policy")).toHaveLength(1);
+    expect(tf.output.operator_connect_command).toBeUndefined();
+  });
+
+  it("account id given: no caller-identity look-up, and the provider refuses other accounts", () => {
+    const { tf } = synth("dev", { accountId: "123456789012" });
+    expect(tf.data).toBeUndefined();
+    expect(tf.provider.aws?.[0]?.allowed_account_ids).toEqual(["123456789012"]);
+    expect(
+      JSON.parse(one(tf, "aws_sfn_state_machine").definition as string).States.Plan.Resource,
+    ).toBe("arn:aws:lambda:eu-west-1:123456789012:function:sketchstream-dev-rollup-plan");
+  });
+
+  it("alarm email: an email subscription to the topic", () => {
+    const { tf } = synth("dev", { alarms: { email: "ops@example.com" } });
+    expect(one(tf, "aws_sns_topic_subscription")).toMatchObject({
+      protocol: "email",
+      endpoint: "ops@example.com",
+      topic_arn: ref(tf, "aws_sns_topic", "alarms", "arn"),
+    });
+  });
+});
