@@ -59,9 +59,10 @@ Commands:
       none of its days has pending rollup work; otherwise its days are. --json prints
       {"site","event","from","to","keys","estimate","redisCli"}.
 
-  token [--user reader]
-      Print a MemoryDB IAM auth token (valid 15 minutes) for the ACL user, to use as
-      redis-cli's password. Needs MEMORYDB_CLUSTER_NAME, AWS_REGION and AWS credentials.
+  token [--user USER]
+      Print a MemoryDB IAM auth token (valid 15 minutes) for the ACL user (default REDIS_USER,
+      e.g. sketchstream-dev-reader), to use as redis-cli's password. Needs
+      MEMORYDB_CLUSTER_NAME, AWS_REGION and AWS credentials.
 
   help
       Print this text.

@@ -17,9 +17,15 @@ export interface TokenDeps extends CliIo {
 
 const USER_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-export function parseTokenArgs(args: readonly string[]): { user: string } {
+/** --user, else REDIS_USER (the stack's cli_env sets it to the reader, e.g. sketchstream-dev-reader). */
+export function parseTokenArgs(args: readonly string[], defaultUser?: string): { user: string } {
   const flags = parseFlags("token", args, { user: { type: "string" } });
-  const user = flags.user ?? "reader";
+  const user = flags.user ?? defaultUser;
+  if (user === undefined) {
+    throw new UsageError(
+      "token: no user: pass --user <ACL user>, or set REDIS_USER (the stack output cli_env does)",
+    );
+  }
   if (!USER_RE.test(user)) {
     throw new UsageError(
       `token: --user "${user}" is not an ACL user name: use letters, digits, "_", "." or "-"`,
@@ -29,7 +35,7 @@ export function parseTokenArgs(args: readonly string[]): { user: string } {
 }
 
 export async function runToken(args: readonly string[], deps: TokenDeps): Promise<number> {
-  const { user } = parseTokenArgs(args);
+  const { user } = parseTokenArgs(args, deps.env.REDIS_USER?.trim() || undefined);
   const clusterName = deps.env.MEMORYDB_CLUSTER_NAME?.trim();
   const region = deps.env.AWS_REGION?.trim();
   const missing = [

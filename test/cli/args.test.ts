@@ -128,8 +128,26 @@ describe("token", () => {
     expect(result.stderr).toContain("--user reader");
   });
 
+  it("signs for REDIS_USER when --user is not given, and asks for a user when neither is", async () => {
+    const env = {
+      MEMORYDB_CLUSTER_NAME: "sketchstream-dev",
+      AWS_REGION: "eu-west-1",
+      REDIS_USER: "sketchstream-dev-reader",
+    };
+    const { out, io } = captureIo(env);
+    const code = await runCli(["token"], {
+      ...io,
+      credentials: async () => ({ accessKeyId: "AKIDTEST", secretAccessKey: "secret" }),
+    });
+    expect(code, out.stderr).toBe(0);
+    expect(out.stdout).toContain("User=sketchstream-dev-reader&");
+    const none = captureIo({ MEMORYDB_CLUSTER_NAME: "c", AWS_REGION: "eu-west-1" });
+    expect(await runCli(["token"], none.io)).toBe(2);
+    expect(none.out.stderr).toContain("pass --user <ACL user>, or set REDIS_USER");
+  });
+
   it("names MEMORYDB_CLUSTER_NAME and AWS_REGION when they are missing (exit 1)", async () => {
-    const { out, io } = captureIo();
+    const { out, io } = captureIo({ REDIS_USER: "sketchstream-dev-reader" });
     expect(await runCli(["token"], io)).toBe(1);
     expect(out.stderr).toContain("MEMORYDB_CLUSTER_NAME is not set");
     expect(out.stderr).toContain("AWS_REGION is not set");
