@@ -16,6 +16,21 @@ import { renderRollupAsl } from "../state-machines/render.js";
 
 const LOCAL_ARN = "arn:aws:lambda:us-east-1:000000000000:function:sketchstream-local";
 
+// Constructing a StateMachine validates the definition (about 100-200 ms here): once per
+// rendered definition and process is enough.
+const machines = new Map<string, StateMachine>();
+function stateMachineFor(
+  text: string,
+  definition: ConstructorParameters<typeof StateMachine>[0],
+): StateMachine {
+  let machine = machines.get(text);
+  if (!machine) {
+    machine = new StateMachine(definition);
+    machines.set(text, machine);
+  }
+  return machine;
+}
+
 export interface LocalRollupOptions {
   readonly env: Env;
   /** Execution input: {} or {"from","to"}. */
@@ -52,7 +67,7 @@ export async function runRollupLocally(options: LocalRollupOptions): Promise<Loc
   const name = options.executionName ?? randomUUID();
   const executionArn = `arn:aws:states:us-east-1:000000000000:execution:sketchstream-rollup:${name}`;
   const input = (options.input ?? {}) as Record<string, unknown>;
-  const machine = new StateMachine(definition);
+  const machine = stateMachineFor(JSON.stringify(definition), definition);
   const run = machine.run(input as never, {
     context: {
       Execution: {

@@ -20,11 +20,13 @@ import {
   LOCK_KEY,
   PENDING_KEY,
   parseTouchedMember,
+  parseWorkItem,
   SITES_KEY,
   TOUCHED_KEY,
   uniqueVisitorsKey,
   WORK_KEY,
   workItem,
+  workItemKeyPrefix,
 } from "../shared/keys.js";
 import {
   dayExpiresAtMs,
@@ -48,8 +50,9 @@ export interface RollupRedis {
   eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   sunionstore(destination: string, ...keys: string[]): Promise<number>;
   del(...keys: string[]): Promise<number>;
+  unlink(...keys: string[]): Promise<number>;
   sscan(key: string, cursor: string, count: "COUNT", n: number): Promise<[string, string[]]>;
-  zadd(key: string, nx: "NX", ...scoreMembers: (string | number)[]): Promise<number | null>;
+  zadd(key: string, ...scoreMembers: (string | number)[]): Promise<number | null>;
   zcard(key: string): Promise<number>;
   zrange(key: string, start: number, stop: number): Promise<string[]>;
   pfmerge(destination: string, ...sources: string[]): Promise<"OK">;
@@ -154,28 +157,28 @@ function startMs(startTime: string): number {
   return ms;
 }
 
-/** Parses a work item back into its key parts. */
-export function parseWorkItem(item: string): { siteId: string; period: Period; event?: string } {
-  const [siteId, label, event] = item.split("|") as [string, string, string | undefined];
+/** A period from its label: `2024-W10` is a week, `2024-03` a month. */
+function periodOfLabel(label: string): Period {
   const kind: PeriodKind = label.includes("W") ? "week" : "month";
-  return event === undefined
-    ? { siteId, period: { kind, label } }
-    : { siteId, period: { kind, label }, event };
+  return { kind, label };
 }
 
-/** Adds items to the work set in batches; ZADD NX keeps the first rank of a repeated item. */
+/**
+ * Adds items to the work set in batches. Every score is 0, so the set orders its items by
+ * their text: a period key's items sit next to each other, and a repeated item is added once.
+ */
 class WorkWriter {
   private batch: (string | number)[] = [];
-  private next = 0;
   readonly sites = new Set<string>();
   readonly periods = new Set<string>();
 
   constructor(private readonly redis: RollupRedis) {}
 
-  async add(siteId: string, period: string, event?: string): Promise<void> {
+  async add(item: string): Promise<void> {
+    const { siteId, periodLabel } = parseWorkItem(item);
     this.sites.add(siteId);
-    this.periods.add(period);
-    this.batch.push(this.next++, workItem(siteId, period, event));
+    this.periods.add(periodLabel);
+    this.batch.push(0, item);
     if (this.batch.length >= ZADD_BATCH * 2) await this.flush();
   }
 
@@ -183,7 +186,7 @@ class WorkWriter {
     if (this.batch.length === 0) return;
     const args = this.batch;
     this.batch = [];
-    await this.redis.zadd(WORK_KEY, "NX", ...args);
+    await this.redis.zadd(WORK_KEY, ...args);
   }
 }
 
@@ -255,14 +258,12 @@ export async function planRollup(
     tx.del(TOUCHED_KEY);
     await tx.exec();
     await scanSet(redis, PENDING_KEY, async (member) => {
-      const { siteId, day, event } = parseTouchedMember(member);
-      await work.add(siteId, isoWeekOf(day), event);
-      await work.add(siteId, monthOf(day), event);
+      for (const item of scheduledItemsOf(member)) await work.add(item);
     });
   } else {
     await scanSet(redis, SITES_KEY, async (member) => {
       const [siteId, event] = member.split("|") as [string, string | undefined];
-      for (const period of backfillPeriods) await work.add(siteId, period.label, event);
+      for (const period of backfillPeriods) await work.add(workItem(siteId, period.label, event));
     });
   }
   await work.flush();
@@ -281,6 +282,55 @@ export async function planRollup(
     periods: [...work.periods].sort(),
   };
   return { status: "ready", attempt, plan, pages: Array.from({ length: pageCount }, (_, i) => i) };
+}
+
+/**
+ * The work items a scheduled run makes of one touched-set member: the touched day merged into
+ * its week and into its month. Only what changed is merged.
+ */
+export function scheduledItemsOf(member: string): [string, string] {
+  const { siteId, day, event } = parseTouchedMember(member);
+  return [workItem(siteId, isoWeekOf(day), event, day), workItem(siteId, monthOf(day), event, day)];
+}
+
+export interface MergeTarget {
+  /** The period key written. */
+  readonly key: string;
+  /** The day keys merged into it: the touched day (scheduled), every day (backfill). */
+  readonly days: readonly string[];
+  readonly expireAt: number;
+  /** Whether this is the first item of its key, counting the item before the page. */
+  readonly firstOfKey: boolean;
+}
+
+/** The PFMERGEs of a page of work items; pure. `previous` is the item just before the page. */
+export function mergeTargets(
+  items: readonly string[],
+  retention: RetentionSettings,
+  previous?: string,
+): MergeTarget[] {
+  const periods = new Map<string, { days: string[]; expireAt: number }>();
+  let lastPrefix = previous === undefined ? undefined : workItemKeyPrefix(previous);
+  return items.map((item) => {
+    const { siteId, periodLabel, event, day } = parseWorkItem(item);
+    let facts = periods.get(periodLabel);
+    if (!facts) {
+      const period = periodOfLabel(periodLabel);
+      facts = { days: daysInPeriod(period), expireAt: expiresAtSeconds(period, retention) };
+      periods.set(periodLabel, facts);
+    }
+    const prefix = workItemKeyPrefix(item);
+    const firstOfKey = prefix !== lastPrefix;
+    lastPrefix = prefix;
+    return {
+      key: uniqueVisitorsKey(siteId, periodLabel, event),
+      days: (day === undefined ? facts.days : [day]).map((d) =>
+        uniqueVisitorsKey(siteId, d, event),
+      ),
+      expireAt: facts.expireAt,
+      firstOfKey,
+    };
+  });
 }
 
 /** Renews the lease, or fails the page if another execution took the lock. */
@@ -302,25 +352,24 @@ export async function mergePage(
   const { plan, page } = input;
   await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
   const start = page * plan.pageSize;
-  const items = await redis.zrange(WORK_KEY, start, start + plan.pageSize - 1);
-  const targets = items.map((item) => {
-    const { siteId, period, event } = parseWorkItem(item);
-    const key = uniqueVisitorsKey(siteId, period.label, event);
-    const days = daysInPeriod(period).map((day) => uniqueVisitorsKey(siteId, day, event));
-    return { key, days, expireAt: expiresAtSeconds(period, settings.retention) };
-  });
+  // One item before the page too: a key whose items began on the page before is counted there.
+  const fetched = await redis.zrange(WORK_KEY, Math.max(0, start - 1), start + plan.pageSize - 1);
+  const previous = start > 0 ? fetched[0] : undefined;
+  const items = start > 0 ? fetched.slice(1) : fetched;
+  const targets = mergeTargets(items, settings.retention, previous);
 
   let keysWritten = 0;
   let keysRemoved = 0;
   if (plan.mode === "scheduled") {
-    // Days only grow, so merging them into the period key itself is exact and idempotent.
+    // The period key holds every earlier merge and days only grow, so merging the touched day
+    // into it is exact and idempotent.
     await Promise.all(
       targets.map(async (t) => {
         await Promise.all([
           redis.pfmerge(t.key, ...t.days),
           redis.expireat(t.key, t.expireAt, "NX"),
         ]);
-        keysWritten++;
+        if (t.firstOfKey) keysWritten++;
       }),
     );
   } else {
@@ -356,7 +405,8 @@ export async function finishRollup(
   if (input.outcome === "succeeded" && plan) {
     await holdLock(redis, plan.executionId, DEFAULT_LEASE_MS);
     // Everything planned was merged: only now may the pending set go.
-    await redis.del(WORK_KEY, ...(plan.mode === "scheduled" ? [PENDING_KEY] : []));
+    // UNLINK frees a large work set in the background instead of blocking the shard.
+    await redis.unlink(WORK_KEY, ...(plan.mode === "scheduled" ? [PENDING_KEY] : []));
   }
   if (executionId) await redis.eval(RELEASE_LOCK, 1, LOCK_KEY, executionId);
   if (!plan) return { status: input.outcome };

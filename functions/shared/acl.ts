@@ -18,7 +18,7 @@ export const ACL_RULES = {
    * bookkeeping (lock, touched/pending/work sets). EVAL runs the lock's compare-and-delete; a
    * script runs with the caller's ACL, so it cannot reach beyond these rules.
    */
-  rollup: `~uv:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
+  rollup: `~uv:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
   /**
    * Operators with redis-cli and the CLI's `count`: read counts and expiries, and ask the
    * rollup's touched/pending sets whether a week or month key is up to date (every command

@@ -77,9 +77,41 @@ export function siteIndexMember(siteId: string, event?: string): string {
   return event === undefined ? siteId : `${siteId}|${event}`;
 }
 
-/** A rollup work item: `715|2024-W10` or `715|2024-03|purchase`. */
-export function workItem(siteId: string, periodLabel: string, event?: string): string {
-  return event === undefined ? `${siteId}|${periodLabel}` : `${siteId}|${periodLabel}|${event}`;
+/**
+ * A rollup work item, `site|period|event|day` with empty fields left empty:
+ *   `715|2024-W10||2024-03-09`          merge the site's day 2024-03-09 into its week (scheduled)
+ *   `715|2024-03|purchase|2024-03-09`   the same for one event type, into the month
+ *   `715|2024-W10||`                    rebuild the week from all its days (backfill)
+ * Items of one period key sort next to each other, so pages can count keys exactly.
+ */
+export function workItem(
+  siteId: string,
+  periodLabel: string,
+  event?: string,
+  day?: string,
+): string {
+  return `${siteId}|${periodLabel}|${event ?? ""}|${day ?? ""}`;
+}
+
+export interface WorkItem {
+  readonly siteId: string;
+  readonly periodLabel: string;
+  readonly event?: string;
+  readonly day?: string;
+}
+
+export function parseWorkItem(item: string): WorkItem {
+  const parts = item.split("|");
+  if (parts.length !== 4 || !parts[0] || !parts[1]) {
+    throw new RangeError(`work item "${item}" is not site|period|event|day`);
+  }
+  const [siteId, periodLabel, event, day] = parts as [string, string, string, string];
+  return { siteId, periodLabel, ...(event ? { event } : {}), ...(day ? { day } : {}) };
+}
+
+/** The part of a work item that names its period key: `715|2024-W10|purchase|`. */
+export function workItemKeyPrefix(item: string): string {
+  return item.slice(0, item.lastIndexOf("|") + 1);
 }
 
 export interface TouchedEntry {

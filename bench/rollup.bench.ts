@@ -1,0 +1,825 @@
+/**
+ * Throughput of the rollup against a real local Redis Cluster (3 primaries): a scheduled
+ * incremental run of the real state machine, compared with a naive full recompute and with the
+ * Redis server's own time for the merges.
+ *
+ *   incremental  runRollupLocally({input: {}}): state-machines/rollup.asl.json run by
+ *                aws-local-stepfunctions with the real createRollupHandlers, on a mid-month day
+ *                whose only change since the last run is today's traffic. Site-periods merged =
+ *                the execution's itemsMerged; wall time = the whole execution (plan, pages,
+ *                finish).
+ *   limit        the very PFMERGE + EXPIREAT NX commands that run issues (derived from the
+ *                touched set beforehand, untimed), sent by a bare auto-pipelining ioredis
+ *                Cluster in chunks of (page size × Map concurrency): no state machine, no lock,
+ *                no ZRANGE, no key building. Shows what the merges cost on their own.
+ *   naive        a full recompute: every site and site event type in the site index, every week
+ *                and month overlapping the history, one PFMERGE of the period key from all its
+ *                days, each awaited before the next, on an ioredis Cluster without
+ *                auto-pipelining.
+ *
+ * Server time comes from `INFO commandstats` of every primary (after `CONFIG RESETSTAT` on each):
+ * cmdstat_pfmerge usec summed over the primaries, and the busiest primary's share.
+ *
+ * Dates: "today" is a mid-month day (the latest 15th by default) and the history is the --days
+ * days before it; the consumer and the rollup get a clock pinned to today 12:00 UTC that then
+ * advances with real time. Redis expires keys by the real clock, so RETENTION_DAYS is raised
+ * when the oldest day of history would otherwise expire before the run ends.
+ *
+ * Usage: npm run bench:rollup -- [--sites N] [--days N] [--today YYYY-MM-DD] [--rounds N] …
+ * It is a measurement, not a test: a missed target is reported, the exit code stays 0.
+ */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { StateMachine } from "aws-local-stepfunctions";
+import { Cluster, Redis } from "ioredis";
+import type { RollupHandlers } from "../functions/rollup/handler.js";
+import {
+  type MergeTarget,
+  mergeTargets,
+  type RollupOutput,
+  scheduledItemsOf,
+} from "../functions/rollup/rollup.js";
+import { loadRuntimeConfig } from "../functions/shared/config.js";
+import {
+  PENDING_KEY,
+  SITES_KEY,
+  TOUCHED_KEY,
+  uniqueVisitorsKey,
+  WORK_KEY,
+} from "../functions/shared/keys.js";
+import {
+  addDays,
+  dayOf,
+  dayStartMs,
+  daysInPeriod,
+  daysInRange,
+  isDay,
+  isoWeekOf,
+  monthOf,
+  type Period,
+  type RetentionSettings,
+} from "../functions/shared/periods.js";
+import {
+  type ClickPayload,
+  GENERATOR_EVENTS,
+  generatorTime,
+  generatorUserId,
+  mulberry32,
+} from "../local/generator.js";
+import { kinesisEvent } from "../local/kinesis-event.js";
+import { startRedisCluster } from "../local/redis-cluster.js";
+import { runRollupLocally } from "../local/rollup-runner.js";
+import { renderRollupAsl } from "../state-machines/render.js";
+import {
+  type Closer,
+  fmtInt,
+  fmtMs,
+  median,
+  progress,
+  runWithCleanup,
+  table,
+  timeAsync,
+  timeSync,
+} from "./lib.js";
+
+const TARGET_OVER_NAIVE = 3;
+const TARGET_WITHIN_SERVER = 1.3;
+const DAY_MS = 86_400_000;
+const BATCH = 10_000;
+const DEFAULT_RETENTION_DAYS = 62;
+
+interface RollupBenchOptions {
+  readonly sites: number;
+  readonly days: number;
+  readonly today: string;
+  readonly eventsPerDay: number;
+  readonly rounds: number;
+  readonly concurrency: number;
+  readonly naiveMaxItems: number;
+  readonly users: number;
+  readonly seed: number;
+}
+
+const USAGE = `usage: npm run bench:rollup -- [options]
+  --sites N            sites with traffic (default 2000)
+  --days N             days of history before today (default 45)
+  --today YYYY-MM-DD   the mid-month day of the incremental run (default: the latest 15th)
+  --events-per-day N   events per site and day (default 1; each day's event types rotate)
+  --rounds N           timed incremental rounds, each after a new slice of today's traffic
+                       (default 3)
+  --concurrency N      MaxConcurrency of the Map state (default 4, the dev stack's)
+  --naive-max-items N  stop the naive recompute after N site-periods and extrapolate its time
+                       to all of them (default 0: run it whole)
+  --users N            user population the ids are drawn from (default 100000)
+  --seed N             PRNG seed (default 42)`;
+
+/** The latest 15th of a month on or before the real date. */
+function latestMidMonth(nowMs: number): string {
+  const today = dayOf(nowMs);
+  const fifteenth = `${today.slice(0, 8)}15`;
+  if (today >= fifteenth) return fifteenth;
+  const d = new Date(dayStartMs(`${today.slice(0, 8)}01`) - DAY_MS);
+  return `${dayOf(d.getTime()).slice(0, 8)}15`;
+}
+
+function parseRollupOptions(argv: readonly string[]): RollupBenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      sites: { type: "string", default: "2000" },
+      days: { type: "string", default: "45" },
+      today: { type: "string" },
+      "events-per-day": { type: "string", default: "1" },
+      rounds: { type: "string", default: "3" },
+      concurrency: { type: "string", default: "4" },
+      "naive-max-items": { type: "string", default: "0" },
+      users: { type: "string", default: "100000" },
+      seed: { type: "string", default: "42" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const int = (name: string, text: string, least: number): number => {
+    if (!/^\d+$/.test(text) || Number(text) < least) {
+      throw new RangeError(`--${name}=${text}: expected a whole number ≥ ${least}\n${USAGE}`);
+    }
+    return Number(text);
+  };
+  const today = values.today ?? latestMidMonth(Date.now());
+  if (!isDay(today)) throw new RangeError(`--today=${today}: expected YYYY-MM-DD\n${USAGE}`);
+  if (dayStartMs(today) > Date.now()) {
+    throw new RangeError(`--today=${today} is in the future: Redis expires keys by the real clock`);
+  }
+  return {
+    sites: int("sites", values.sites, 1),
+    days: int("days", values.days, 1),
+    today,
+    eventsPerDay: int("events-per-day", values["events-per-day"], 1),
+    rounds: int("rounds", values.rounds, 1),
+    concurrency: int("concurrency", values.concurrency, 1),
+    naiveMaxItems: int("naive-max-items", values["naive-max-items"], 0),
+    users: int("users", values.users, 1),
+    seed: int("seed", values.seed, 0),
+  };
+}
+
+/** Weeks and months that overlap a range (what a backfill of it recomputes). */
+function periodsOverlapping(from: string, to: string): Period[] {
+  const seen = new Map<string, Period>();
+  for (const day of daysInRange(from, to)) {
+    seen.set(isoWeekOf(day), { kind: "week", label: isoWeekOf(day) });
+    seen.set(monthOf(day), { kind: "month", label: monthOf(day) });
+  }
+  return [...seen.values()];
+}
+
+/** The work items a scheduled plan makes of these touched-set members (deduplicated). */
+function workItemsOf(touched: readonly string[]): string[] {
+  return [...new Set(touched.flatMap(scheduledItemsOf))].sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-side time: INFO commandstats of every primary.
+
+interface CmdStat {
+  calls: number;
+  usec: number;
+}
+
+type NodeStats = Map<string, CmdStat>;
+
+function parseCommandStats(info: string): NodeStats {
+  const stats: NodeStats = new Map();
+  for (const line of info.split(/\r?\n/)) {
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
+    if (m) stats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  }
+  return stats;
+}
+
+class ServerStats {
+  constructor(private readonly primaries: readonly Redis[]) {}
+
+  async reset(): Promise<void> {
+    await Promise.all(this.primaries.map((p) => p.config("RESETSTAT")));
+  }
+
+  async read(): Promise<ServerSample> {
+    const infos = await Promise.all(this.primaries.map((p) => p.info("commandstats")));
+    return new ServerSample(infos.map(parseCommandStats));
+  }
+}
+
+class ServerSample {
+  constructor(readonly nodes: readonly NodeStats[]) {}
+
+  /** Calls and usec of one command, summed over the primaries. */
+  total(command: string): CmdStat {
+    const sum = { calls: 0, usec: 0 };
+    for (const n of this.nodes) {
+      const s = n.get(command);
+      if (s) {
+        sum.calls += s.calls;
+        sum.usec += s.usec;
+      }
+    }
+    return sum;
+  }
+
+  /** usec of one command on the primary that spent the most on it. */
+  busiest(command: string): number {
+    return Math.max(0, ...this.nodes.map((n) => n.get(command)?.usec ?? 0));
+  }
+
+  /** Every command seen, summed over the primaries, most usec first. */
+  commands(): [string, CmdStat][] {
+    const names = new Set(this.nodes.flatMap((n) => [...n.keys()]));
+    return [...names]
+      .map((name): [string, CmdStat] => [name, this.total(name)])
+      .sort((a, b) => b[1].usec - a[1].usec);
+  }
+}
+
+/** Runs `fn`, returning its wall time and this process's CPU time meanwhile, in ms. */
+async function measure(fn: () => Promise<unknown>): Promise<{ wallMs: number; cpuMs: number }> {
+  const cpu = process.cpuUsage();
+  const wallMs = await timeAsync(fn);
+  const used = process.cpuUsage(cpu);
+  return { wallMs, cpuMs: (used.user + used.system) / 1000 };
+}
+
+/** What runRollupLocally pays per execution before the first state: building the machine. */
+function timeStateMachineConstruction(concurrency: number): number {
+  const arn = "arn:aws:lambda:us-east-1:000000000000:function:sketchstream-local";
+  const definition = JSON.parse(
+    renderRollupAsl({
+      PlanFunctionArn: `${arn}-plan`,
+      MergeFunctionArn: `${arn}-merge`,
+      FinishFunctionArn: `${arn}-finish`,
+      MapMaxConcurrency: concurrency,
+    }),
+  );
+  return timeSync(() => new StateMachine(definition));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instrumented handlers: when each state's task ran, inside the state machine's wall time.
+
+interface Span {
+  readonly start: number;
+  readonly end: number;
+}
+
+class HandlerTimings {
+  plan: Span[] = [];
+  merge: Span[] = [];
+  finish: Span[] = [];
+  pages = 0;
+  pageSize = 0;
+  items = 0;
+}
+
+function timedHandlers(inner: RollupHandlers, timings: () => HandlerTimings): RollupHandlers {
+  const time = async <T>(into: (t: HandlerTimings) => Span[], fn: () => Promise<T>): Promise<T> => {
+    const start = performance.now();
+    try {
+      return await fn();
+    } finally {
+      into(timings()).push({ start, end: performance.now() });
+    }
+  };
+  return {
+    plan: (event) =>
+      time(
+        (t) => t.plan,
+        async () => {
+          const out = await inner.plan(event);
+          if (out.status === "ready") {
+            const t = timings();
+            t.pages = out.pages.length;
+            t.pageSize = out.plan.pageSize;
+            t.items = out.plan.items;
+          }
+          return out;
+        },
+      ),
+    merge: (event) =>
+      time(
+        (t) => t.merge,
+        () => inner.merge(event),
+      ),
+    finish: (event) =>
+      time(
+        (t) => t.finish,
+        () => inner.finish(event),
+      ),
+    close: () => inner.close(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Measured {
+  readonly name: string;
+  readonly items: number;
+  readonly wallMs: number;
+  /** CPU time of this Node process (user + system) meanwhile: the client side's cost. */
+  readonly cpuMs: number;
+  readonly server: ServerSample;
+  /** Set when only part of the work was run and the time to do all of it is extrapolated. */
+  readonly totalItems?: number;
+}
+
+interface IncrementalRound extends Measured {
+  readonly timings: HandlerTimings;
+  readonly output: RollupOutput;
+  readonly buildMs: number;
+  /** `new StateMachine(definition)` (it validates the ASL), timed apart. */
+  readonly constructMs: number;
+  readonly limit: Measured;
+}
+
+async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
+  const realStart = Date.now();
+  const todayStart = dayStartMs(opts.today);
+  const pinnedNow = todayStart + 12 * 3_600_000;
+  // The service's clock: today at noon, then advancing with real time.
+  const clock = () => pinnedNow + (Date.now() - realStart);
+  const firstDay = addDays(opts.today, -opts.days);
+  const historyDays = daysInRange(firstDay, addDays(opts.today, -1));
+  // Daily keys expire `retention` days after their day, by the real clock: keep the oldest one
+  // alive for the whole run (with a week to spare).
+  const needed = Math.ceil((realStart - dayStartMs(firstDay)) / DAY_MS) + 7;
+  const retentionDays = Math.max(DEFAULT_RETENTION_DAYS, needed);
+
+  progress("starting a Redis Cluster…");
+  const cluster = await startRedisCluster();
+  closers.push(() => cluster.stop());
+  const qdir = await mkdtemp(join(tmpdir(), "sketchstream-bench-"));
+  closers.push(() => rm(qdir, { recursive: true, force: true }));
+  const env = {
+    REDIS_ENDPOINT: cluster.endpoint,
+    REDIS_CLUSTER: "true",
+    REDIS_TLS: "false",
+    REDIS_AUTH: "none",
+    RETENTION_DAYS: String(retentionDays),
+    QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
+  };
+  const { retention } = loadRuntimeConfig(env);
+
+  // Powertools reads these when a Logger or Metrics is constructed, which the handler modules
+  // do as they are imported: set them first, then import the handlers dynamically.
+  process.env.POWERTOOLS_METRICS_DISABLED = "true";
+  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  const { createConsumerHandler } = await import("../functions/consumer/handler.js");
+  const { createRollupHandlers } = await import("../functions/rollup/handler.js");
+  const consumer = createConsumerHandler(env, { now: clock });
+  closers.push(() => consumer.close());
+  let current = new HandlerTimings();
+  const rollup = timedHandlers(createRollupHandlers(env, { now: clock }), () => current);
+  closers.push(() => rollup.close());
+
+  const node = { host: cluster.host, port: cluster.ports[0] as number };
+  const pipelined = new Cluster([node], { enableAutoPipelining: true });
+  pipelined.on("error", () => {});
+  closers.push(() => pipelined.disconnect());
+  const naiveClient = new Cluster([node], { enableAutoPipelining: false });
+  naiveClient.on("error", () => {});
+  closers.push(() => naiveClient.disconnect());
+  const primaries = cluster.ports.map((port) => new Redis({ host: cluster.host, port }));
+  for (const p of primaries) {
+    p.on("error", () => {});
+    closers.push(() => p.disconnect());
+  }
+  const stats = new ServerStats(primaries);
+
+  // --- history: --days days of traffic through the real consumer handler -------------------
+  const random = mulberry32(opts.seed);
+  const payloadsOf = function* (day: string, dayIndex: number, spanMs: number) {
+    const start = dayStartMs(day);
+    for (let site = 1; site <= opts.sites; site++) {
+      for (let k = 0; k < opts.eventsPerDay; k++) {
+        yield {
+          user_id: generatorUserId(Math.floor(random() * opts.users)),
+          site_id: site,
+          event: GENERATOR_EVENTS[(site + dayIndex + k) % GENERATOR_EVENTS.length] as string,
+          sku: `sku-${String(Math.floor(random() * 10_000)).padStart(4, "0")}`,
+          amount: 1 + Math.floor(random() * 10),
+          event_time: generatorTime(start + Math.floor(random() * spanMs)),
+        } satisfies ClickPayload;
+      }
+    }
+  };
+  const ingest = async (
+    payloads: Iterable<ClickPayload>,
+    label: (sent: number) => string,
+  ): Promise<number> => {
+    let sent = 0;
+    let batch: ClickPayload[] = [];
+    let failure: unknown;
+    const inFlight = new Set<Promise<void>>();
+    const send = (records: ClickPayload[]) => {
+      const p: Promise<void> = consumer(kinesisEvent(records))
+        .then((res) => {
+          if (res.batchItemFailures.length > 0) throw new Error("the consumer failed a batch");
+        })
+        .catch((err: unknown) => {
+          failure ??= err;
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      sent += records.length;
+      progress(label(sent));
+    };
+    for (const payload of payloads) {
+      batch.push(payload);
+      if (batch.length === BATCH) {
+        send(batch);
+        batch = [];
+        // Two batches in flight: one's grouping overlaps the other's round trips.
+        while (inFlight.size >= 2) await Promise.race(inFlight);
+        if (failure !== undefined) throw failure;
+      }
+    }
+    if (batch.length > 0) send(batch);
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+    return sent;
+  };
+
+  const historyStart = performance.now();
+  let historyEvents = 0;
+  for (const [i, day] of historyDays.entries()) {
+    historyEvents += await ingest(
+      payloadsOf(day, i, DAY_MS - 1),
+      (n) =>
+        `history: day ${i + 1}/${historyDays.length} (${day}), ${fmtInt(historyEvents + n)} events`,
+    );
+  }
+  const historyMs = performance.now() - historyStart;
+
+  // --- bring every week and month up to date (untimed) --------------------------------------
+  progress(`scheduled rollup of the whole history (untimed)…`);
+  current = new HandlerTimings();
+  const catchUpStart = performance.now();
+  const catchUp = await runRollupLocally({
+    env,
+    input: {},
+    startTime: new Date(clock()),
+    handlers: rollup,
+    mapMaxConcurrency: opts.concurrency,
+  });
+  const catchUpMs = performance.now() - catchUpStart;
+  if (catchUp.status !== "SUCCEEDED") {
+    throw new Error(`catch-up rollup ${catchUp.status}: ${catchUp.error}: ${catchUp.cause}`);
+  }
+  const catchUpOut = catchUp.output as RollupOutput;
+  const catchUpTimings = current;
+
+  // --- timed incremental rounds ---------------------------------------------------------------
+  const rounds: IncrementalRound[] = [];
+  const todayIndex = historyDays.length;
+  for (let r = 0; r < opts.rounds; r++) {
+    // Today's traffic so far (before noon): the only change since the last run.
+    await ingest(
+      payloadsOf(opts.today, todayIndex, 12 * 3_600_000 - 1),
+      (n) => `round ${r + 1}/${opts.rounds}: today's traffic, ${fmtInt(n)} events`,
+    );
+    const touched = await pipelined.smembers(TOUCHED_KEY);
+    const items = workItemsOf(touched);
+    progress(`round ${r + 1}/${opts.rounds}: scheduled incremental rollup…`);
+    current = new HandlerTimings();
+    await stats.reset();
+    let result: Awaited<ReturnType<typeof runRollupLocally>> | undefined;
+    const { wallMs, cpuMs } = await measure(async () => {
+      result = await runRollupLocally({
+        env,
+        input: {},
+        startTime: new Date(clock()),
+        handlers: rollup,
+        mapMaxConcurrency: opts.concurrency,
+      });
+    });
+    if (!result) throw new Error("no result");
+    const server = await stats.read();
+    if (result.status !== "SUCCEEDED") {
+      throw new Error(`incremental rollup ${result.status}: ${result.error}: ${result.cause}`);
+    }
+    const output = result.output as RollupOutput;
+    if (output.itemsMerged !== items.length) {
+      throw new Error(
+        `the run merged ${output.itemsMerged} items; the touched set implied ${items.length}`,
+      );
+    }
+    const leftovers = await pipelined.exists(PENDING_KEY, WORK_KEY);
+    if (leftovers !== 0) throw new Error("the run left its pending or work set behind");
+
+    // The client-side work mergePage does to turn items into commands, timed on its own.
+    let targets: MergeTarget[] = [];
+    const buildMs = timeSync(() => {
+      targets = mergeTargets(items, retention);
+    });
+
+    // The same merges on a bare auto-pipelining client (idempotent: the keys do not change).
+    progress(`round ${r + 1}/${opts.rounds}: limit (the same merges, pipelined)…`);
+    const chunk = Math.max(1, current.pageSize * opts.concurrency);
+    await stats.reset();
+    const limitTime = await measure(async () => {
+      for (let i = 0; i < targets.length; i += chunk) {
+        await Promise.all(
+          targets
+            .slice(i, i + chunk)
+            .flatMap((t) => [
+              pipelined.pfmerge(t.key, ...t.days),
+              pipelined.expireat(t.key, t.expireAt, "NX"),
+            ]),
+        );
+      }
+    });
+    const limit: Measured = {
+      name: "limit",
+      items: targets.length,
+      ...limitTime,
+      server: await stats.read(),
+    };
+    rounds.push({
+      name: "incremental",
+      items: output.itemsMerged ?? 0,
+      wallMs,
+      cpuMs,
+      server,
+      timings: current,
+      output,
+      buildMs,
+      constructMs: timeStateMachineConstruction(opts.concurrency),
+      limit,
+    });
+  }
+
+  // --- naive full recompute -------------------------------------------------------------------
+  const periods = periodsOverlapping(firstDay, opts.today);
+  const siteCount = await pipelined.scard(SITES_KEY);
+  const naiveTotal = siteCount * periods.length;
+  const naiveLimit = opts.naiveMaxItems > 0 ? Math.min(opts.naiveMaxItems, naiveTotal) : naiveTotal;
+  progress(`naive full recompute: ${fmtInt(naiveLimit)} site-periods, one round trip each…`);
+  await stats.reset();
+  let naiveItems = 0;
+  const naiveTime = await measure(async () => {
+    const members = await naiveClient.smembers(SITES_KEY);
+    for (const member of members) {
+      const [siteId, event] = member.split("|") as [string, string | undefined];
+      for (const period of periods) {
+        if (naiveItems >= naiveLimit) return;
+        const days = daysInPeriod(period).map((day) => uniqueVisitorsKey(siteId, day, event));
+        await naiveClient.pfmerge(uniqueVisitorsKey(siteId, period.label, event), ...days);
+        naiveItems++;
+        if (naiveItems % 10_000 === 0) {
+          progress(`naive full recompute: ${fmtInt(naiveItems)}/${fmtInt(naiveLimit)}`);
+        }
+      }
+    }
+  });
+  const naive: Measured = {
+    name: "naive",
+    items: naiveItems,
+    ...naiveTime,
+    server: await stats.read(),
+    ...(naiveItems < naiveTotal ? { totalItems: naiveTotal } : {}),
+  };
+  progress("");
+
+  report(opts, {
+    ports: cluster.ports,
+    retention,
+    historyDays,
+    historyEvents,
+    historyMs,
+    catchUp: { ms: catchUpMs, output: catchUpOut, timings: catchUpTimings },
+    rounds,
+    naive,
+    periods,
+    siteCount,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Report {
+  readonly ports: readonly number[];
+  readonly retention: RetentionSettings;
+  readonly historyDays: readonly string[];
+  readonly historyEvents: number;
+  readonly historyMs: number;
+  readonly catchUp: { ms: number; output: RollupOutput; timings: HandlerTimings };
+  readonly rounds: readonly IncrementalRound[];
+  readonly naive: Measured;
+  readonly periods: readonly Period[];
+  readonly siteCount: number;
+}
+
+const rate = (items: number, ms: number) => (items / ms) * 1000;
+const usToMs = (us: number) => us / 1000;
+
+/** Length of the union of spans: the time at least one of them was running. */
+function covered(spans: readonly Span[]): number {
+  const sorted = [...spans].sort((a, b) => a.start - b.start);
+  let total = 0;
+  let end = Number.NEGATIVE_INFINITY;
+  for (const s of sorted) {
+    if (s.end <= end) continue;
+    total += s.end - Math.max(s.start, end);
+    end = s.end;
+  }
+  return total;
+}
+
+const sum = (spans: readonly Span[]) => spans.reduce((n, s) => n + (s.end - s.start), 0);
+
+/** The round whose wall time is the median (the lower middle one for an even count). */
+function medianRound(rounds: readonly IncrementalRound[]): IncrementalRound {
+  const sorted = [...rounds].sort((a, b) => a.wallMs - b.wallMs);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as IncrementalRound;
+}
+
+function measuredRow(name: string, m: Measured): string[] {
+  const pf = m.server.total("pfmerge");
+  return [
+    name,
+    fmtInt(m.items),
+    fmtMs(m.wallMs),
+    fmtMs(m.cpuMs),
+    fmtInt(rate(m.items, m.wallMs)),
+    fmtInt(pf.calls),
+    fmtMs(usToMs(pf.usec)),
+    fmtMs(usToMs(m.server.busiest("pfmerge"))),
+    pf.calls > 0 ? (pf.usec / pf.calls).toFixed(1) : "n/a",
+    pf.usec > 0 ? `${(m.wallMs / usToMs(pf.usec)).toFixed(2)}×` : "n/a",
+  ];
+}
+
+function report(opts: RollupBenchOptions, r: Report): void {
+  const mid = medianRound(r.rounds);
+  const t = mid.timings;
+  const weeks = r.periods.filter((p) => p.kind === "week").map((p) => p.label);
+  const months = r.periods.filter((p) => p.kind === "month").map((p) => p.label);
+
+  console.log("sketchstream rollup benchmark");
+  console.log(
+    `  node ${process.version}, redis cluster of 3 primaries on 127.0.0.1:${r.ports.join(",")}, ${availableParallelism()} CPUs shared by Node and the servers`,
+  );
+  console.log(
+    `  ${fmtInt(opts.sites)} sites; history ${r.historyDays[0]}..${r.historyDays.at(-1)} (${r.historyDays.length} days, ${opts.eventsPerDay} event(s) per site-day, event types rotating); today ${opts.today}`,
+  );
+  console.log(
+    `  history: ${fmtInt(r.historyEvents)} events through createConsumerHandler in ${(r.historyMs / 1000).toFixed(1)} s; retention ${r.retention.days} days`,
+  );
+  const cu = r.catchUp;
+  console.log(
+    `  catch-up scheduled run (untimed for the comparison): ${fmtInt(cu.output.itemsMerged ?? 0)} site-periods in ${cu.timings.pages} pages of ${fmtInt(cu.timings.pageSize)}, ${(cu.ms / 1000).toFixed(1)} s (${fmtInt(rate(cu.output.itemsMerged ?? 0, cu.ms))}/s)`,
+  );
+  console.log(
+    `  incremental: ${r.rounds.length} round(s), each after ${fmtInt(opts.sites * opts.eventsPerDay)} events of today; Map MaxConcurrency ${opts.concurrency}`,
+  );
+  console.log(
+    `  plan of the median round: ${fmtInt(t.items)} items, ${t.pages} page(s) of ${fmtInt(t.pageSize)}; periods ${(mid.output.periods ?? []).join(", ")}; ${fmtInt(mid.output.sitesMerged ?? 0)} sites`,
+  );
+  console.log(
+    `  naive: ${fmtInt(r.siteCount)} sites and site event types × ${r.periods.length} periods (weeks ${weeks[0]}..${weeks.at(-1)}, months ${months.join(", ")}) = ${fmtInt(r.siteCount * r.periods.length)} site-periods${r.naive.totalItems ? `; ran ${fmtInt(r.naive.items)} of them (--naive-max-items)` : ""}`,
+  );
+  console.log("");
+
+  const header = [
+    "contender",
+    "site-periods",
+    "wall ms",
+    "client CPU ms",
+    "site-periods/s",
+    "PFMERGEs",
+    "server PFMERGE ms",
+    "busiest primary ms",
+    "µs/PFMERGE",
+    "wall/server",
+  ];
+  console.log(
+    table(header, [
+      measuredRow("incremental (state machine, median round)", mid),
+      measuredRow("limit: its merges, bare pipelined client", mid.limit),
+      measuredRow("naive full recompute (1 round trip each)", r.naive),
+    ]),
+  );
+  console.log("");
+  if (r.rounds.length > 1) {
+    console.log("every incremental round:");
+    console.log(
+      table(
+        header,
+        r.rounds.flatMap((round, i) => [
+          measuredRow(`round ${i + 1} incremental`, round),
+          measuredRow(`round ${i + 1} limit`, round.limit),
+        ]),
+      ),
+    );
+    console.log("");
+  }
+
+  // Every figure from the median round, so that they agree with its row in the table.
+  const incWall = mid.wallMs;
+  const incRate = rate(mid.items, mid.wallMs);
+  const naiveRate = rate(r.naive.items, r.naive.wallMs);
+  const naiveFullMs = r.naive.totalItems ? (r.naive.totalItems / naiveRate) * 1000 : r.naive.wallMs;
+  const upToDate = naiveFullMs / incWall;
+  const throughput = incRate / naiveRate;
+  const pfUsec = mid.server.total("pfmerge").usec;
+  const pfBusiest = mid.server.busiest("pfmerge");
+  const withinServer = incWall / usToMs(pfUsec);
+  const withinBusiest = incWall / usToMs(pfBusiest);
+  const verdict = (ok: boolean) => (ok ? "PASS" : "MISS");
+
+  console.log("ratios (the median incremental round):");
+  console.log(
+    `  time to bring every week and month up to date: naive full recompute ${fmtMs(naiveFullMs)} ms${r.naive.totalItems ? " (extrapolated)" : ""} / incremental run ${fmtMs(incWall)} ms = ${upToDate.toFixed(1)}×`,
+  );
+  console.log(
+    `  site-periods merged per second: incremental ${fmtInt(incRate)} / naive ${fmtInt(naiveRate)} = ${throughput.toFixed(2)}× (a rate per item: it does not count that the incremental run merges ${((mid.items / (r.siteCount * r.periods.length)) * 100).toFixed(1)}% of the site-periods)`,
+  );
+  console.log(
+    `  incremental wall / server PFMERGE time: ${fmtMs(incWall)} / ${fmtMs(usToMs(pfUsec))} ms summed over the primaries = ${withinServer.toFixed(2)}×; / ${fmtMs(usToMs(pfBusiest))} ms on the busiest primary = ${withinBusiest.toFixed(2)}×`,
+  );
+  console.log("");
+  console.log("targets:");
+  console.log(
+    `  incremental ≥ ${TARGET_OVER_NAIVE}× the naive full recompute (time to be up to date): ${upToDate.toFixed(1)}×  ${verdict(upToDate >= TARGET_OVER_NAIVE)}`,
+  );
+  console.log(
+    `    (site-periods/s alone, for reference: ${throughput.toFixed(2)}×  ${verdict(throughput >= TARGET_OVER_NAIVE)})`,
+  );
+  console.log(
+    `  incremental wall within ${TARGET_WITHIN_SERVER}× of the server PFMERGE time (summed over primaries): ${withinServer.toFixed(2)}×  ${verdict(withinServer <= TARGET_WITHIN_SERVER)}`,
+  );
+  console.log("");
+
+  // Where the incremental run's time goes.
+  const wall = mid.wallMs;
+  const plan = sum(t.plan);
+  const mergeSpan = covered(t.merge);
+  const mergeSum = sum(t.merge);
+  const finish = sum(t.finish);
+  const tasks = covered([...t.plan, ...t.merge, ...t.finish]);
+  const pageMs = t.merge.map((s) => s.end - s.start);
+  const share = (ms: number) => `${((ms / wall) * 100).toFixed(0)}%`;
+  const brow = (name: string, ms: number) => [name, fmtMs(ms), share(ms)];
+  console.log("where the median incremental run's time goes (≈ = by difference):");
+  console.log(
+    table(
+      ["part", "ms", "of wall"],
+      [
+        brow("whole execution (runRollupLocally)", wall),
+        brow("  Plan task (lock, SUNIONSTORE, SSCAN, ZADD)", plan),
+        brow(`  MergePage tasks, time any was running (${t.merge.length} pages)`, mergeSpan),
+        brow(
+          `    sum over pages (median ${fmtMs(median(pageMs))} ms/page, concurrency ${opts.concurrency})`,
+          mergeSum,
+        ),
+        brow("    building keys from items (parse, daysInPeriod, key names)", mid.buildMs),
+        brow("    limit: the same merges on a bare pipelined client", mid.limit.wallMs),
+        brow("  Finish task", finish),
+        brow("  ≈ state machine between tasks (runner, ASL, JSONPath)", wall - tasks),
+        brow("    new StateMachine(definition), validating the ASL, timed apart", mid.constructMs),
+        brow("  client CPU (this Node process: runner, handlers, ioredis)", mid.cpuMs),
+      ],
+    ),
+  );
+  console.log("");
+  console.log(
+    "server time by command in the median incremental round (INFO commandstats, all primaries):",
+  );
+  const cmds = mid.server.commands();
+  const totalUsec = cmds.reduce((n, [, s]) => n + s.usec, 0);
+  console.log(
+    table(
+      ["command", "calls", "server ms", "µs/call"],
+      [
+        ...cmds.map(([name, s]) => [
+          name,
+          fmtInt(s.calls),
+          fmtMs(usToMs(s.usec)),
+          s.calls > 0 ? (s.usec / s.calls).toFixed(1) : "n/a",
+        ]),
+        ["all", "", fmtMs(usToMs(totalUsec)), ""],
+      ],
+    ),
+  );
+  console.log(
+    "server time is commandstats' time inside redis-server per command: on a box with fewer CPUs than processes, preemption under load inflates it (compare µs/PFMERGE of the naive run, one command at a time)",
+  );
+}
+
+await runWithCleanup((closers) => run(parseRollupOptions(process.argv.slice(2)), closers));
