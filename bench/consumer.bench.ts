@@ -28,9 +28,6 @@
  * It is a measurement, not a test: a missed target is reported, the exit code stays 0.
  */
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { KinesisStreamEvent } from "aws-lambda";
 import { Cluster } from "ioredis";
 import {
@@ -44,15 +41,18 @@ import { EventParser, isEventShape } from "../functions/shared/events.js";
 import { expiresAtSeconds, type RetentionSettings } from "../functions/shared/periods.js";
 import { type ClickPayload, generateEvents } from "../local/generator.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
-import { startRedisCluster } from "../local/redis-cluster.js";
 import {
   type BenchOptions,
+  type Closer,
   fmtInt,
   fmtMs,
   max,
   median,
   min,
   parseOptions,
+  progress,
+  runWithCleanup,
+  startBenchCluster,
   table,
   timeAsync,
   timeSync,
@@ -78,10 +78,6 @@ function streamRecords(event: KinesisStreamEvent): StreamRecord[] {
 /** Sends the planned commands all at once, as the handler does, on a bare client. */
 function sendAll(redis: Cluster, commands: readonly HllCommand[]): Promise<unknown> {
   return Promise.all(commands.map((c) => sendCommand(redis, c)));
-}
-
-function progress(text: string): void {
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
 }
 
 /** Part (i) of the limit: what any consumer must do to read the records at all. */
@@ -158,7 +154,7 @@ function timeParsing(
   return { parseData: parseDataMs, validate: validateMs, schema: schemaMs, plan: planMs };
 }
 
-async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]): Promise<void> {
+async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
   const startedAt = Date.now();
   // Events over the last 2 UTC days (today and yesterday), as in a live stream.
   const events = generateEvents({ seed: opts.seed, users: opts.users, days: 2, endMs: startedAt });
@@ -168,18 +164,7 @@ async function run(opts: BenchOptions, closers: (() => Promise<void> | void)[]):
     return { payloads, event: kinesisEvent(payloads), commands: [] };
   };
 
-  progress("starting a Redis Cluster…");
-  const cluster = await startRedisCluster();
-  closers.push(() => cluster.stop());
-  const qdir = await mkdtemp(join(tmpdir(), "sketchstream-bench-"));
-  closers.push(() => rm(qdir, { recursive: true, force: true }));
-  const env = {
-    REDIS_ENDPOINT: cluster.endpoint,
-    REDIS_CLUSTER: "true",
-    REDIS_TLS: "false",
-    REDIS_AUTH: "none",
-    QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
-  };
+  const { cluster, env } = await startBenchCluster(closers);
   const { retention } = loadConsumerConfig(env);
   // The limit sends exactly the commands the handler's planBatch makes, computed untimed.
   const withCommands = (b: Batch): Batch => {
@@ -397,45 +382,4 @@ function report(
   );
 }
 
-async function main(): Promise<void> {
-  const opts = parseOptions(process.argv.slice(2));
-  const closers: (() => Promise<void> | void)[] = [];
-  let closed: Promise<void> | undefined;
-  const close = () => {
-    closed ??= (async () => {
-      for (const c of closers.reverse()) {
-        try {
-          await c();
-        } catch (err) {
-          console.error("cleanup:", err);
-        }
-      }
-    })();
-    return closed;
-  };
-  let interrupted = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    interrupted = true;
-    progress("");
-    console.error(`\n${signal}: stopping the Redis Cluster…`);
-    void close().finally(() => process.exit(130));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    await run(opts, closers);
-  } catch (err) {
-    // After a signal the cluster is going away under the run: its errors are expected.
-    if (!interrupted) {
-      progress("");
-      console.error(err);
-      process.exitCode = 1;
-    }
-  } finally {
-    await close();
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
-  }
-}
-
-await main();
+await runWithCleanup((closers) => run(parseOptions(process.argv.slice(2)), closers));

@@ -1,6 +1,10 @@
 /** Helpers of the consumer benchmark: timing, statistics, tables and the command-line options. */
 
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { type RunningRedisCluster, startRedisCluster } from "../local/redis-cluster.js";
 
 /** Milliseconds `fn` takes (awaited). */
 export async function timeAsync(fn: () => Promise<unknown>): Promise<number> {
@@ -92,12 +96,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const int = (name: string, text: string, least: number): number => {
-    if (!/^\d+$/.test(text) || Number(text) < least) {
-      throw new RangeError(`--${name}=${text}: expected a whole number ≥ ${least}\n${USAGE}`);
-    }
-    return Number(text);
-  };
+  const int = wholeNumberFlag(USAGE);
   return {
     batches: int("batches", values.batches, 1),
     batchSize: int("batch-size", values["batch-size"], 1),
@@ -106,6 +105,42 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     warmup: int("warmup", values.warmup, 0),
     naiveBatches: int("naive-batches", values["naive-batches"], 1),
   };
+}
+
+/** A parser of whole-number flags that fails with the flag, the bound and the usage text. */
+export function wholeNumberFlag(
+  usage: string,
+): (name: string, text: string, least: number) => number {
+  return (name, text, least) => {
+    if (!/^\d+$/.test(text) || Number(text) < least) {
+      throw new RangeError(`--${name}=${text}: expected a whole number ≥ ${least}\n${usage}`);
+    }
+    return Number(text);
+  };
+}
+
+/**
+ * A Redis Cluster of 3 primaries for a benchmark, stopped by the closers, and the functions'
+ * environment pointing at it (with a quarantine file in a temporary directory).
+ */
+export async function startBenchCluster(
+  closers: Closer[],
+  extraEnv: Readonly<Record<string, string>> = {},
+): Promise<{ cluster: RunningRedisCluster; env: Record<string, string> }> {
+  progress("starting a Redis Cluster…");
+  const cluster = await startRedisCluster();
+  closers.push(() => cluster.stop());
+  const qdir = await mkdtemp(join(tmpdir(), "sketchstream-bench-"));
+  closers.push(() => rm(qdir, { recursive: true, force: true }));
+  const env = {
+    REDIS_ENDPOINT: cluster.endpoint,
+    REDIS_CLUSTER: "true",
+    REDIS_TLS: "false",
+    REDIS_AUTH: "none",
+    ...extraEnv,
+    QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
+  };
+  return { cluster, env };
 }
 
 /** One status line on stderr, rewritten in place (only on a terminal); "" clears it. */

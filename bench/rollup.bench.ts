@@ -29,9 +29,7 @@
  * It is a measurement, not a test: a missed target is reported, the exit code stays 0.
  */
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { availableParallelism, tmpdir } from "node:os";
-import { join } from "node:path";
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { StateMachine } from "aws-local-stepfunctions";
 import { Cluster, Redis } from "ioredis";
@@ -70,7 +68,6 @@ import {
   mulberry32,
 } from "../local/generator.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
-import { startRedisCluster } from "../local/redis-cluster.js";
 import { runRollupLocally } from "../local/rollup-runner.js";
 import { renderRollupAsl } from "../state-machines/render.js";
 import {
@@ -80,9 +77,11 @@ import {
   median,
   progress,
   runWithCleanup,
+  startBenchCluster,
   table,
   timeAsync,
   timeSync,
+  wholeNumberFlag,
 } from "./lib.js";
 
 const TARGET_OVER_NAIVE = 3;
@@ -147,12 +146,7 @@ function parseRollupOptions(argv: readonly string[]): RollupBenchOptions {
     console.log(USAGE);
     process.exit(0);
   }
-  const int = (name: string, text: string, least: number): number => {
-    if (!/^\d+$/.test(text) || Number(text) < least) {
-      throw new RangeError(`--${name}=${text}: expected a whole number ≥ ${least}\n${USAGE}`);
-    }
-    return Number(text);
-  };
+  const int = wholeNumberFlag(USAGE);
   const today = values.today ?? latestMidMonth(Date.now());
   if (!isDay(today)) throw new RangeError(`--today=${today}: expected YYYY-MM-DD\n${USAGE}`);
   if (dayStartMs(today) > Date.now()) {
@@ -360,19 +354,9 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   const needed = Math.ceil((realStart - dayStartMs(firstDay)) / DAY_MS) + 7;
   const retentionDays = Math.max(DEFAULT_RETENTION_DAYS, needed);
 
-  progress("starting a Redis Cluster…");
-  const cluster = await startRedisCluster();
-  closers.push(() => cluster.stop());
-  const qdir = await mkdtemp(join(tmpdir(), "sketchstream-bench-"));
-  closers.push(() => rm(qdir, { recursive: true, force: true }));
-  const env = {
-    REDIS_ENDPOINT: cluster.endpoint,
-    REDIS_CLUSTER: "true",
-    REDIS_TLS: "false",
-    REDIS_AUTH: "none",
+  const { cluster, env } = await startBenchCluster(closers, {
     RETENTION_DAYS: String(retentionDays),
-    QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
-  };
+  });
   const { retention } = loadRuntimeConfig(env);
 
   // Powertools reads these when a Logger or Metrics is constructed, which the handler modules

@@ -3,6 +3,7 @@ import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { mulberry32 } from "../../local/generator.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
@@ -28,24 +29,12 @@ function dailyExpiry(day: string, retentionDays: number): number {
   return Date.parse(`${day}T00:00:00Z`) / 1000 + (1 + retentionDays) * 86_400;
 }
 
-/** A small deterministic generator (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe("consumer handler against a real Redis Cluster", () => {
   const prefix = uniqueSitePrefix();
   const sites = [`${prefix}a`, `${prefix}b`, `${prefix}c`];
   const now = Date.now();
   const days = [0, 1, 2, 9].map((back) => now - back * DAY);
-  const random = rng(42);
+  const random = mulberry32(42);
   const truth = new Map<string, Set<string>>();
   const payloads: object[] = [];
   for (let i = 0; i < 3000; i++) {

@@ -11,6 +11,7 @@ import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
 import type { RollupRedis } from "../../functions/rollup/rollup.js";
 import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { mulberry32 } from "../../local/generator.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { runRollupLocally } from "../../local/rollup-runner.js";
 import { hllSame } from "../helpers/hll.js";
@@ -38,17 +39,6 @@ afterAll(async () => {
   redis?.disconnect();
   await cluster?.stop();
 });
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Event {
   readonly user_id: string;
@@ -151,7 +141,7 @@ describe("rollup over 60 days and 50 sites", () => {
   const touched = new Set<string>();
 
   beforeAll(async () => {
-    const random = rng(7);
+    const random = mulberry32(7);
     const events: Event[] = [];
     for (const site of sites) {
       for (const day of days) {
