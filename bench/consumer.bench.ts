@@ -29,7 +29,7 @@
  */
 
 import type { KinesisStreamEvent } from "aws-lambda";
-import { Cluster } from "ioredis";
+import type { Cluster } from "ioredis";
 import {
   type HllCommand,
   planBatch,
@@ -43,6 +43,7 @@ import { type ClickPayload, generateEvents } from "../local/generator.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
 import {
   type BenchOptions,
+  benchClients,
   type Closer,
   fmtInt,
   fmtMs,
@@ -181,13 +182,7 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
   const { createConsumerHandler } = await import("../functions/consumer/handler.js");
   const handler = createConsumerHandler(env);
   closers.push(() => handler.close());
-  const node = { host: cluster.host, port: cluster.ports[0] as number };
-  const limitClient = new Cluster([node], { enableAutoPipelining: true });
-  limitClient.on("error", () => {});
-  closers.push(() => limitClient.disconnect());
-  const naiveClient = new Cluster([node], { enableAutoPipelining: false });
-  naiveClient.on("error", () => {});
-  closers.push(() => naiveClient.disconnect());
+  const { pipelined: limitClient, naive: naiveClient } = benchClients(cluster, closers);
 
   const runHandler = async (batch: Batch): Promise<number> => {
     let failures = 0;

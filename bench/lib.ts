@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Cluster } from "ioredis";
 import { type RunningRedisCluster, startRedisCluster } from "../local/redis-cluster.js";
 
 /** Milliseconds `fn` takes (awaited). */
@@ -141,6 +142,24 @@ export async function startBenchCluster(
     QUARANTINE_FILE: join(qdir, "quarantine.jsonl"),
   };
   return { cluster, env };
+}
+
+/**
+ * The two clients the benchmarks compare with: auto-pipelined (the practical limit) and plain,
+ * one command per round trip when awaited one at a time (the naive baseline).
+ */
+export function benchClients(
+  cluster: RunningRedisCluster,
+  closers: Closer[],
+): { pipelined: Cluster; naive: Cluster } {
+  const node = { host: cluster.host, port: cluster.ports[0] as number };
+  const make = (enableAutoPipelining: boolean) => {
+    const client = new Cluster([node], { enableAutoPipelining });
+    client.on("error", () => {});
+    closers.push(() => client.disconnect());
+    return client;
+  };
+  return { pipelined: make(true), naive: make(false) };
 }
 
 /** One status line on stderr, rewritten in place (only on a terminal); "" clears it. */

@@ -32,7 +32,7 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { StateMachine } from "aws-local-stepfunctions";
-import { Cluster, Redis } from "ioredis";
+import { Redis } from "ioredis";
 import type { RollupHandlers } from "../functions/rollup/handler.js";
 import {
   type MergeTarget,
@@ -71,6 +71,7 @@ import { kinesisEvent } from "../local/kinesis-event.js";
 import { runRollupLocally } from "../local/rollup-runner.js";
 import { renderRollupAsl } from "../state-machines/render.js";
 import {
+  benchClients,
   type Closer,
   fmtInt,
   fmtMs,
@@ -371,13 +372,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   const rollup = timedHandlers(createRollupHandlers(env, { now: clock }), () => current);
   closers.push(() => rollup.close());
 
-  const node = { host: cluster.host, port: cluster.ports[0] as number };
-  const pipelined = new Cluster([node], { enableAutoPipelining: true });
-  pipelined.on("error", () => {});
-  closers.push(() => pipelined.disconnect());
-  const naiveClient = new Cluster([node], { enableAutoPipelining: false });
-  naiveClient.on("error", () => {});
-  closers.push(() => naiveClient.disconnect());
+  const { pipelined, naive: naiveClient } = benchClients(cluster, closers);
   const primaries = cluster.ports.map((port) => new Redis({ host: cluster.host, port }));
   for (const p of primaries) {
     p.on("error", () => {});
