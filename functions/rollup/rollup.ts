@@ -3,13 +3,14 @@
  * page of them. The state machine (state-machines/rollup.asl.json) calls it in three steps:
  *
  *   plan    take the lock; for a scheduled run move `touched` into `pending` (atomically) and
- *           turn its (site, day[, event]) members into work items, one per week and month
- *           key they touch; for a backfill, every week and month overlapping the range for
- *           every known site. Items go into the `work` sorted set; the plan returns page
+ *           turn each (site, day[, event]) member into two work items, the day into its week
+ *           and into its month; for a backfill, every week and month overlapping the range
+ *           for every known site. Items go into the `work` sorted set; the plan returns page
  *           numbers only, so no state payload grows with the number of sites.
- *   merge   one page: PFMERGE each period key from its days (scheduled: into the key itself,
- *           since days only grow; backfill: into a temporary key that then replaces the key,
- *           since PFMERGE keeps whatever the destination held), with EXPIREAT … NX deadlines.
+ *   merge   one page: scheduled, PFMERGE the touched day into the period key (exact: the key
+ *           holds every earlier merge and days only grow); backfill, PFMERGE all the period's
+ *           days into a temporary key that then replaces the key (PFMERGE keeps whatever the
+ *           destination held). EXPIREAT … NX gives each key its fixed deadline.
  *   finish  after every page merged: drop `pending` and `work`, release the lock.
  *
  * Every merge is idempotent (register-wise max), so a retried page or a re-planned execution
