@@ -4,17 +4,22 @@
  */
 
 import { readFileSync } from "node:fs";
+import { Logger } from "@aws-lambda-powertools/logger";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/shared/acl.js";
 import { loadRuntimeConfig } from "../../functions/shared/config.js";
+import { TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { isoWeekOf } from "../../functions/shared/periods.js";
 import { connectRedis, type RedisConnection } from "../../functions/shared/redis-client.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { runRollupLocally } from "../../local/rollup-runner.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
 
 const CONSUMER_PASSWORD = `c-${Math.random().toString(36).slice(2)}`;
 const READER_PASSWORD = `r-${Math.random().toString(36).slice(2)}`;
+const ROLLUP_PASSWORD = `m-${Math.random().toString(36).slice(2)}`;
 
 let cluster: RunningRedisCluster;
 let reader: RedisConnection;
@@ -39,6 +44,7 @@ beforeAll(async () => {
     users: [
       { name: "consumer", password: CONSUMER_PASSWORD, rules: ACL_RULES.consumer },
       { name: "reader", password: READER_PASSWORD, rules: ACL_RULES.reader },
+      { name: "rollup", password: ROLLUP_PASSWORD, rules: ACL_RULES.rollup },
     ],
   });
   reader = await connectRedis(loadRuntimeConfig(tlsEnv("reader", READER_PASSWORD)).redis);
@@ -75,6 +81,24 @@ describe("TLS cluster with least-privilege ACL users", () => {
     }
     const estimate = await reader.client.pfcount(key);
     expect(Math.abs(estimate - 500)).toBeLessThanOrEqual(Math.ceil(500 * 3 * 0.0081));
+  });
+
+  it("runs the rollup state machine as the rollup ACL user, scheduled and backfill", async () => {
+    const week = isoWeekOf(day);
+    for (const input of [{}, { from: day, to: day }]) {
+      const result = await runRollupLocally({
+        env: tlsEnv("rollup", ROLLUP_PASSWORD),
+        input,
+        fastTimers: true,
+        handlerOptions: { logger: new Logger({ logLevel: "CRITICAL" }) },
+      });
+      expect(result.status, `${JSON.stringify(input)}: ${result.cause}`).toBe("SUCCEEDED");
+    }
+    // The reader sees the week, and may check that nothing is pending for it.
+    expect(await reader.client.pfcount(`uv:{site_id=${site}}:${week}`)).toBe(
+      await reader.client.pfcount(key),
+    );
+    expect(await reader.client.smismember(TOUCHED_KEY, `${site}|${day}`)).toEqual([0]);
   });
 
   it("lets the reader read counts and expiries but not write or read other keys", async () => {
