@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
+import { wholeNumberArg } from "../cli/args.js";
 import { type RunningRedisCluster, startRedisCluster } from "../local/redis-cluster.js";
 
 /** Milliseconds `fn` takes (awaited). */
@@ -113,10 +114,11 @@ export function wholeNumberFlag(
   usage: string,
 ): (name: string, text: string, least: number) => number {
   return (name, text, least) => {
-    if (!/^\d+$/.test(text) || Number(text) < least) {
-      throw new RangeError(`--${name}=${text}: expected a whole number ≥ ${least}\n${usage}`);
+    try {
+      return wholeNumberArg(name, text, least, least);
+    } catch (err) {
+      throw new RangeError(`${(err as Error).message}\n${usage}`);
     }
-    return Number(text);
   };
 }
 

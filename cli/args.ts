@@ -62,3 +62,18 @@ export function dayRangeFlags(
   if (to < from) throw new UsageError(`--to ${to} is before --from ${from}`);
   return { from, to };
 }
+
+/** A whole-number flag within [min, max], or `fallback` when absent; else a usage error. */
+export function wholeNumberArg(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+  }
+  return Number(text);
+}

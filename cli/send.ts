@@ -11,8 +11,8 @@ import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { SingleBar } from "cli-progress";
 import { generateEvents } from "../local/generator.js";
 import { type ProducerOptions, type ProducerResult, putAll } from "../local/producer.js";
-import { parseFlags } from "./args.js";
-import { CliError, type CliIo, EXIT_OK, UsageError } from "./io.js";
+import { parseFlags, wholeNumberArg } from "./args.js";
+import { CliError, type CliIo, EXIT_OK } from "./io.js";
 
 export interface SendRequest {
   readonly total: number;
@@ -34,20 +34,6 @@ export interface SendDeps extends CliIo {
   readonly now?: () => number;
 }
 
-function wholeNumber(
-  flag: string,
-  text: string | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
-  }
-  return Number(text);
-}
-
 export function parseSendArgs(args: readonly string[]): SendRequest {
   const flags = parseFlags("send", args, {
     total: { type: "string" },
@@ -57,13 +43,13 @@ export function parseSendArgs(args: readonly string[]): SendRequest {
     rate: { type: "string" },
   });
   const rate =
-    flags.rate === undefined ? undefined : wholeNumber("rate", flags.rate, 0, 1, 10_000_000);
+    flags.rate === undefined ? undefined : wholeNumberArg("rate", flags.rate, 0, 1, 10_000_000);
   return {
-    total: wholeNumber("total", flags.total, 10_000, 1, 100_000_000),
+    total: wholeNumberArg("total", flags.total, 10_000, 1, 100_000_000),
     // Older events would be past the default 62-day daily retention and be quarantined.
-    days: wholeNumber("days", flags.days, 7, 1, 62),
-    users: wholeNumber("users", flags.users, 10_000, 1, 100_000_000),
-    seed: wholeNumber("seed", flags.seed, 1, 0, 2 ** 32 - 1),
+    days: wholeNumberArg("days", flags.days, 7, 1, 62),
+    users: wholeNumberArg("users", flags.users, 10_000, 1, 100_000_000),
+    seed: wholeNumberArg("seed", flags.seed, 1, 0, 2 ** 32 - 1),
     ...(rate === undefined ? {} : { rate }),
   };
 }

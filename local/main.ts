@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
+import { wholeNumberArg } from "../cli/args.js";
 import { uniqueVisitorsKey } from "../functions/shared/keys.js";
 import { daysInRange, isoWeekOf, monthOf } from "../functions/shared/periods.js";
 import { generateEvents } from "./generator.js";
@@ -45,19 +46,6 @@ function usageError(message: string): never {
   process.exit(2);
 }
 
-function positiveInt(
-  name: string,
-  text: string | undefined,
-  fallback: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > max) {
-    usageError(`--${name} must be a whole number from 1 to ${max}, got "${text}"`);
-  }
-  return Number(text);
-}
-
 function parseOptions() {
   try {
     const { values } = parseArgs({
@@ -74,11 +62,11 @@ function parseOptions() {
     });
     return {
       help: values.help === true,
-      total: positiveInt("total", values.total, 200_000),
-      days: positiveInt("days", values.days, 45, 62),
-      users: positiveInt("users", values.users, 50_000),
-      seed: positiveInt("seed", values.seed, 1),
-      shards: positiveInt("shards", values.shards, 4, 50),
+      total: wholeNumberArg("total", values.total, 200_000, 1),
+      days: wholeNumberArg("days", values.days, 45, 1, 62),
+      users: wholeNumberArg("users", values.users, 50_000, 1),
+      seed: wholeNumberArg("seed", values.seed, 1, 1),
+      shards: wholeNumberArg("shards", values.shards, 4, 1, 50),
       dataDir: values["data-dir"],
       keep: values.keep === true,
     };
