@@ -138,11 +138,11 @@ function timeParsing(
   let bad = 0;
   const parseDataMs = timeSync(() => {
     const parser = new EventParser({ nowMs, retentionDays: retention.days });
-    for (const r of records) if (!parser.parseData(r.kinesis.data).ok) bad++;
+    for (const r of records) if ("reason" in parser.decode(r.kinesis.data)) bad++;
   });
   const validateMs = timeSync(() => {
     const parser = new EventParser({ nowMs, retentionDays: retention.days });
-    for (const value of decoded) if (!parser.validate(value).ok) bad++;
+    for (const value of decoded) if ("reason" in parser.check(value)) bad++;
   });
   const schemaMs = timeSync(() => {
     for (const value of decoded) {
@@ -363,10 +363,10 @@ function report(
       [
         brow("handler, whole invocation", handler),
         brow("  planBatch (decode, validate, group)", plan),
-        brow("    EventParser.parseData × batch", parseAll),
+        brow("    EventParser.decode × batch", parseAll),
         brow("      ≈ base64 + UTF-8 checks, decode, JSON.parse", parseAll - validate),
         brow("        ≈ of which the checks (vs limit i)", parseAll - validate - decode),
-        brow("      EventParser.validate on decoded objects", validate),
+        brow("      EventParser.check on decoded objects", validate),
         brow("        compiled JSON Schema check (ajv)", schema),
         brow("        ≈ rest (time, window, site/event checks)", validate - schema),
         brow("    ≈ grouping into keys and commands", plan - parseAll),

@@ -163,17 +163,14 @@ export function planBatch(
 
   for (let index = 0; index < records.length; index++) {
     const record = records[index] as StreamRecord;
-    const parsed = parser.parseData(record.data);
-    if (!parsed.ok) {
-      rejectedByReason.set(
-        parsed.rejection.reason,
-        (rejectedByReason.get(parsed.rejection.reason) ?? 0) + 1,
-      );
-      rejected.push({ index, record: quarantineEntry(record, parsed.rejection, options.nowMs) });
+    const parsed = parser.decode(record.data);
+    if ("reason" in parsed) {
+      rejectedByReason.set(parsed.reason, (rejectedByReason.get(parsed.reason) ?? 0) + 1);
+      rejected.push({ index, record: quarantineEntry(record, parsed, options.nowMs) });
       continue;
     }
     if (firstValidIndex < 0) firstValidIndex = index;
-    const { siteId, event, day, userId } = parsed.event;
+    const { siteId, event, day, userId } = parsed;
     let days = bySite.get(siteId);
     if (!days) {
       days = new Map();

@@ -124,11 +124,12 @@ function shapeRejection(error: ErrorObject | undefined): Rejection {
 const TIME_RE =
   /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$/;
 
-function reject(reason: RejectReason, detail: string, field?: string): ParseResult {
-  return {
-    ok: false,
-    rejection: field === undefined ? { reason, detail } : { reason, field, detail },
-  };
+function rejection(reason: RejectReason, detail: string, field?: string): Rejection {
+  return field === undefined ? { reason, detail } : { reason, field, detail };
+}
+
+function asResult(outcome: ClickEvent | Rejection): ParseResult {
+  return "reason" in outcome ? { ok: false, rejection: outcome } : { ok: true, event: outcome };
 }
 
 /**
@@ -175,11 +176,26 @@ export class EventParser {
   /** site_id as given -> its key form, or null when it is not allowed. */
   private readonly siteIds = new Map<string | number, string | null>();
   private readonly eventTypes = new Map<string, boolean>();
+  private lastDatePart: string | undefined;
+  private lastDayStart = Number.NaN;
 
   constructor(private readonly ctx: ParseContext) {}
 
   /** Decodes one Kinesis record's base64 `data` and validates it. Never throws. */
   parseData(base64: string): ParseResult {
+    return asResult(this.decode(base64));
+  }
+
+  /** Validates an already-decoded JSON value as an event. */
+  validate(value: unknown): ParseResult {
+    return asResult(this.check(value));
+  }
+
+  /**
+   * parseData without the result wrapper, for the consumer's hot path: the event, or why the
+   * record was rejected (a Rejection has a `reason`).
+   */
+  decode(base64: string): ClickEvent | Rejection {
     const bytes = Buffer.from(base64, "base64");
     // Node's decoder skips characters outside the alphabet instead of failing, so a string
     // that is not base64 decodes to fewer bytes than its length promises; it also accepts the
@@ -190,30 +206,30 @@ export class EventParser {
       base64.includes("-") ||
       base64.includes("_")
     ) {
-      return reject("bad_base64", "the record's data is not valid base64");
+      return rejection("bad_base64", "the record's data is not valid base64");
     }
     const text = bytes.toString("utf8");
     // The decoder turns invalid UTF-8 into U+FFFD: only then is the full check worth its cost.
     if (text.includes("\uFFFD") && !isUtf8(bytes)) {
-      return reject("bad_utf8", "the record's data is not UTF-8 text");
+      return rejection("bad_utf8", "the record's data is not UTF-8 text");
     }
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (err) {
-      return reject("bad_json", `the record's data is not JSON: ${(err as Error).message}`);
+      return rejection("bad_json", `the record's data is not JSON: ${(err as Error).message}`);
     }
-    return this.validate(value);
+    return this.check(value);
   }
 
-  /** Validates an already-decoded JSON value as an event. */
-  validate(value: unknown): ParseResult {
+  /** validate without the result wrapper. */
+  check(value: unknown): ClickEvent | Rejection {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      return reject("not_an_object", "the record's JSON is not an object");
+      return rejection("not_an_object", "the record's JSON is not an object");
     }
     if (!isEventShape(value)) {
       const { reason, field, detail } = shapeRejection(isEventShape.errors?.[0]);
-      return reject(reason, detail, field);
+      return rejection(reason, detail, field);
     }
     const { user_id, event, event_time } = value;
     // A batch repeats a few sites and event types: each distinct one is checked once.
@@ -224,7 +240,7 @@ export class EventParser {
       this.siteIds.set(value.site_id, site_id);
     }
     if (site_id === null) {
-      return reject(
+      return rejection(
         "invalid_site_id",
         "site_id must be a number or 1-64 characters of A-Z, a-z, 0-9, _ or -",
         "site_id",
@@ -236,18 +252,22 @@ export class EventParser {
       this.eventTypes.set(event, eventValid);
     }
     if (!eventValid) {
-      return reject("invalid_event", "event must be 1-32 characters of a-z, 0-9, _ or -", "event");
+      return rejection(
+        "invalid_event",
+        "event must be 1-32 characters of a-z, 0-9, _ or -",
+        "event",
+      );
     }
     const eventTimeMs = this.generatorTime(event_time) ?? parseEventTime(event_time);
     if (eventTimeMs === undefined) {
-      return reject(
+      return rejection(
         "invalid_event_time",
         'event_time must be "YYYY-MM-DD HH:MM:SS" (UTC) or ISO-8601 with an offset',
         "event_time",
       );
     }
     if (eventTimeMs > this.ctx.nowMs + FUTURE_TOLERANCE_MS) {
-      return reject(
+      return rejection(
         "event_time_in_future",
         "event_time is more than a day ahead of now",
         "event_time",
@@ -255,7 +275,7 @@ export class EventParser {
     }
     const dayStart = eventTimeMs - (((eventTimeMs % DAY_MS) + DAY_MS) % DAY_MS);
     if (dayExpiresAtMs(dayStart, this.ctx.retentionDays) <= this.ctx.nowMs) {
-      return reject(
+      return rejection(
         "event_time_too_old",
         `event_time is older than the ${this.ctx.retentionDays}-day retention of daily counts`,
         "event_time",
@@ -267,7 +287,7 @@ export class EventParser {
       this.dayLabels.set(dayStart, day);
     }
     const userId = typeof user_id === "number" ? String(user_id) : user_id;
-    return { ok: true, event: { userId, siteId: site_id, event, eventTimeMs, day } };
+    return { userId, siteId: site_id, event, eventTimeMs, day };
   }
 
   /**
@@ -276,12 +296,20 @@ export class EventParser {
    */
   private generatorTime(text: string): number | undefined {
     if (text.length !== 19 || text.charCodeAt(10) !== 32) return undefined;
-    const datePart = text.slice(0, 10);
-    let dayStart = this.dayStarts.get(datePart);
+    // Most records of a batch share a day or two: compare with the last date seen before
+    // slicing out a new one.
+    let dayStart: number | undefined;
+    if (this.lastDatePart !== undefined && text.startsWith(this.lastDatePart)) {
+      dayStart = this.lastDayStart;
+    }
+    const datePart = dayStart === undefined ? text.slice(0, 10) : (this.lastDatePart as string);
+    dayStart ??= this.dayStarts.get(datePart);
     if (dayStart === undefined) {
       dayStart = parseEventTime(`${datePart} 00:00:00`) ?? Number.NaN;
       this.dayStarts.set(datePart, dayStart);
     }
+    this.lastDatePart = datePart;
+    this.lastDayStart = dayStart;
     if (Number.isNaN(dayStart)) return undefined;
     const h = twoDigits(text, 11);
     const mi = twoDigits(text, 14);
