@@ -30,16 +30,16 @@
 
 import type { KinesisStreamEvent } from "aws-lambda";
 import type { Cluster } from "ioredis";
+import { type ClickPayload, generateEvents } from "../cli/generator.js";
 import {
   type HllCommand,
   planBatch,
   type StreamRecord,
   sendCommand,
 } from "../functions/consumer/ingest.js";
-import { loadConsumerConfig } from "../functions/shared/config.js";
-import { EventParser, isEventShape } from "../functions/shared/events.js";
-import { expiresAtSeconds, type RetentionSettings } from "../functions/shared/periods.js";
-import { type ClickPayload, generateEvents } from "../local/generator.js";
+import { EventParser, isEventShape } from "../functions/domain/events.js";
+import { expiresAtSeconds, type RetentionSettings } from "../functions/domain/periods.js";
+import { loadConsumerConfig } from "../functions/domain/runtime-env.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
 import {
   type BenchOptions,

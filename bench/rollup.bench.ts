@@ -33,21 +33,20 @@ import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { StateMachine } from "aws-local-stepfunctions";
 import { Redis } from "ioredis";
-import type { RollupHandlers } from "../functions/rollup/handler.js";
 import {
-  type MergeTarget,
-  mergeTargets,
-  type RollupOutput,
-  scheduledItemsOf,
-} from "../functions/rollup/rollup.js";
-import { loadRuntimeConfig } from "../functions/shared/config.js";
+  type ClickPayload,
+  GENERATOR_EVENTS,
+  generatorTime,
+  generatorUserId,
+  mulberry32,
+} from "../cli/generator.js";
 import {
   PENDING_KEY,
   SITES_KEY,
   TOUCHED_KEY,
   uniqueVisitorsKey,
   WORK_KEY,
-} from "../functions/shared/keys.js";
+} from "../functions/domain/keys.js";
 import {
   addDays,
   dayOf,
@@ -59,16 +58,17 @@ import {
   monthOf,
   type Period,
   type RetentionSettings,
-} from "../functions/shared/periods.js";
+} from "../functions/domain/periods.js";
+import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
+import type { RollupHandlers } from "../functions/rollup/handler.js";
 import {
-  type ClickPayload,
-  GENERATOR_EVENTS,
-  generatorTime,
-  generatorUserId,
-  mulberry32,
-} from "../local/generator.js";
+  type MergeTarget,
+  mergeTargets,
+  type RollupOutput,
+  scheduledItemsOf,
+} from "../functions/rollup/rollup.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
-import { runRollupLocally } from "../local/rollup-runner.js";
+import { runRollupLocally } from "../state-machines/local-runner.js";
 import { renderRollupAsl } from "../state-machines/render.js";
 import {
   benchClients,

@@ -4,7 +4,7 @@
  * runtime failures (configuration, Redis, AWS) exit 1 with their cause.
  */
 
-import { ConfigError } from "../functions/shared/config.js";
+import { ConfigError } from "../functions/domain/runtime-env.js";
 import { type CountDeps, runCount } from "./count.js";
 import {
   CliError,

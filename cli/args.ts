@@ -1,7 +1,7 @@
 /** node:util parseArgs with its errors turned into usage errors, and the date checks. */
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { dayStartMs, monthStartDay, weekStartDay } from "../functions/shared/periods.js";
+import { dayStartMs, monthStartDay, weekStartDay } from "../functions/domain/periods.js";
 import { UsageError } from "./io.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;

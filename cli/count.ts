@@ -1,6 +1,6 @@
 /**
  * `count`: the unique-visitor estimate of a site over a day, week, month or any range, as one
- * PFCOUNT over the keys cli/cover.ts chooses, plus the redis-cli command that gives the same.
+ * PFCOUNT over the keys functions/domain/cover.ts chooses, plus the redis-cli command that gives the same.
  *
  * A week or month key is only trusted when it exists and the rollup has nothing left to merge
  * into it: none of its days is in the touched set (written since the last run) or the pending
@@ -8,8 +8,8 @@
  * consumer writes (`site|day`, or `site|day|event` with --event), never with a scan.
  */
 
-import type { Env, RedisSettings } from "../functions/shared/config.js";
-import { loadRuntimeConfig } from "../functions/shared/config.js";
+import type { RedisConnection } from "../functions/adapters/redis.js";
+import { candidatePeriods, coverRange, MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import {
   assertEventType,
   assertSiteId,
@@ -17,7 +17,7 @@ import {
   TOUCHED_KEY,
   touchedMember,
   uniqueVisitorsKey,
-} from "../functions/shared/keys.js";
+} from "../functions/domain/keys.js";
 import {
   dayExpiresAtMs,
   dayStartMs,
@@ -27,10 +27,10 @@ import {
   daysInWeek,
   isDay,
   type Period,
-} from "../functions/shared/periods.js";
-import type { RedisConnection } from "../functions/shared/redis-client.js";
+} from "../functions/domain/periods.js";
+import type { Env, RedisSettings } from "../functions/domain/runtime-env.js";
+import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
 import { dayFlag, dayRangeFlags, monthFlag, parseFlags, weekFlag } from "./args.js";
-import { candidatePeriods, coverRange, MAX_RANGE_DAYS } from "./cover.js";
 import { type CliIo, EXIT_OK, UsageError } from "./io.js";
 import { type ConnectRedis, withRedis } from "./redis.js";
 

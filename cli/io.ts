@@ -4,7 +4,7 @@
  * fails at run time exits 1 with its cause).
  */
 
-import type { Env } from "../functions/shared/config.js";
+import type { Env } from "../functions/domain/runtime-env.js";
 
 /** A writable text stream; process.stdout and process.stderr are ones. */
 export interface Output {

@@ -4,9 +4,9 @@
  * missing tunnel fails with a message instead of hanging, and always closed.
  */
 
-import { awsRedisDeps } from "../functions/shared/aws-deps.js";
-import type { RedisSettings } from "../functions/shared/config.js";
-import { connectRedis, type RedisConnection } from "../functions/shared/redis-client.js";
+import { awsRedisDeps } from "../functions/adapters/aws.js";
+import { connectRedis, type RedisConnection } from "../functions/adapters/redis.js";
+import type { RedisSettings } from "../functions/domain/runtime-env.js";
 import { CliError } from "./io.js";
 
 export type ConnectRedis = (settings: RedisSettings) => Promise<RedisConnection>;

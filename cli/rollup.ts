@@ -2,7 +2,7 @@
  * `rollup`: start the rollup state machine and, with --wait, follow it to its end.
  *   AWS      StartExecution on STATE_MACHINE_ARN with {} or {"from","to"}; --wait polls
  *            DescribeExecution until the execution is no longer RUNNING.
- *   --local  the same ASL run in-process (local/rollup-runner.ts) against REDIS_ENDPOINT.
+ *   --local  the same ASL run in-process (state-machines/local-runner.ts) against REDIS_ENDPOINT.
  * stdout gets the execution ARN and then the execution's output JSON; progress and failures
  * go to stderr. Exit code 0 only when the execution SUCCEEDED (or, without --wait, started).
  */
@@ -17,7 +17,7 @@ import {
   type StartExecutionCommandOutput,
 } from "@aws-sdk/client-sfn";
 import { createSpinner } from "nanospinner";
-import type { LocalRollupOptions, LocalRollupResult } from "../local/rollup-runner.js";
+import type { LocalRollupOptions, LocalRollupResult } from "../state-machines/local-runner.js";
 import { dayRangeFlags, parseFlags } from "./args.js";
 import { CliError, type CliIo, EXIT_FAILURE, EXIT_OK, type Output } from "./io.js";
 
@@ -134,7 +134,7 @@ function defaultSpinner(
 
 async function runLocal(request: RollupRequest, deps: RollupDeps): Promise<number> {
   // Loaded on demand: the local state machine runtime is only needed here.
-  const run = deps.runLocal ?? (await import("../local/rollup-runner.js")).runRollupLocally;
+  const run = deps.runLocal ?? (await import("../state-machines/local-runner.js")).runRollupLocally;
   const spinner = (deps.spinner ?? defaultSpinner(deps.stderr, deps.env))(
     "running the rollup locally",
   );

@@ -9,10 +9,10 @@
 import { KinesisClient } from "@aws-sdk/client-kinesis";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { SingleBar } from "cli-progress";
-import { generateEvents } from "../local/generator.js";
-import { type ProducerOptions, type ProducerResult, putAll } from "../local/producer.js";
 import { parseFlags, wholeNumberArg } from "./args.js";
+import { generateEvents } from "./generator.js";
 import { CliError, type CliIo, EXIT_OK } from "./io.js";
+import { type ProducerOptions, type ProducerResult, putAll } from "./producer.js";
 
 export interface SendRequest {
   readonly total: number;

@@ -5,7 +5,7 @@
  */
 
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
-import { createMemoryDbIamToken, IAM_TOKEN_LIFETIME_S } from "../functions/shared/redis-client.js";
+import { createMemoryDbIamToken, IAM_TOKEN_LIFETIME_S } from "../functions/adapters/redis.js";
 import { parseFlags } from "./args.js";
 import { CliError, type CliIo, EXIT_OK, UsageError } from "./io.js";
 

@@ -12,12 +12,12 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
 import { wholeNumberArg } from "../cli/args.js";
-import { uniqueVisitorsKey } from "../functions/shared/keys.js";
-import { daysInRange, isoWeekOf, monthOf } from "../functions/shared/periods.js";
-import { generateEvents } from "./generator.js";
-import { putAll } from "./producer.js";
+import { generateEvents } from "../cli/generator.js";
+import { putAll } from "../cli/producer.js";
+import { uniqueVisitorsKey } from "../functions/domain/keys.js";
+import { daysInRange, isoWeekOf, monthOf } from "../functions/domain/periods.js";
+import { runRollupLocally } from "../state-machines/local-runner.js";
 import { RedisServerMissingError } from "./redis-cluster.js";
-import { runRollupLocally } from "./rollup-runner.js";
 import { type LocalRuntime, startLocalRuntime } from "./runtime.js";
 
 const USAGE = `usage: npm run local -- [--total N] [--days N] [--users N] [--seed N] [--shards N] [--data-dir DIR] [--keep]

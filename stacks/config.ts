@@ -559,7 +559,7 @@ export function validateConfig(config: SketchstreamConfig): string[] {
   c.oneOf("rollup.logLevel", r.logLevel, ["ALL", "ERROR", "FATAL", "OFF"]);
   c.bool("rollup.includeExecutionData", r.includeExecutionData);
 
-  // Retention: the same ranges the functions accept (functions/shared/config.ts).
+  // Retention: the same ranges the functions accept (functions/domain/runtime-env.ts).
   c.int("retention.days", config.retention.days, 1, 3660);
   c.int("retention.weeks", config.retention.weeks, 1, 520);
   c.int("retention.months", config.retention.months, 1, 120);

@@ -2,7 +2,7 @@
  * What every sketchstream Lambda shares: Node.js 22, the bundled code of its entry point as a
  * TerraformAsset with the zip's SHA-256 as source_code_hash (code changes, and only they,
  * redeploy), the private subnets and the functions' security group, the Redis settings of the
- * runtime contract (functions/shared/config.ts) for its MemoryDB user, and a log group with
+ * runtime contract (functions/domain/runtime-env.ts) for its MemoryDB user, and a log group with
  * retention and KMS encryption that exists before the function can log.
  */
 
@@ -13,7 +13,7 @@ import { Construct } from "constructs";
 import type { Bundle } from "./bundle.js";
 import type { Architecture, SketchstreamConfig } from "./config.js";
 
-/** The Redis part of a function's environment (names fixed by functions/shared/config.ts). */
+/** The Redis part of a function's environment (names fixed by functions/domain/runtime-env.ts). */
 export interface RedisEnvironment {
   readonly endpoint: string;
   readonly clusterName: string;

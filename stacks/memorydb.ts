@@ -2,7 +2,7 @@
  * MemoryDB: the cluster (TLS, KMS at rest, snapshots, maintenance window), its subnet and
  * parameter groups, and the ACL with one user per role. Every user authenticates with IAM
  * (a SigV4 token signed for the cluster and the user, valid 15 minutes), so no password exists
- * in code, config or Terraform state. The access strings come from functions/shared/acl.ts,
+ * in code, config or Terraform state. The access strings come from functions/domain/acl.ts,
  * the same rules the integration tests run the real handlers under.
  */
 
@@ -12,7 +12,7 @@ import { MemorydbParameterGroup } from "@cdktf/provider-aws/lib/memorydb-paramet
 import { MemorydbSubnetGroup } from "@cdktf/provider-aws/lib/memorydb-subnet-group/index.js";
 import { MemorydbUser } from "@cdktf/provider-aws/lib/memorydb-user/index.js";
 import { Construct } from "constructs";
-import { ACL_RULES } from "../functions/shared/acl.js";
+import { ACL_RULES } from "../functions/domain/acl.js";
 import { parameterGroupFamily, type SketchstreamConfig } from "./config.js";
 
 export const REDIS_ROLES = ["consumer", "rollup", "reader"] as const;
@@ -31,7 +31,7 @@ export function accessString(role: RedisRole): string {
   const rules: string | undefined = (ACL_RULES as Record<string, string>)[role];
   if (rules === undefined) {
     throw new Error(
-      `functions/shared/acl.ts has no ACL_RULES.${role}: the stack creates a MemoryDB user for each of ${REDIS_ROLES.join(", ")}`,
+      `functions/domain/acl.ts has no ACL_RULES.${role}: the stack creates a MemoryDB user for each of ${REDIS_ROLES.join(", ")}`,
     );
   }
   return `on ${rules}`;

@@ -8,14 +8,11 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent } from "aws-lambda";
-import { awsRedisDeps } from "../shared/aws-deps.js";
-import { type ConsumerConfig, type Env, loadConsumerConfig } from "../shared/config.js";
-import {
-  FileQuarantineSink,
-  type QuarantineSink,
-  SqsQuarantineSink,
-} from "../shared/quarantine.js";
-import { connectRedis, type RedisConnection } from "../shared/redis-client.js";
+import { awsRedisDeps } from "../adapters/aws.js";
+import { FileQuarantineSink, SqsQuarantineSink } from "../adapters/quarantine.js";
+import { connectRedis, type RedisConnection } from "../adapters/redis.js";
+import type { QuarantineSink } from "../domain/quarantine.js";
+import { type ConsumerConfig, type Env, loadConsumerConfig } from "../domain/runtime-env.js";
 import { ingestBatch, type StreamRecord } from "./ingest.js";
 
 /** Time kept back from the invocation's remaining time to report failures before being killed. */

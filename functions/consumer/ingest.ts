@@ -13,16 +13,16 @@
  * is harmless because PFADD, EXPIREAT NX and SADD are idempotent.
  */
 
-import { EventParser, type Rejection, type RejectReason } from "../shared/events.js";
+import { EventParser, type Rejection, type RejectReason } from "../domain/events.js";
 import {
   SITES_KEY,
   siteIndexMember,
   TOUCHED_KEY,
   touchedMember,
   uniqueVisitorsKey,
-} from "../shared/keys.js";
-import { expiresAtSeconds, type RetentionSettings } from "../shared/periods.js";
-import type { QuarantinedRecord, QuarantineSink } from "../shared/quarantine.js";
+} from "../domain/keys.js";
+import { expiresAtSeconds, type RetentionSettings } from "../domain/periods.js";
+import type { QuarantinedRecord, QuarantineSink } from "../domain/quarantine.js";
 
 /** The part of a Kinesis record the consumer reads. */
 export interface StreamRecord {

@@ -5,9 +5,9 @@
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
-import { awsRedisDeps } from "../shared/aws-deps.js";
-import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../shared/config.js";
-import { connectRedis, type RedisConnection } from "../shared/redis-client.js";
+import { awsRedisDeps } from "../adapters/aws.js";
+import { connectRedis, type RedisConnection } from "../adapters/redis.js";
+import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../domain/runtime-env.js";
 import {
   type FinishInput,
   finishRollup,

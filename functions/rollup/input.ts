@@ -4,7 +4,7 @@
  * anything is written.
  */
 
-import { dayStartMs } from "../shared/periods.js";
+import { dayStartMs } from "../domain/periods.js";
 
 /** Error names are what Step Functions matches in Retry and Catch (Lambda's errorType). */
 export class RollupInputError extends Error {

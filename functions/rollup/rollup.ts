@@ -28,7 +28,7 @@ import {
   WORK_KEY,
   workItem,
   workItemKeyPrefix,
-} from "../shared/keys.js";
+} from "../domain/keys.js";
 import {
   dayExpiresAtMs,
   dayStartMs,
@@ -40,7 +40,7 @@ import {
   type Period,
   type PeriodKind,
   type RetentionSettings,
-} from "../shared/periods.js";
+} from "../domain/periods.js";
 import { parseRollupInput, RollupInputError, type RollupMode } from "./input.js";
 
 /** The Redis commands the rollup uses; an ioredis Redis or Cluster satisfies it. */

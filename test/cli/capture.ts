@@ -1,6 +1,6 @@
 /** Streams that collect what a command writes, for calling runCli in-process. */
 
-import type { Env } from "../../functions/shared/config.js";
+import type { Env } from "../../functions/domain/runtime-env.js";
 
 export interface Captured {
   stdout: string;

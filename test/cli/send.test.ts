@@ -10,8 +10,8 @@ import {
 import kinesalite from "kinesalite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
+import { GENERATOR_EVENTS, GENERATOR_SITES } from "../../cli/generator.js";
 import { parseSendArgs } from "../../cli/send.js";
-import { GENERATOR_EVENTS, GENERATOR_SITES } from "../../local/generator.js";
 import { localKinesisClient } from "../../local/runtime.js";
 import { captureIo } from "./capture.js";
 

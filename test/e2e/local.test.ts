@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Cluster } from "ioredis";
 import { describe, expect, it } from "vitest";
-import { expiresAtSeconds, isoWeekOf, monthOf } from "../../functions/shared/periods.js";
-import { generateEvents } from "../../local/generator.js";
-import { putAll } from "../../local/producer.js";
-import { runRollupLocally } from "../../local/rollup-runner.js";
+import { generateEvents } from "../../cli/generator.js";
+import { putAll } from "../../cli/producer.js";
+import { expiresAtSeconds, isoWeekOf, monthOf } from "../../functions/domain/periods.js";
 import { startLocalRuntime } from "../../local/runtime.js";
+import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
 
 const run = promisify(execFile);

@@ -16,8 +16,8 @@ import { SfnStateMachine } from "@cdktf/provider-aws/lib/sfn-state-machine/index
 import { SnsTopic } from "@cdktf/provider-aws/lib/sns-topic/index.js";
 import { Testing } from "cdktf";
 import { afterAll, describe, expect, it } from "vitest";
-import { ACL_RULES } from "../../functions/shared/acl.js";
-import { loadConsumerConfig, loadRuntimeConfig } from "../../functions/shared/config.js";
+import { ACL_RULES } from "../../functions/domain/acl.js";
+import { loadConsumerConfig, loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
 import { availabilityZones } from "../../stacks/config.js";
 import { subnetCidrs } from "../../stacks/network.js";
 import {
@@ -196,7 +196,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(params.parameter).toEqual([{ name: "maxmemory-policy", value: "noeviction" }]);
     });
 
-    it("one IAM-authenticated user per role with the ACL rules of functions/shared/acl.ts", () => {
+    it("one IAM-authenticated user per role with the ACL rules of functions/domain/acl.ts", () => {
       const users = resourcesOfType(tf, "aws_memorydb_user").map(([, b]) => b);
       expect(users.map((u) => u.user_name).sort()).toEqual(
         ["consumer", "reader", "rollup"].map((r) => `${prefix}-${r}`),

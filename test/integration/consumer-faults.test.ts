@@ -10,7 +10,7 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
-import { TOUCHED_KEY } from "../../functions/shared/keys.js";
+import { TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { hllSame } from "../helpers/hll.js";

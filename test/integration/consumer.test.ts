@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
-import { TOUCHED_KEY } from "../../functions/shared/keys.js";
-import { mulberry32 } from "../../local/generator.js";
+import { TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";

@@ -16,8 +16,8 @@ import {
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from "aws-lambda";
 import kinesalite from "kinesalite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { putAll } from "../../cli/producer.js";
 import { EventSourcePoller, type OnFailureRecord } from "../../local/event-source-poller.js";
-import { putAll } from "../../local/producer.js";
 import { localKinesisClient } from "../../local/runtime.js";
 
 let server: ReturnType<typeof kinesalite>;

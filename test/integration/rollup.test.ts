@@ -7,13 +7,13 @@
 
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
 import type { RollupRedis } from "../../functions/rollup/rollup.js";
-import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY } from "../../functions/shared/keys.js";
-import { mulberry32 } from "../../local/generator.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
-import { runRollupLocally } from "../../local/rollup-runner.js";
+import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
 import { dayLabel, dayNumber, isoWeekLabel } from "../unit/calendar.js";

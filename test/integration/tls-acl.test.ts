@@ -6,14 +6,14 @@
 import { readFileSync } from "node:fs";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectRedis, type RedisConnection } from "../../functions/adapters/redis.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
-import { ACL_RULES } from "../../functions/shared/acl.js";
-import { loadRuntimeConfig } from "../../functions/shared/config.js";
-import { TOUCHED_KEY } from "../../functions/shared/keys.js";
-import { isoWeekOf } from "../../functions/shared/periods.js";
-import { connectRedis, type RedisConnection } from "../../functions/shared/redis-client.js";
+import { ACL_RULES } from "../../functions/domain/acl.js";
+import { TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { isoWeekOf } from "../../functions/domain/periods.js";
+import { loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
-import { runRollupLocally } from "../../local/rollup-runner.js";
+import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
 

@@ -6,6 +6,7 @@
 
 import type { TestProject } from "vitest/node";
 import { startRedisCluster } from "../../local/redis-cluster.js";
+import { testNowMs } from "../helpers/clock.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -16,6 +17,8 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
+  // A bad or too-early TEST_NOW fails the whole run here, once, with its reason.
+  console.log(`test clock: ${new Date(testNowMs()).toISOString()} (TEST_NOW)`);
   const cluster = await startRedisCluster({ primaries: 3 });
   project.provide("redisEndpoint", cluster.endpoint);
   project.provide("redisPorts", [...cluster.ports]);

@@ -5,7 +5,7 @@ import {
   type Env,
   loadConsumerConfig,
   loadRuntimeConfig,
-} from "../../functions/shared/config.js";
+} from "../../functions/domain/runtime-env.js";
 
 const RUNS = { numRuns: 200 };
 

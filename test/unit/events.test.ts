@@ -9,7 +9,7 @@ import {
   REJECT_REASONS,
   type RejectReason,
   validateEvent,
-} from "../../functions/shared/events.js";
+} from "../../functions/domain/events.js";
 import { civilFromDays, DAY_MS, dayLabel, daysFromCivil, p2, p4 } from "./calendar.js";
 
 const RUNS = { numRuns: 300 };

@@ -1,6 +1,6 @@
 import { Cluster } from "ioredis";
 import { describe, expect, it } from "vitest";
-import { connectRedis, IAM_TOKEN_REFRESH_MS } from "../../functions/shared/redis-client.js";
+import { connectRedis, IAM_TOKEN_REFRESH_MS } from "../../functions/adapters/redis.js";
 
 describe("IAM token refresh", () => {
   it("renews the password that (re)connects authenticate with, before the 15-minute expiry", async () => {

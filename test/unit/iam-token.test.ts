@@ -6,10 +6,7 @@
 
 import { createHash, createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import {
-  createMemoryDbIamToken,
-  IAM_TOKEN_LIFETIME_S,
-} from "../../functions/shared/redis-client.js";
+import { createMemoryDbIamToken, IAM_TOKEN_LIFETIME_S } from "../../functions/adapters/redis.js";
 
 const credentials = {
   accessKeyId: "AKIDEXAMPLE",

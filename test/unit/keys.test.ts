@@ -12,8 +12,8 @@ import {
   TOUCHED_KEY,
   touchedMember,
   uniqueVisitorsKey,
-} from "../../functions/shared/keys.js";
-import { periodOf } from "../../functions/shared/periods.js";
+} from "../../functions/domain/keys.js";
+import { periodOf } from "../../functions/domain/periods.js";
 import { dayLabel, daysFromCivil } from "./calendar.js";
 
 const RUNS = { numRuns: 300 };

@@ -17,7 +17,7 @@ import {
   periodEndMs,
   periodOf,
   weekStartDay,
-} from "../../functions/shared/periods.js";
+} from "../../functions/domain/periods.js";
 import {
   civilFromDays,
   DAY_MS,

@@ -10,7 +10,7 @@ import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
-import type { RedisSettings } from "./config.js";
+import type { RedisSettings } from "../domain/runtime-env.js";
 
 export type RedisClient = Redis | Cluster;
 

@@ -1,32 +1,13 @@
 /**
- * Where rejected records go: nothing is dropped silently. An SQS queue in AWS, a JSON-lines
- * file locally. Both throw when a record could not be stored, so the caller can fail the batch
- * from that record rather than lose it.
+ * Quarantine sinks: an SQS queue in AWS, a JSON-lines file locally. Both throw when a record
+ * could not be stored (see functions/domain/quarantine.ts).
  */
 
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { SendMessageBatchCommand } from "@aws-sdk/client-sqs";
-import type { RejectReason } from "./events.js";
-
-export interface QuarantinedRecord {
-  readonly reason: RejectReason;
-  readonly field?: string;
-  readonly detail: string;
-  readonly sequenceNumber: string;
-  readonly partitionKey: string;
-  /** Event source (stream) ARN and shard-qualified event id, to find the record again. */
-  readonly eventSourceArn?: string;
-  readonly eventId?: string;
-  /** The record's data exactly as received (base64). */
-  readonly data: string;
-  readonly quarantinedAt: string;
-}
-
-export interface QuarantineSink {
-  send(records: readonly QuarantinedRecord[]): Promise<void>;
-}
+import type { QuarantinedRecord, QuarantineSink } from "../domain/quarantine.js";
 
 export class FileQuarantineSink implements QuarantineSink {
   constructor(private readonly path: string) {}

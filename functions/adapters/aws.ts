@@ -5,8 +5,8 @@
 
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { defaultProvider } from "@aws-sdk/credential-provider-node";
-import type { RedisSettings } from "./config.js";
-import type { RedisClientDeps } from "./redis-client.js";
+import type { RedisSettings } from "../domain/runtime-env.js";
+import type { RedisClientDeps } from "./redis.js";
 
 export function awsRedisDeps(settings: RedisSettings): RedisClientDeps {
   const { auth } = settings;

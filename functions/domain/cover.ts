@@ -18,7 +18,7 @@ import {
   monthOf,
   type Period,
   weekStartDay,
-} from "../functions/shared/periods.js";
+} from "./periods.js";
 
 /** Longest range a count accepts: ten years of days. */
 export const MAX_RANGE_DAYS = 3660;

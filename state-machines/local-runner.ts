@@ -6,13 +6,13 @@
 
 import { randomUUID } from "node:crypto";
 import { StateMachine } from "aws-local-stepfunctions";
+import type { Env } from "../functions/domain/runtime-env.js";
 import {
   createRollupHandlers,
   type RollupHandlerOptions,
   type RollupHandlers,
 } from "../functions/rollup/handler.js";
-import type { Env } from "../functions/shared/config.js";
-import { renderRollupAsl } from "../state-machines/render.js";
+import { renderRollupAsl } from "./render.js";
 
 const LOCAL_ARN = "arn:aws:lambda:us-east-1:000000000000:function:sketchstream-local";
 

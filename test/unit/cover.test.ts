@@ -5,8 +5,8 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { candidatePeriods, coverRange } from "../../cli/cover.js";
-import type { Period } from "../../functions/shared/periods.js";
+import { candidatePeriods, coverRange } from "../../functions/domain/cover.js";
+import type { Period } from "../../functions/domain/periods.js";
 import {
   dayLabel,
   dayNumber,
@@ -14,7 +14,7 @@ import {
   isoWeekLabel,
   isoWeekOneMonday,
   monthLength,
-} from "../unit/calendar.js";
+} from "./calendar.js";
 
 // 1990-01-01 .. 2060-12-31 as day numbers.
 const MIN_DAY = 7305;
