@@ -77,3 +77,18 @@ export function wholeNumberArg(
   }
   return Number(text);
 }
+
+/**
+ * An instant flag in ISO-8601 UTC (`2031-06-15T10:00:00Z`, seconds and fraction optional), as
+ * ms since the epoch, or `fallback` when absent; else a usage error naming the flag.
+ */
+export function instantArg(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const ms = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?Z$/.test(text) || Number.isNaN(ms)) {
+    throw new UsageError(
+      `--${flag} must be a UTC instant such as 2031-06-15T10:00:00Z, got "${text}"`,
+    );
+  }
+  return ms;
+}

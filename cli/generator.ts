@@ -5,10 +5,10 @@
  * The same seed gives the same events, so local runs and benchmarks can be compared.
  */
 
+import { DAY_MS } from "../functions/domain/periods.js";
+
 export const GENERATOR_SITES = [489, 715, 283, 190, 875] as const;
 export const GENERATOR_EVENTS = ["view", "like", "cart", "purchase"] as const;
-
-const DAY_MS = 86_400_000;
 
 /** mulberry32: small, fast and good enough for test data. */
 export function mulberry32(seed: number): () => number {

@@ -144,6 +144,7 @@ async function runLocal(request: RollupRequest, deps: RollupDeps): Promise<numbe
     result = await run({
       env: deps.env,
       input: request.input,
+      startTime: new Date((deps.now ?? Date.now)()),
       // The handlers' JSON logs would mix with the output on stdout: warnings and errors only.
       handlerOptions: {
         logger: new Logger({ serviceName: "sketchstream-rollup", logLevel: "WARN" }),

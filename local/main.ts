@@ -4,6 +4,11 @@
  * PutRecords; the event-source poller invoking the real consumer handler; the rollup state
  * machine run from the same ASL file with the real handlers; then a table of HLL estimates
  * against exact distinct counts.
+ *
+ * One clock drives every date: `--now` (default: the machine's clock) is where it starts, and
+ * it advances in real time from there. The generator's "today", the consumer's time window and
+ * the rollup's start time all read it, so a run pinned to another instant is consistent end to
+ * end.
  */
 
 import { mkdir, mkdtemp, readFile } from "node:fs/promises";
@@ -11,21 +16,30 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
-import { wholeNumberArg } from "../cli/args.js";
+import { instantArg, wholeNumberArg } from "../cli/args.js";
 import { generateEvents } from "../cli/generator.js";
 import { putAll } from "../cli/producer.js";
 import { uniqueVisitorsKey } from "../functions/domain/keys.js";
-import { daysInRange, isoWeekOf, monthOf } from "../functions/domain/periods.js";
+import {
+  addDays,
+  DAY_MS,
+  dayOf,
+  daysInRange,
+  isoWeekOf,
+  monthOf,
+} from "../functions/domain/periods.js";
+import { DEFAULT_RETENTION } from "../functions/domain/runtime-env.js";
 import { runRollupLocally } from "../state-machines/local-runner.js";
 import { RedisServerMissingError } from "./redis-cluster.js";
 import { type LocalRuntime, startLocalRuntime } from "./runtime.js";
 
-const USAGE = `usage: npm run local -- [--total N] [--days N] [--users N] [--seed N] [--shards N] [--data-dir DIR] [--keep]
+const USAGE = `usage: npm run local -- [--total N] [--days N] [--users N] [--seed N] [--shards N] [--now INSTANT] [--data-dir DIR] [--keep]
   --total N      events to send (default 200000)
-  --days N       days the events span, ending today, at most 62 (default 45)
+  --days N       days the events span, ending today, at most ${DEFAULT_RETENTION.days} (default 45)
   --users N      distinct users to draw from (default 50000)
   --seed N       generator seed; the same seed gives the same run (default 1)
   --shards N     shards of the local Kinesis stream (default 4)
+  --now INSTANT  the pipeline's clock starts here, e.g. 2031-06-15T10:00:00Z (default: now)
   --data-dir DIR where Redis, the quarantine and on-failure files live (default: a new temporary directory)
   --keep         leave the Redis Cluster running for redis-cli; stop it with the printed command`;
 
@@ -41,12 +55,24 @@ const MALFORMED = [
   JSON.stringify({ user_id: "u-1", site_id: 715, event: "view", event_time: "yesterday" }),
 ];
 
+interface LocalOptions {
+  readonly help: boolean;
+  readonly total: number;
+  readonly days: number;
+  readonly users: number;
+  readonly seed: number;
+  readonly shards: number;
+  readonly nowMs: number;
+  readonly dataDir: string | undefined;
+  readonly keep: boolean;
+}
+
 function usageError(message: string): never {
   console.error(`${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
-function parseOptions() {
+function parseOptions(realNow: number): LocalOptions {
   try {
     const { values } = parseArgs({
       options: {
@@ -55,18 +81,29 @@ function parseOptions() {
         users: { type: "string" },
         seed: { type: "string" },
         shards: { type: "string" },
+        now: { type: "string" },
         "data-dir": { type: "string" },
         keep: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
+    const days = wholeNumberArg("days", values.days, 45, 1, DEFAULT_RETENTION.days);
+    const nowMs = instantArg("now", values.now, realNow);
+    // Redis keeps real time: a day whose key deadline has passed is deleted as it is written.
+    const oldestDay = Math.floor(nowMs / DAY_MS) - (days - 1);
+    if ((oldestDay + 1 + DEFAULT_RETENTION.days) * DAY_MS <= realNow) {
+      throw new Error(
+        `--now ${values.now}: the keys of its ${days} days would already have expired in real time (daily retention ${DEFAULT_RETENTION.days} days); choose an instant later than ${dayOf(realNow - (DEFAULT_RETENTION.days - days) * DAY_MS)}`,
+      );
+    }
     return {
       help: values.help === true,
       total: wholeNumberArg("total", values.total, 200_000, 1),
-      days: wholeNumberArg("days", values.days, 45, 1, 62),
+      days,
       users: wholeNumberArg("users", values.users, 50_000, 1),
       seed: wholeNumberArg("seed", values.seed, 1, 1),
       shards: wholeNumberArg("shards", values.shards, 4, 1, 50),
+      nowMs,
       dataDir: values["data-dir"],
       keep: values.keep === true,
     };
@@ -92,6 +129,11 @@ class Truth {
   count(site: number, label: string): number {
     return this.sets.get(`${site}|${label}`)?.size ?? 0;
   }
+  sites(): number[] {
+    return [...new Set([...this.sets.keys()].map((k) => Number(k.split("|")[0])))].sort(
+      (a, b) => a - b,
+    );
+  }
 }
 
 function pct(estimate: number, exact: number): string {
@@ -100,26 +142,148 @@ function pct(estimate: number, exact: number): string {
   return `${e >= 0 ? "+" : ""}${e.toFixed(2)}%`;
 }
 
-function table(rows: string[][]): string {
+function table(rows: readonly (readonly string[])[]): string {
   const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
   return rows
     .map((row) => `  ${row.map((cell, c) => cell.padStart(widths[c] ?? 0)).join("  ")}`)
     .join("\n");
 }
 
+type Log = (message: string) => void;
+
+/** Puts the generator's events (and the malformed ones) and waits until all are consumed. */
+async function sendEvents(
+  runtime: LocalRuntime,
+  opts: LocalOptions,
+  clock: () => number,
+  log: Log,
+): Promise<Truth> {
+  const truth = new Truth();
+  const events = generateEvents({
+    seed: opts.seed,
+    users: opts.users,
+    days: opts.days,
+    endMs: clock(),
+  });
+  function* records() {
+    for (let i = 0; i < opts.total; i++) {
+      const event = events.next().value;
+      truth.add(event.site_id, event.event_time.slice(0, 10), event.user_id);
+      yield {
+        partitionKey: `part-${String(i % 100_000).padStart(5, "0")}`,
+        data: Buffer.from(JSON.stringify(event)),
+      };
+    }
+    for (const [i, text] of MALFORMED.entries())
+      yield { partitionKey: `bad-${i}`, data: Buffer.from(text) };
+  }
+  log(
+    `sending ${opts.total.toLocaleString("en")} events over ${opts.days} days (+${MALFORMED.length} malformed) with PutRecords; the consumer reads as they arrive`,
+  );
+  let lastReport = 0;
+  const put = await putAll(records(), {
+    kinesis: runtime.kinesis,
+    stream: runtime.streamName,
+    onProgress: ({ sent }) => {
+      if (sent - lastReport >= opts.total / 4 || sent >= opts.total) {
+        lastReport = sent;
+        const consumed = runtime.poller.stats.recordsCheckpointed;
+        log(`  put ${sent.toLocaleString("en")}, consumed ${consumed.toLocaleString("en")}`);
+      }
+    },
+  });
+  await runtime.poller.drain();
+  const stats = runtime.poller.stats;
+  const quarantined = (await readFile(runtime.quarantineFile, "utf8").catch(() => ""))
+    .split("\n")
+    .filter(Boolean).length;
+  log(
+    `consumer done: ${stats.recordsCheckpointed.toLocaleString("en")} records in ${stats.invocations} invocations (${put.retried} put retries); ${quarantined} quarantined to ${runtime.quarantineFile}`,
+  );
+  return truth;
+}
+
+async function rollUp(runtime: LocalRuntime, clock: () => number, log: Log): Promise<void> {
+  log("running the rollup state machine (state-machines/rollup.asl.json) locally");
+  const rollup = await runRollupLocally({
+    env: runtime.env,
+    input: {},
+    startTime: new Date(clock()),
+    handlerOptions: { now: clock },
+  });
+  if (rollup.status !== "SUCCEEDED")
+    throw new Error(`the rollup failed: ${rollup.error}: ${rollup.cause}`);
+  const out = rollup.output as { keysWritten: number; sitesMerged: number; periods: string[] };
+  log(
+    `rollup: ${out.keysWritten} week and month keys written for ${out.sitesMerged} sites (${out.periods.join(", ")})`,
+  );
+}
+
+/** Estimates of today, this week, this month and the whole range against the exact counts. */
+async function printTable(
+  runtime: LocalRuntime,
+  truth: Truth,
+  opts: LocalOptions,
+  today: string,
+): Promise<void> {
+  const week = isoWeekOf(today);
+  const month = monthOf(today);
+  const days = daysInRange(addDays(today, 1 - opts.days), today);
+  const redis = new Cluster([{ host: runtime.redis.host, port: runtime.redis.port }]);
+  try {
+    console.log(`\nunique users: HyperLogLog estimate / exact count (error)`);
+    const rows = [
+      ["site", `today ${today}`, `week ${week}`, `month ${month}`, `all ${opts.days} days`],
+    ];
+    const cell = (estimate: number, exact: number) =>
+      `${estimate} / ${exact} (${pct(estimate, exact)})`;
+    for (const site of truth.sites()) {
+      const s = String(site);
+      const [first, ...rest] = days.map((d) => uniqueVisitorsKey(s, d));
+      rows.push([
+        s,
+        cell(await redis.pfcount(uniqueVisitorsKey(s, today)), truth.count(site, today)),
+        cell(await redis.pfcount(uniqueVisitorsKey(s, week)), truth.count(site, week)),
+        cell(await redis.pfcount(uniqueVisitorsKey(s, month)), truth.count(site, month)),
+        cell(
+          await redis.pfcount(first ?? uniqueVisitorsKey(s, today), ...rest),
+          truth.count(site, "range"),
+        ),
+      ]);
+    }
+    console.log(table(rows));
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function printExplore(port: number, today: string): void {
+  console.log("\nexplore with redis-cli (while the cluster runs; use --keep to leave it running):");
+  console.log(`  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", today)}'`);
+  console.log(`  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", isoWeekOf(today))}'`);
+  console.log(
+    `  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", monthOf(today), "purchase")}'`,
+  );
+  console.log(`  redis-cli -c -p ${port} EXPIRETIME '${uniqueVisitorsKey("715", monthOf(today))}'`);
+}
+
 async function main(): Promise<void> {
-  const opts = parseOptions();
+  const started = Date.now();
+  const opts = parseOptions(started);
   if (opts.help) {
     console.log(USAGE);
     return;
   }
+  // The pipeline's clock: --now, advancing in real time.
+  const clock = () => opts.nowMs + (Date.now() - started);
   const dataDir = opts.dataDir
     ? resolve(opts.dataDir)
     : await mkdtemp(join(tmpdir(), "sketchstream-local-"));
   await mkdir(dataDir, { recursive: true });
-  const started = Date.now();
-  const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)}s`;
+  const log: Log = (message) =>
+    console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`);
   console.log(`sketchstream local: data in ${dataDir}`);
+  if (opts.nowMs !== started) console.log(`clock: starts at ${new Date(opts.nowMs).toISOString()}`);
 
   let runtime: LocalRuntime | undefined;
   let stopping = false;
@@ -133,8 +297,8 @@ async function main(): Promise<void> {
   process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
   process.env.POWERTOOLS_LOG_LEVEL ??= "ERROR";
 
-  console.log(
-    `[${elapsed()}] starting a Redis Cluster (3 primaries + 3 replicas) and a local Kinesis stream (${opts.shards} shards) on 127.0.0.1`,
+  log(
+    `starting a Redis Cluster (3 primaries + 3 replicas) and a local Kinesis stream (${opts.shards} shards) on 127.0.0.1`,
   );
   runtime = await startLocalRuntime({
     dataDir,
@@ -145,110 +309,18 @@ async function main(): Promise<void> {
       maximumRetryAttempts: 3,
       bisectOnError: true,
     },
-    log: (message) => console.log(`[${elapsed()}] ${message}`),
+    now: clock,
+    log,
   });
-  const { env } = runtime;
-  console.log(
-    `[${elapsed()}] Redis on ports ${runtime.redis.ports.join(", ")}; Kinesis at ${runtime.kinesisEndpoint}`,
-  );
+  log(`Redis on ports ${runtime.redis.ports.join(", ")}; Kinesis at ${runtime.kinesisEndpoint}`);
 
-  const now = Date.now();
-  const truth = new Truth();
-  const events = generateEvents({
-    seed: opts.seed,
-    users: opts.users,
-    days: opts.days,
-    endMs: now,
-  });
-  function* records() {
-    for (let i = 0; i < opts.total; i++) {
-      const event = events.next().value as ReturnType<typeof events.next>["value"] & object;
-      truth.add(event.site_id, event.event_time.slice(0, 10), event.user_id);
-      yield {
-        partitionKey: `part-${String(i % 100_000).padStart(5, "0")}`,
-        data: Buffer.from(JSON.stringify(event)),
-      };
-    }
-    for (const [i, text] of MALFORMED.entries())
-      yield { partitionKey: `bad-${i}`, data: Buffer.from(text) };
-  }
-  console.log(
-    `[${elapsed()}] sending ${opts.total.toLocaleString("en")} events over ${opts.days} days (+${MALFORMED.length} malformed) with PutRecords; the consumer reads as they arrive`,
-  );
-  let lastReport = 0;
-  const put = await putAll(records(), {
-    kinesis: runtime.kinesis,
-    stream: runtime.streamName,
-    onProgress: ({ sent }) => {
-      if (sent - lastReport >= opts.total / 4 || sent >= opts.total) {
-        lastReport = sent;
-        const consumed = runtime?.poller.stats.recordsCheckpointed ?? 0;
-        console.log(
-          `[${elapsed()}]   put ${sent.toLocaleString("en")}, consumed ${consumed.toLocaleString("en")}`,
-        );
-      }
-    },
-  });
-  await runtime.poller.drain();
-  const stats = runtime.poller.stats;
-  const quarantined = (await readFile(runtime.quarantineFile, "utf8").catch(() => ""))
-    .split("\n")
-    .filter(Boolean).length;
-  console.log(
-    `[${elapsed()}] consumer done: ${stats.recordsCheckpointed.toLocaleString("en")} records in ${stats.invocations} invocations (${put.retried} put retries); ${quarantined} quarantined to ${runtime.quarantineFile}`,
-  );
+  const truth = await sendEvents(runtime, opts, clock, log);
+  await rollUp(runtime, clock, log);
+  const today = dayOf(clock());
+  await printTable(runtime, truth, opts, today);
 
-  console.log(
-    `[${elapsed()}] running the rollup state machine (state-machines/rollup.asl.json) locally`,
-  );
-  const rollup = await runRollupLocally({ env, input: {}, startTime: new Date(now) });
-  if (rollup.status !== "SUCCEEDED")
-    throw new Error(`the rollup failed: ${rollup.error}: ${rollup.cause}`);
-  const out = rollup.output as { keysWritten: number; sitesMerged: number; periods: string[] };
-  console.log(
-    `[${elapsed()}] rollup: ${out.keysWritten} week and month keys written for ${out.sitesMerged} sites (${out.periods.join(", ")})`,
-  );
-
-  const redis = new Cluster([{ host: runtime.redis.host, port: runtime.redis.ports[0] as number }]);
-  const today = new Date(now).toISOString().slice(0, 10);
-  const week = isoWeekOf(today);
-  const month = monthOf(today);
-  const days = daysInRange(
-    new Date(now - (opts.days - 1) * 86_400_000).toISOString().slice(0, 10),
-    today,
-  );
-  try {
-    console.log(`\nunique users: HyperLogLog estimate / exact count (error)`);
-    const rows = [
-      ["site", `today ${today}`, `week ${week}`, `month ${month}`, `all ${opts.days} days`],
-    ];
-    const cell = (estimate: number, exact: number) =>
-      `${estimate} / ${exact} (${pct(estimate, exact)})`;
-    for (const site of [
-      ...new Set([...truth.sets.keys()].map((k) => Number(k.split("|")[0]))),
-    ].sort((a, b) => a - b)) {
-      const s = String(site);
-      const rangeKeys = days.map((d) => uniqueVisitorsKey(s, d)) as [string, ...string[]];
-      rows.push([
-        s,
-        cell(await redis.pfcount(uniqueVisitorsKey(s, today)), truth.count(site, today)),
-        cell(await redis.pfcount(uniqueVisitorsKey(s, week)), truth.count(site, week)),
-        cell(await redis.pfcount(uniqueVisitorsKey(s, month)), truth.count(site, month)),
-        cell(await redis.pfcount(...rangeKeys), truth.count(site, "range")),
-      ]);
-    }
-    console.log(table(rows));
-  } finally {
-    redis.disconnect();
-  }
-
-  const port = runtime.redis.ports[0];
-  console.log(`\ndone in ${elapsed()}`);
-  console.log("\nexplore with redis-cli (while the cluster runs; use --keep to leave it running):");
-  console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:${today}'`);
-  console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:${week}'`);
-  console.log(`  redis-cli -c -p ${port} PFCOUNT 'uv:{site_id=715}:event=purchase:${month}'`);
-  console.log(`  redis-cli -c -p ${port} EXPIRETIME 'uv:{site_id=715}:${month}'`);
+  console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  printExplore(runtime.redis.port, today);
   if (opts.keep) {
     await runtime.stop({ keepRedis: true });
     console.log(`\nRedis is still running. Stop it with: kill ${runtime.redis.pids.join(" ")}`);

@@ -43,6 +43,8 @@ export interface RunningRedisCluster {
   readonly host: "127.0.0.1";
   /** Client ports of every node, primaries first. */
   readonly ports: readonly number[];
+  /** Client port of the first node (the one REDIS_ENDPOINT names). */
+  readonly port: number;
   readonly dir: string;
   readonly tls: boolean;
   /** PEM file of the CA that signed the nodes' certificates (TLS only). */
@@ -167,6 +169,8 @@ export async function startRedisCluster(
   const certs = tls ? await makeCertificates(dir) : undefined;
   const allPorts = await freePorts(total * 2);
   const ports = allPorts.slice(0, total);
+  const [firstPort] = ports;
+  if (firstPort === undefined) throw new RangeError("a cluster needs at least one node");
   const busPorts = allPorts.slice(total);
   const children: ChildProcess[] = [];
 
@@ -278,10 +282,11 @@ export async function startRedisCluster(
   return {
     host: "127.0.0.1",
     ports,
+    port: firstPort,
     dir,
     tls,
     ...(certs ? { caFile: certs.ca } : {}),
-    endpoint: `127.0.0.1:${ports[0]}`,
+    endpoint: `127.0.0.1:${firstPort}`,
     pids: children.map((c) => c.pid ?? -1),
     async stop() {
       process.removeListener("exit", killOnExit);

@@ -11,7 +11,8 @@ export interface Period {
   readonly label: string;
 }
 
-const DAY_MS = 86_400_000;
+/** Milliseconds in a UTC day: the one definition every module uses. */
+export const DAY_MS = 86_400_000;
 const DAY_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const WEEK_RE = /^(\d{4})-W(\d{2})$/;
 const MONTH_RE = /^(\d{4})-(\d{2})$/;

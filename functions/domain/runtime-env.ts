@@ -171,11 +171,14 @@ function readRedis(r: EnvReader): RedisSettings {
     : { host, port, cluster, tls, tlsCaFile, auth };
 }
 
+/** Retention defaults: days 62 (a month can always be rebuilt from its days), weeks 104, months 36. */
+export const DEFAULT_RETENTION: RetentionSettings = { days: 62, weeks: 104, months: 36 };
+
 function readRetention(r: EnvReader): RetentionSettings {
   return {
-    days: r.integer("RETENTION_DAYS", 1, 3660, 62, "days"),
-    weeks: r.integer("RETENTION_WEEKS", 1, 520, 104, "weeks"),
-    months: r.integer("RETENTION_MONTHS", 1, 120, 36, "months"),
+    days: r.integer("RETENTION_DAYS", 1, 3660, DEFAULT_RETENTION.days, "days"),
+    weeks: r.integer("RETENTION_WEEKS", 1, 520, DEFAULT_RETENTION.weeks, "weeks"),
+    months: r.integer("RETENTION_MONTHS", 1, 120, DEFAULT_RETENTION.months, "months"),
   };
 }
 

@@ -8,13 +8,11 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { connectRedis, type RedisConnection } from "../adapters/redis.js";
 import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../domain/runtime-env.js";
+import { FinishInputSchema, MergeInputSchema, PlanInputSchema, taskEvent } from "./input.js";
 import {
-  type FinishInput,
   finishRollup,
-  type MergeInput,
   type MergeOutput,
   mergePage,
-  type PlanInput,
   type PlanOutput,
   planRollup,
   type RollupOutput,
@@ -30,10 +28,11 @@ export interface RollupHandlerOptions {
   readonly settings?: Partial<Omit<RollupSettings, "retention">>;
 }
 
+/** The three task handlers; each checks its event (JSON from Step Functions) first. */
 export interface RollupHandlers {
-  plan(event: PlanInput): Promise<PlanOutput>;
-  merge(event: MergeInput): Promise<MergeOutput>;
-  finish(event: FinishInput): Promise<RollupOutput>;
+  plan(event: unknown): Promise<PlanOutput>;
+  merge(event: unknown): Promise<MergeOutput>;
+  finish(event: unknown): Promise<RollupOutput>;
   close(): void;
 }
 
@@ -55,7 +54,8 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
   };
 
   return {
-    async plan(event) {
+    async plan(raw) {
+      const event = taskEvent("Plan", PlanInputSchema, raw);
       const { client, settings } = await redis();
       const out = await planRollup(client, settings, event);
       logger.info("rollup planned", {
@@ -64,13 +64,15 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
       });
       return out;
     },
-    async merge(event) {
+    async merge(raw) {
+      const event = taskEvent("MergePage", MergeInputSchema, raw);
       const { client, settings } = await redis();
       const out = await mergePage(client, settings, event);
       logger.info("rollup page merged", { executionId: event.plan.executionId, ...out });
       return out;
     },
-    async finish(event) {
+    async finish(raw) {
+      const event = taskEvent("Finish", FinishInputSchema, raw);
       const { client } = await redis();
       const out = await finishRollup(client, event, now());
       logger.info("rollup finished", { ...out, periods: undefined });

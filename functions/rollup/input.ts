@@ -1,9 +1,11 @@
 /**
- * The rollup execution's input: `{}` for the scheduled, incremental run, or
- * `{"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}` for a backfill. Anything else is refused before
- * anything is written.
+ * What the rollup's Lambdas are given. The execution's input: `{}` for the scheduled,
+ * incremental run, or `{"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}` for a backfill; anything else is
+ * refused before anything is written. And the events the state machine passes to each task
+ * (Plan, MergePage, Finish), checked at the handler's edge like any JSON from outside.
  */
 
+import * as v from "valibot";
 import { dayStartMs } from "../domain/periods.js";
 
 /** Error names are what Step Functions matches in Retry and Catch (Lambda's errorType). */
@@ -44,4 +46,68 @@ export function parseRollupInput(input: unknown): RollupMode {
   }
   if (to < from) throw new RollupInputError(`"to" (${to}) is before "from" (${from})`);
   return { mode: "backfill", from, to };
+}
+
+const PlanSummarySchema = v.object({
+  executionId: v.string(),
+  /** `$$.Execution.StartTime`: every date decision comes from it, not from a Lambda clock. */
+  startTime: v.string(),
+  mode: v.picklist(["scheduled", "backfill"]),
+  from: v.optional(v.string()),
+  to: v.optional(v.string()),
+  items: v.number(),
+  pageSize: v.number(),
+  sites: v.number(),
+  periods: v.array(v.string()),
+});
+
+const MergeOutputSchema = v.object({
+  page: v.number(),
+  merged: v.number(),
+  keysWritten: v.number(),
+  keysRemoved: v.number(),
+});
+
+/** Plan's event: the execution's input, id and start time, and the lock attempt. */
+export const PlanInputSchema = v.object({
+  input: v.unknown(),
+  executionId: v.string(),
+  startTime: v.string(),
+  attempt: v.optional(v.number()),
+});
+
+/** MergePage's event: one page of the plan. */
+export const MergeInputSchema = v.object({ plan: PlanSummarySchema, page: v.number() });
+
+/** Finish's event, after the Map (plan, results) or after a failure (executionId only). */
+export const FinishInputSchema = v.object({
+  plan: v.optional(PlanSummarySchema),
+  results: v.optional(v.array(MergeOutputSchema)),
+  outcome: v.picklist(["succeeded", "failed"]),
+  executionId: v.optional(v.string()),
+});
+
+/** What every page and the finish step need to know about the execution. */
+export type PlanSummary = v.InferOutput<typeof PlanSummarySchema>;
+export type PlanInput = v.InferOutput<typeof PlanInputSchema>;
+export type MergeInput = v.InferOutput<typeof MergeInputSchema>;
+export type MergeOutput = v.InferOutput<typeof MergeOutputSchema>;
+export type FinishInput = v.InferOutput<typeof FinishInputSchema>;
+
+/**
+ * A task's event, checked against its schema. The state machine builds these events, so a
+ * mismatch means the ASL and the handlers disagree: the error names the task and the field.
+ */
+export function taskEvent<S extends v.GenericSchema>(
+  task: string,
+  schema: S,
+  event: unknown,
+): v.InferOutput<S> {
+  const result = v.safeParse(schema, event);
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const path = issue.path?.map((p) => String(p.key)).join(".") ?? "(event)";
+  throw new RollupInputError(
+    `the ${task} task received an event it does not accept (${path}: ${issue.message}); state-machines/rollup.asl.json and functions/rollup/handler.ts disagree`,
+  );
 }

@@ -41,7 +41,18 @@ import {
   type PeriodKind,
   type RetentionSettings,
 } from "../domain/periods.js";
-import { parseRollupInput, RollupInputError, type RollupMode } from "./input.js";
+import {
+  type FinishInput,
+  type MergeInput,
+  type MergeOutput,
+  type PlanInput,
+  type PlanSummary,
+  parseRollupInput,
+  RollupInputError,
+  type RollupMode,
+} from "./input.js";
+
+export type { FinishInput, MergeInput, MergeOutput, PlanInput, PlanSummary };
 
 /** The Redis commands the rollup uses; an ioredis Redis or Cluster satisfies it. */
 export interface RollupRedis {
@@ -81,27 +92,6 @@ export interface RollupSettings {
   readonly minPageSize?: number;
 }
 
-export interface PlanInput {
-  readonly input: unknown;
-  readonly executionId: string;
-  /** `$$.Execution.StartTime`: every date decision comes from it, not from a Lambda clock. */
-  readonly startTime: string;
-  readonly attempt?: number;
-}
-
-/** What every page and the finish step need to know about the execution. */
-export interface PlanSummary {
-  readonly executionId: string;
-  readonly startTime: string;
-  readonly mode: RollupMode["mode"];
-  readonly from?: string;
-  readonly to?: string;
-  readonly items: number;
-  readonly pageSize: number;
-  readonly sites: number;
-  readonly periods: readonly string[];
-}
-
 export type PlanOutput =
   | { readonly status: "busy"; readonly attempt: number; readonly heldBy: string | null }
   | {
@@ -110,25 +100,6 @@ export type PlanOutput =
       readonly plan: PlanSummary;
       readonly pages: number[];
     };
-
-export interface MergeInput {
-  readonly plan: PlanSummary;
-  readonly page: number;
-}
-
-export interface MergeOutput {
-  readonly page: number;
-  readonly merged: number;
-  readonly keysWritten: number;
-  readonly keysRemoved: number;
-}
-
-export interface FinishInput {
-  readonly plan?: PlanSummary;
-  readonly results?: readonly MergeOutput[];
-  readonly outcome: "succeeded" | "failed";
-  readonly executionId?: string;
-}
 
 export interface RollupOutput {
   readonly status: "succeeded" | "failed";

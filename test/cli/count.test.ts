@@ -16,6 +16,7 @@ import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
 import { PENDING_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
 import {
@@ -59,9 +60,11 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+const now = testNowMs();
+
 async function cli(argv: string[]) {
   const { out, io } = captureIo(env);
-  const code = await runCli(argv, io);
+  const code = await runCli(argv, { ...io, now: () => now });
   return { code, ...out };
 }
 
@@ -72,7 +75,7 @@ async function count(argv: string[]): Promise<CountResult> {
 }
 
 // The calendar month three months before this one, and a range of 16 days either side of it.
-const todayZ = Math.floor(Date.now() / DAY_MS);
+const todayZ = Math.floor(now / DAY_MS);
 const today = civilFromDays(todayZ);
 const monthIndex = today.y * 12 + (today.m - 1) - 3;
 const [my, mm] = [Math.floor(monthIndex / 12), (monthIndex % 12) + 1];
@@ -97,7 +100,7 @@ const dayKeys = (a: number, b: number, event?: string) =>
   Array.from({ length: b - a + 1 }, (_, i) => key(dayLabel(a + i), event));
 
 async function consume(payloads: object[]) {
-  const handler = createConsumerHandler(env);
+  const handler = createConsumerHandler(env, { now: () => now });
   try {
     for (let i = 0; i < payloads.length; i += 5000) {
       const result = await handler(kinesisEvent(payloads.slice(i, i + 5000)));
@@ -298,7 +301,10 @@ describe("count against a real Redis Cluster", () => {
       REDIS_USER: "reader",
       REDIS_PASSWORD: "reader-pw",
     });
-    const code = await runCli(["count", "--site", site, "--month", month, "--json"], io);
+    const code = await runCli(["count", "--site", site, "--month", month, "--json"], {
+      ...io,
+      now: () => now,
+    });
     expect(code, out.stderr).toBe(0);
     expect(out.stderr).not.toContain("warning");
     const result = JSON.parse(out.stdout) as CountResult;

@@ -15,6 +15,7 @@ import {
 } from "@aws-sdk/client-sfn";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
+import { testNowMs } from "../helpers/clock.js";
 import { captureIo } from "./capture.js";
 
 const ARN = "arn:aws:states:eu-west-1:123456789012:stateMachine:sketchstream-dev-rollup";
@@ -31,7 +32,7 @@ function fakeSfn(states: Described[]) {
     async send(command: StartExecutionCommand | DescribeExecutionCommand) {
       sent.push(command);
       if (command instanceof StartExecutionCommand) {
-        return { executionArn: EXECUTION, startDate: new Date() };
+        return { executionArn: EXECUTION, startDate: new Date(testNowMs()) };
       }
       const state = states[Math.min(polls++, states.length - 1)];
       return { executionArn: EXECUTION, ...state };

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { testNowMs, utcDay } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
@@ -45,7 +46,8 @@ async function keyOwner(key: string): Promise<number> {
 describe("Redis unreachable mid-batch", () => {
   it("fails from the first unstored record before the deadline, and a replay matches a fault-free run", async () => {
     const prefix = uniqueSitePrefix();
-    const day = new Date().toISOString().slice(0, 10);
+    const now = testNowMs();
+    const day = utcDay(now);
     const touchedOwner = await keyOwner(TOUCHED_KEY);
     // Sites spread over the nodes; the victim is a primary that does not hold the touched set.
     const sites = Array.from({ length: 24 }, (_, i) => `${prefix}s${i}`);
@@ -77,7 +79,7 @@ describe("Redis unreachable mid-batch", () => {
       REDIS_TLS: "false",
       QUARANTINE_FILE: `${cluster.dir}/quarantine.jsonl`,
     };
-    const handler = createConsumerHandler(env);
+    const handler = createConsumerHandler(env, { now: () => now });
     // Warm the connection and slot map, as a warm Lambda would have them.
     await handler(kinesisEvent([payloadFor(safeSites[0] as string, 0)]));
 

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { testNowMs, utcDay } from "../helpers/clock.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
@@ -20,10 +21,6 @@ afterAll(async () => {
   await redis.quit();
 });
 
-function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
 /** Expected expiry of a daily key, computed here independently of the code under test. */
 function dailyExpiry(day: string, retentionDays: number): number {
   return Date.parse(`${day}T00:00:00Z`) / 1000 + (1 + retentionDays) * 86_400;
@@ -32,7 +29,7 @@ function dailyExpiry(day: string, retentionDays: number): number {
 describe("consumer handler against a real Redis Cluster", () => {
   const prefix = uniqueSitePrefix();
   const sites = [`${prefix}a`, `${prefix}b`, `${prefix}c`];
-  const now = Date.now();
+  const now = testNowMs();
   const days = [0, 1, 2, 9].map((back) => now - back * DAY);
   const random = mulberry32(42);
   const truth = new Map<string, Set<string>>();
@@ -163,7 +160,7 @@ describe("consumer handler against a real Redis Cluster", () => {
 describe("malformed records", () => {
   const prefix = uniqueSitePrefix();
   const site = `${prefix}m`;
-  const now = Date.now();
+  const now = testNowMs();
   const day = utcDay(now);
   const ok = (user: string) => ({
     user_id: user,

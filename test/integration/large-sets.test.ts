@@ -1,6 +1,7 @@
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { testNowMs, utcDay } from "../helpers/clock.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
@@ -15,8 +16,8 @@ afterAll(async () => {
 });
 
 describe("large sets through the real handler", () => {
-  const now = Date.now();
-  const day = new Date(now).toISOString().slice(0, 10);
+  const now = testNowMs();
+  const day = utcDay(now);
   const handler = createConsumerHandler(consumerEnv(), { now: () => now });
   afterAll(() => handler.close());
 
@@ -38,6 +39,7 @@ describe("large sets through the real handler", () => {
         expect(result.batchItemFailures).toEqual([]);
       }
       const estimate = await redis.pfcount(`uv:{site_id=${site}}:${day}`);
+      expect(estimate).toBeGreaterThan(0);
       const relativeError = Math.abs(estimate - distinct) / distinct;
       expect(relativeError, `estimate ${estimate} for ${distinct}`).toBeLessThanOrEqual(
         3 * HLL_STANDARD_ERROR,

@@ -14,9 +14,16 @@ import { createRollupHandlers, type RollupHandlers } from "../../functions/rollu
 import type { RollupRedis } from "../../functions/rollup/rollup.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { runRollupLocally } from "../../state-machines/local-runner.js";
+import { testNowMs, utcDay } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
-import { dayLabel, dayNumber, isoWeekLabel } from "../unit/calendar.js";
+import {
+  dayLabel,
+  dayNumber,
+  daysFromCivil,
+  isoWeekLabel,
+  weekdayOfDayNumber,
+} from "../unit/calendar.js";
 
 const DAY = 86_400_000;
 const EVENTS = ["view", "like", "cart", "purchase"] as const;
@@ -52,7 +59,8 @@ async function consume(
   extraEnv: Record<string, string> = {},
   nowMs?: number,
 ) {
-  const handler = createConsumerHandler({ ...env, ...extraEnv }, nowMs ? { now: () => nowMs } : {});
+  const now = nowMs ?? testNowMs();
+  const handler = createConsumerHandler({ ...env, ...extraEnv }, { now: () => now });
   try {
     for (let i = 0; i < events.length; i += 10_000) {
       const result = await handler(kinesisEvent(events.slice(i, i + 10_000)));
@@ -104,6 +112,7 @@ async function expectRolledUp(
         await redis.del(ref);
         await redis.pfmerge(ref, ...dayKeys);
         const [count, unionCount] = [await redis.pfcount(key), await redis.pfcount(...dayKeys)];
+        expect(unionCount, `${key}: its days count something`).toBeGreaterThan(0);
         expect(count, `PFCOUNT ${key} = PFCOUNT of its ${dayKeys.length} days`).toBe(unionCount);
         expect(
           hllSame(await redis.getBuffer(key), await redis.getBuffer(ref)),
@@ -132,10 +141,8 @@ async function totalKeys(): Promise<number> {
 }
 
 describe("rollup over 60 days and 50 sites", () => {
-  const now = Date.now();
-  const days = Array.from({ length: 60 }, (_, i) =>
-    new Date(now - (59 - i) * DAY).toISOString().slice(0, 10),
-  );
+  const now = testNowMs();
+  const days = Array.from({ length: 60 }, (_, i) => utcDay(now - (59 - i) * DAY));
   const sites = Array.from({ length: 50 }, (_, i) => `big${i}`);
   /** The (site, day) and (site, day, event) pairs the data touches. */
   const touched = new Set<string>();
@@ -242,7 +249,7 @@ describe("rollup over 60 days and 50 sites", () => {
 
   it("refuses a backfill whose periods have days past retention, writing nothing", async () => {
     const keysBefore = await totalKeys();
-    const old = new Date(now - 70 * DAY).toISOString().slice(0, 10);
+    const old = utcDay(now - 70 * DAY);
     const result = await runRollupLocally({
       env,
       input: { from: old, to: days[59] },
@@ -258,19 +265,33 @@ describe("rollup over 60 days and 50 sites", () => {
   });
 });
 
+/**
+ * The first year after the test clock's whose 1 January is a Wednesday: its ISO week 1 starts
+ * on Monday 30 December of the year before, as in 2025 (tests' own calendar).
+ */
+function nextYearStartingOnWednesday(): number {
+  for (let y = new Date(testNowMs()).getUTCFullYear() + 1; ; y++) {
+    if (weekdayOfDayNumber(daysFromCivil(y, 1, 1)) === 2) return y;
+  }
+}
+
 describe("ISO week edges", () => {
-  it("puts 2024-12-30 in 2025-W01 and its users in the right weeks and months", async () => {
-    // A pinned clock in January 2025; a long daily retention keeps the keys alive in real time.
-    const now = Date.parse("2025-01-10T12:00:00Z");
+  it("puts 30 December in week 1 of the next ISO year and its users in the right weeks and months", async () => {
+    // A pinned clock on 10 January of such a year, after the test clock; a long daily
+    // retention keeps the keys alive in real time.
+    const y = nextYearStartingOnWednesday();
+    const now = Date.UTC(y, 0, 10, 12);
     const extraEnv = { RETENTION_DAYS: "1000" };
     const site = "edge";
+    const dec = (d: number) => `${y - 1}-12-${d}`;
+    const jan = (d: number) => `${y}-01-0${d}`;
     const byDay: Record<string, string[]> = {
-      "2024-12-29": ["a", "b"],
-      "2024-12-30": ["c", "d"],
-      "2024-12-31": ["e"],
-      "2025-01-01": ["f", "g"],
-      "2025-01-05": ["h"],
-      "2025-01-06": ["i"],
+      [dec(29)]: ["a", "b"],
+      [dec(30)]: ["c", "d"],
+      [dec(31)]: ["e"],
+      [jan(1)]: ["f", "g"],
+      [jan(5)]: ["h"],
+      [jan(6)]: ["i"],
     };
     const events = Object.entries(byDay).flatMap(([day, users]) =>
       users.map((user_id) => ({
@@ -289,12 +310,15 @@ describe("ISO week edges", () => {
     });
     expect(result.status, result.cause).toBe("SUCCEEDED");
     const count = (label: string) => redis.pfcount(`uv:{site_id=${site}}:${label}`);
-    expect(await count("2024-W52")).toBe(2);
-    expect(await count("2025-W01")).toBe(6); // Monday 2024-12-30 to Sunday 2025-01-05
-    expect(await count("2025-W02")).toBe(1);
-    expect(await count("2024-12")).toBe(5);
-    expect(await count("2025-01")).toBe(4);
-    expect(await redis.exists(`uv:{site_id=${site}}:2024-W01`)).toBe(0);
+    // 29 December is a Sunday: the last week of year y - 1 (52 or 53, by the calendar).
+    const lastWeek = isoWeekLabel(dayNumber(dec(29)));
+    expect(lastWeek.startsWith(`${y - 1}-W5`)).toBe(true);
+    expect(await count(lastWeek)).toBe(2);
+    expect(await count(`${y}-W01`)).toBe(6); // Monday 30 December to Sunday 5 January
+    expect(await count(`${y}-W02`)).toBe(1);
+    expect(await count(`${y - 1}-12`)).toBe(5);
+    expect(await count(`${y}-01`)).toBe(4);
+    expect(await redis.exists(`uv:{site_id=${site}}:${y - 1}-W01`)).toBe(0);
     await expectRolledUp([site], Object.keys(byDay), [undefined, "view"]);
   });
 });
@@ -328,9 +352,9 @@ function timedHandlers(
 }
 
 describe("exclusive and crash-safe", () => {
-  const now = Date.now();
-  const day = new Date(now).toISOString().slice(0, 10);
-  const days = [day, new Date(now - 10 * DAY).toISOString().slice(0, 10)];
+  const now = testNowMs();
+  const day = utcDay(now);
+  const days = [day, utcDay(now - 10 * DAY)];
 
   async function touchSites(sites: readonly string[], users: number) {
     const events: Event[] = [];
@@ -359,6 +383,7 @@ describe("exclusive and crash-safe", () => {
         env,
         input: {},
         handlers: timedHandlers("a", log, plans),
+        startTime: new Date(now),
         fastTimers: true,
         executionName: "a",
       }),
@@ -366,6 +391,7 @@ describe("exclusive and crash-safe", () => {
         env,
         input: { from: `${day.slice(0, 7)}-01`, to: day },
         handlers: timedHandlers("b", log, plans),
+        startTime: new Date(now),
         fastTimers: true,
         executionName: "b",
       }),
@@ -418,7 +444,13 @@ describe("exclusive and crash-safe", () => {
 
     // Every attempt crashes: the execution fails, the lock is freed, the pending work stays.
     const failing = crashing(true);
-    const failed = await runRollupLocally({ env, input: {}, handlers: failing, fastTimers: true });
+    const failed = await runRollupLocally({
+      env,
+      input: {},
+      handlers: failing,
+      startTime: new Date(now),
+      fastTimers: true,
+    });
     failing.close();
     expect(failed.status).toBe("FAILED");
     expect(failed.cause).toMatch(/injected crash/);
@@ -428,7 +460,13 @@ describe("exclusive and crash-safe", () => {
     // The next run crashes once mid-page; the Map's Retry finishes it.
     crashes = 0;
     const once = crashing(false);
-    const recovered = await runRollupLocally({ env, input: {}, handlers: once, fastTimers: true });
+    const recovered = await runRollupLocally({
+      env,
+      input: {},
+      handlers: once,
+      startTime: new Date(now),
+      fastTimers: true,
+    });
     once.close();
     expect(crashes).toBe(1);
     expect(recovered.status, recovered.cause).toBe("SUCCEEDED");
@@ -440,7 +478,13 @@ describe("exclusive and crash-safe", () => {
     const sites = Array.from({ length: 60 }, (_, i) => `page${i}`);
     await touchSites(sites, 5);
     const handlers = createRollupHandlers(env, { settings: { minPageSize: 25, maxPages: 1000 } });
-    const result = await runRollupLocally({ env, input: {}, handlers, fastTimers: true });
+    const result = await runRollupLocally({
+      env,
+      input: {},
+      handlers,
+      startTime: new Date(now),
+      fastTimers: true,
+    });
     handlers.close();
     expect(result.status, result.cause).toBe("SUCCEEDED");
     const output = result.output as Record<string, number>;
@@ -466,7 +510,12 @@ describe("bad input", () => {
     it(`fails clearly and writes nothing: ${name}`, async () => {
       await redis.sadd(TOUCHED_KEY, "keep|2024-03-09");
       const keysBefore = await totalKeys();
-      const result = await runRollupLocally({ env, input, fastTimers: true });
+      const result = await runRollupLocally({
+        env,
+        input,
+        startTime: new Date(testNowMs()),
+        fastTimers: true,
+      });
       expect(result.status).toBe("FAILED");
       expect(result.error).toBe("RollupInputError");
       expect(result.cause).toMatch(cause);
