@@ -39,7 +39,7 @@ import {
 } from "../functions/consumer/ingest.js";
 import { EventParser, isEventShape } from "../functions/domain/events.js";
 import { expiresAtSeconds, type RetentionSettings } from "../functions/domain/periods.js";
-import { loadConsumerConfig } from "../functions/domain/runtime-env.js";
+import { loadConsumerRuntimeConfig } from "../functions/domain/runtime-env.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
 import {
   type BenchOptions,
@@ -166,7 +166,7 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
   };
 
   const { cluster, env } = await startBenchCluster(closers);
-  const { retention } = loadConsumerConfig(env);
+  const { retention } = loadConsumerRuntimeConfig(env);
   // The limit sends exactly the commands the handler's planBatch makes, computed untimed.
   const withCommands = (b: Batch): Batch => {
     const plan = planBatch(streamRecords(b.event), { nowMs: Date.now(), retention });

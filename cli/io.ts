@@ -4,7 +4,7 @@
  * fails at run time exits 1 with its cause).
  */
 
-import type { Env } from "../functions/domain/runtime-env.js";
+import { CLI_VARIABLES, type Env, RUNTIME_VARIABLES } from "../functions/domain/runtime-env.js";
 
 /** A writable text stream; process.stdout and process.stderr are ones. */
 export interface Output {
@@ -31,6 +31,21 @@ export class UsageError extends Error {
 /** A failure at run time whose message already says what to do: printed as is, exit 1. */
 export class CliError extends Error {
   override name = "CliError";
+}
+
+/** Words of `text` in lines of at most `width` characters, each starting with `indent`. */
+function wrap(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = indent;
+  for (const word of text.split(" ")) {
+    if (line.length + word.length > width && line.trim() !== "") {
+      lines.push(line.trimEnd());
+      line = indent;
+    }
+    line += `${word} `;
+  }
+  lines.push(line.trimEnd());
+  return lines.join("\n");
 }
 
 export const USAGE = `Usage: npm run cli -- <command> [flags]
@@ -67,12 +82,11 @@ Commands:
   help
       Print this text.
 
-Environment (as for the functions):
-  REDIS_ENDPOINT (host:port), REDIS_CLUSTER, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_AUTH
-  (none|password|iam), REDIS_USER, REDIS_PASSWORD or REDIS_PASSWORD_SECRET_ARN,
-  MEMORYDB_CLUSTER_NAME, AWS_REGION                      count, rollup --local, token
-  STATE_MACHINE_ARN, SFN_ENDPOINT (optional override)    rollup
-  STREAM_NAME, KINESIS_ENDPOINT (local only), AWS_REGION  send
+Environment: the functions' variables (count, rollup --local, token; README "Runtime
+environment"):
+${wrap(RUNTIME_VARIABLES.map((variable) => variable.name).join(", "), 92, "  ")}
+and the CLI's own:
+${CLI_VARIABLES.map((variable) => `  ${variable.name.padEnd(19)} ${variable.meaning.replaceAll("`", "")}`).join("\n")}
 
 Exit codes: 0 success, 1 runtime failure (the cause is printed), 2 usage error.
 `;

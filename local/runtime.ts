@@ -15,6 +15,7 @@ import {
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import kinesalite from "kinesalite";
 import { type ConsumerHandler, createConsumerHandler } from "../functions/consumer/handler.js";
+import { DEFAULT_RETENTION, toEnv } from "../functions/domain/runtime-env.js";
 import { type EventSourceMappingSettings, EventSourcePoller } from "./event-source-poller.js";
 import { type RunningRedisCluster, startRedisCluster } from "./redis-cluster.js";
 
@@ -122,13 +123,16 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
     const quarantineFile = join(options.dataDir, "quarantine.jsonl");
     const onFailureFile = join(options.dataDir, "on-failure.jsonl");
     const env = {
-      REDIS_ENDPOINT: redis.endpoint,
-      REDIS_CLUSTER: "true",
-      REDIS_TLS: "false",
-      REDIS_AUTH: "none",
+      ...toEnv({
+        endpoint: redis.endpoint,
+        cluster: true,
+        tls: false,
+        auth: { mode: "none" },
+        retention: DEFAULT_RETENTION,
+        region: LOCAL_REGION,
+      }),
       STREAM_NAME: streamName,
       KINESIS_ENDPOINT: kinesisEndpoint,
-      AWS_REGION: LOCAL_REGION,
       ...options.consumerEnv,
     };
     const consumer = createConsumerHandler(

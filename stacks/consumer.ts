@@ -148,14 +148,15 @@ export class Consumer extends Construct {
       architecture: k.architecture,
       subnetIds: props.subnetIds,
       securityGroupIds: props.securityGroupIds,
-      environment: {
-        ...runtimeEnvironment(config, {
+      environment: runtimeEnvironment(
+        config,
+        {
           endpoint: props.redis.endpoint,
           clusterName: props.redis.clusterName,
           user: props.redis.userName,
-        }),
-        QUARANTINE_QUEUE_URL: this.quarantineQueue.url,
-      },
+        },
+        { quarantine: { queueUrl: this.quarantineQueue.url } },
+      ),
       kmsKeyArn: props.kmsKeyArn,
       tracing: k.tracing,
       ...(k.reservedConcurrency !== undefined

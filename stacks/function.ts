@@ -1,8 +1,8 @@
 /**
  * What every sketchstream Lambda shares: Node.js 22, the bundled code of its entry point as a
  * TerraformAsset with the zip's SHA-256 as source_code_hash (code changes, and only they,
- * redeploy), the private subnets and the functions' security group, the Redis settings of the
- * runtime contract (functions/domain/runtime-env.ts) for its MemoryDB user, and a log group with
+ * redeploy), the private subnets and the functions' security group, the runtime contract
+ * (functions/domain/runtime-env.ts) for its MemoryDB user, and a log group with
  * retention and KMS encryption that exists before the function can log.
  */
 
@@ -10,30 +10,35 @@ import { CloudwatchLogGroup } from "@cdktf/provider-aws/lib/cloudwatch-log-group
 import { LambdaFunction } from "@cdktf/provider-aws/lib/lambda-function/index.js";
 import { AssetType, type ITerraformDependable, TerraformAsset } from "cdktf";
 import { Construct } from "constructs";
+import { type RuntimeEnvInput, toEnv } from "../functions/domain/runtime-env.js";
 import type { Bundle } from "./bundle.js";
 import type { Architecture, SketchstreamConfig } from "./config.js";
 
-/** The Redis part of a function's environment (names fixed by functions/domain/runtime-env.ts). */
+/** Where a function's MemoryDB user connects (values may be Terraform references). */
 export interface RedisEnvironment {
   readonly endpoint: string;
   readonly clusterName: string;
   readonly user: string;
 }
 
+/**
+ * A function's environment: the runtime contract (functions/domain/runtime-env.ts) for its
+ * MemoryDB user over TLS with IAM auth, plus what the Node.js runtime itself reads.
+ */
 export function runtimeEnvironment(
   config: SketchstreamConfig,
   redis: RedisEnvironment,
+  extra: Pick<RuntimeEnvInput, "quarantine"> = {},
 ): Record<string, string> {
   return {
-    REDIS_ENDPOINT: redis.endpoint,
-    REDIS_CLUSTER: "true",
-    REDIS_TLS: "true",
-    REDIS_AUTH: "iam",
-    REDIS_USER: redis.user,
-    MEMORYDB_CLUSTER_NAME: redis.clusterName,
-    RETENTION_DAYS: String(config.retention.days),
-    RETENTION_WEEKS: String(config.retention.weeks),
-    RETENTION_MONTHS: String(config.retention.months),
+    ...toEnv({
+      endpoint: redis.endpoint,
+      cluster: true,
+      tls: true,
+      auth: { mode: "iam", user: redis.user, clusterName: redis.clusterName },
+      retention: config.retention,
+      ...extra,
+    }),
     // The bundle ships its source map: stack traces point at the TypeScript sources.
     NODE_OPTIONS: "--enable-source-maps",
   };

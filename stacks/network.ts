@@ -21,6 +21,7 @@ import { VpcSecurityGroupEgressRule } from "@cdktf/provider-aws/lib/vpc-security
 import { VpcSecurityGroupIngressRule } from "@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js";
 import { Construct } from "constructs";
 import { availabilityZones, type SketchstreamConfig } from "./config.js";
+import { AZ_ID_RE } from "./config-schema.js";
 import { policyDocument, type Statement } from "./policy.js";
 
 export interface NetworkProps {
@@ -79,7 +80,8 @@ export class Network extends Construct {
     this.subnets = azs.map((az, i) => {
       const subnet = new Subnet(this, `private-${i}`, {
         vpcId: this.vpc.id,
-        availabilityZone: az,
+        // An AZ ID names the same physical zone in every account; a name is per account.
+        ...(AZ_ID_RE.test(az) ? { availabilityZoneId: az } : { availabilityZone: az }),
         cidrBlock: cidrs[i] as string,
         mapPublicIpOnLaunch: false,
         tags: { Name: `${prefix}-private-${az}` },

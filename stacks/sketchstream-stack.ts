@@ -11,6 +11,7 @@ import { DataAwsCallerIdentity } from "@cdktf/provider-aws/lib/data-aws-caller-i
 import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { TerraformOutput, TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
+import { toEnv } from "../functions/domain/runtime-env.js";
 import { Access } from "./access.js";
 import { bundleEntry, projectRootFrom } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
@@ -199,19 +200,23 @@ export class SketchstreamStack extends TerraformStack {
       `redis-cli -c --tls -h ${this.memorydb.endpointAddress} -p ${this.memorydb.port} --user ${reader} --pass "$TOKEN" PFCOUNT ${EXAMPLE_KEY}`,
       "Run on the operator instance; TOKEN from `npm run -s cli -- token --user <reader>` (valid 15 minutes)",
     );
+    const cliEnv = {
+      ...toEnv({
+        endpoint: this.memorydb.endpoint,
+        cluster: true,
+        tls: true,
+        auth: { mode: "iam", user: reader, clusterName: this.memorydb.clusterName },
+        retention: config.retention,
+        region: config.region,
+      }),
+      STREAM_NAME: this.stream.stream.name,
+      STATE_MACHINE_ARN: this.rollup.stateMachine.arn,
+    };
     out(
       "cli_env",
-      [
-        `REDIS_ENDPOINT=${this.memorydb.endpoint}`,
-        "REDIS_CLUSTER=true",
-        "REDIS_TLS=true",
-        "REDIS_AUTH=iam",
-        `REDIS_USER=${reader}`,
-        `MEMORYDB_CLUSTER_NAME=${this.memorydb.clusterName}`,
-        `AWS_REGION=${config.region}`,
-        `STREAM_NAME=${this.stream.stream.name}`,
-        `STATE_MACHINE_ARN=${this.rollup.stateMachine.arn}`,
-      ].join("\n"),
+      Object.entries(cliEnv)
+        .map(([name, value]) => `${name}=${value}`)
+        .join("\n"),
       "Environment for `npm run cli` against this stack (a .env-style file)",
     );
     if (this.access.instance && this.access.endpoint) {

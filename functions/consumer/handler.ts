@@ -12,7 +12,11 @@ import { awsRedisDeps } from "../adapters/aws.js";
 import { FileQuarantineSink, SqsQuarantineSink } from "../adapters/quarantine.js";
 import { connectRedis, type RedisConnection } from "../adapters/redis.js";
 import type { QuarantineSink } from "../domain/quarantine.js";
-import { type ConsumerConfig, type Env, loadConsumerConfig } from "../domain/runtime-env.js";
+import {
+  type ConsumerRuntimeConfig,
+  type Env,
+  loadConsumerRuntimeConfig,
+} from "../domain/runtime-env.js";
 import { ingestBatch, type StreamRecord } from "./ingest.js";
 
 /** Time kept back from the invocation's remaining time to report failures before being killed. */
@@ -24,7 +28,7 @@ export function safetyMarginMs(remainingMs: number): number {
 const DEFAULT_BUDGET_MS = 60_000;
 
 interface ConsumerRuntime {
-  readonly config: ConsumerConfig;
+  readonly config: ConsumerRuntimeConfig;
   readonly quarantine: QuarantineSink;
   redis?: RedisConnection;
 }
@@ -58,7 +62,7 @@ export function createConsumerHandler(
   const getRuntime = (): ConsumerRuntime => {
     if (!runtime) {
       // Throws ConfigError naming every bad variable: the first invocation fails loudly.
-      const config = loadConsumerConfig(env);
+      const config = loadConsumerRuntimeConfig(env);
       const quarantine =
         "queueUrl" in config.quarantine
           ? new SqsQuarantineSink(new SQSClient({}), config.quarantine.queueUrl)

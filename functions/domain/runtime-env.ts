@@ -1,30 +1,120 @@
 /**
- * Runtime settings of every function, read once from the environment the stack (or the local
- * runtime) sets. Every problem is reported with the variable's name and the expected form.
+ * The runtime contract: the environment variables every function reads, with their defaults
+ * and limits, how they are parsed (`loadRuntimeConfig`, `loadConsumerRuntimeConfig`), and how
+ * typed settings become them (`toEnv`). The stack, the local runtime, the CLI's `cli_env`
+ * output, the tests and the README all take names, defaults and limits from here; a test checks
+ * that the README's tables say the same.
  *
- * | variable                   | default | form                                             |
- * |----------------------------|---------|--------------------------------------------------|
- * | REDIS_ENDPOINT             | (none)  | host:port of the cluster configuration endpoint   |
- * | REDIS_CLUSTER              | true    | true or false                                    |
- * | REDIS_TLS                  | true    | true or false                                    |
- * | REDIS_TLS_CA_FILE          | (none)  | path of a PEM CA bundle (self-signed local TLS)   |
- * | REDIS_AUTH                 | none    | none, password or iam                            |
- * | REDIS_USER                 | (none)  | ACL user name; required for password and iam     |
- * | REDIS_PASSWORD             | (none)  | local only; or REDIS_PASSWORD_SECRET_ARN          |
- * | REDIS_PASSWORD_SECRET_ARN  | (none)  | Secrets Manager ARN holding the password          |
- * | MEMORYDB_CLUSTER_NAME      | (none)  | required for iam                                  |
- * | AWS_REGION                 | (none)  | required for iam (Lambda sets it)                 |
- * | RETENTION_DAYS             | 62      | whole days, 1-3660                                |
- * | RETENTION_WEEKS            | 104     | whole weeks, 1-520                                |
- * | RETENTION_MONTHS           | 36      | whole months, 1-120                               |
- * | QUARANTINE_QUEUE_URL       | (none)  | SQS queue URL (consumer, AWS)                     |
- * | QUARANTINE_FILE            | (none)  | JSON-lines file path (consumer, local)            |
+ * Every problem is reported with the variable's name and the expected form, all at once.
  */
 
 import * as v from "valibot";
 import type { RetentionSettings } from "./periods.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
+
+/** One variable of the contract, as the README's table shows it. */
+export interface VariableSpec {
+  readonly name: string;
+  /** The default as documented: a value, `required`, `none` or `set by Lambda`. */
+  readonly defaultText: string;
+  readonly meaning: string;
+}
+
+/** How long keys live after their period ends, with the limits the config accepts. */
+export const RETENTION_LIMITS = {
+  days: { variable: "RETENTION_DAYS", min: 1, max: 3660, default: 62, unit: "days" },
+  weeks: { variable: "RETENTION_WEEKS", min: 1, max: 520, default: 104, unit: "weeks" },
+  months: { variable: "RETENTION_MONTHS", min: 1, max: 120, default: 36, unit: "months" },
+} as const;
+
+/** Retention defaults: days 62 (a month can always be rebuilt from its days), weeks 104, months 36. */
+export const DEFAULT_RETENTION: RetentionSettings = {
+  days: RETENTION_LIMITS.days.default,
+  weeks: RETENTION_LIMITS.weeks.default,
+  months: RETENTION_LIMITS.months.default,
+};
+
+/** Every variable a function reads. */
+export const RUNTIME_VARIABLES: readonly VariableSpec[] = [
+  {
+    name: "REDIS_ENDPOINT",
+    defaultText: "required",
+    meaning: "`host:port` of the cluster configuration endpoint (or of a single node)",
+  },
+  {
+    name: "REDIS_CLUSTER",
+    defaultText: "`true`",
+    meaning: "`true` for cluster mode, `false` for a single node",
+  },
+  {
+    name: "REDIS_TLS",
+    defaultText: "`true`",
+    meaning: "`true` to connect with TLS (MemoryDB requires it)",
+  },
+  {
+    name: "REDIS_TLS_CA_FILE",
+    defaultText: "none",
+    meaning: "PEM CA bundle, for self-signed local TLS; AWS needs none",
+  },
+  { name: "REDIS_AUTH", defaultText: "`none`", meaning: "`none`, `password` or `iam`" },
+  {
+    name: "REDIS_USER",
+    defaultText: "none",
+    meaning: "ACL user; required for `password` and `iam`",
+  },
+  {
+    name: "REDIS_PASSWORD",
+    defaultText: "none",
+    meaning: "local only; in AWS use `iam` (or `REDIS_PASSWORD_SECRET_ARN`)",
+  },
+  {
+    name: "REDIS_PASSWORD_SECRET_ARN",
+    defaultText: "none",
+    meaning: "Secrets Manager secret holding the password (read again for every new connection)",
+  },
+  {
+    name: "MEMORYDB_CLUSTER_NAME",
+    defaultText: "none",
+    meaning: "required for `iam` (the token is signed for it)",
+  },
+  { name: "AWS_REGION", defaultText: "set by Lambda", meaning: "required for `iam`" },
+  ...Object.values(RETENTION_LIMITS).map((r) => ({
+    name: r.variable,
+    defaultText: `\`${r.default}\``,
+    meaning: `whole ${r.unit}, ${r.min}-${r.max}: how long a ${r.unit.slice(0, -1)}'s key lives after its ${r.unit.slice(0, -1)}`,
+  })),
+  {
+    name: "QUARANTINE_QUEUE_URL",
+    defaultText: "none",
+    meaning: "consumer, AWS: SQS queue for rejected records",
+  },
+  {
+    name: "QUARANTINE_FILE",
+    defaultText: "none",
+    meaning: "consumer, local: JSON-lines file for rejected records",
+  },
+];
+
+/** What the operator CLI reads besides the functions' variables. */
+export const CLI_VARIABLES: readonly VariableSpec[] = [
+  { name: "STREAM_NAME", defaultText: "none", meaning: "`send`: the Kinesis stream's name or ARN" },
+  {
+    name: "KINESIS_ENDPOINT",
+    defaultText: "none",
+    meaning: "`send`, local only: a local Kinesis URL, e.g. `http://127.0.0.1:4567`",
+  },
+  {
+    name: "STATE_MACHINE_ARN",
+    defaultText: "none",
+    meaning: "`rollup`: the rollup state machine's ARN",
+  },
+  {
+    name: "SFN_ENDPOINT",
+    defaultText: "none",
+    meaning: "`rollup`: another Step Functions endpoint (tests, local emulators)",
+  },
+];
 
 export type RedisAuth =
   | { readonly mode: "none" }
@@ -56,7 +146,7 @@ export interface RuntimeConfig {
 
 export type QuarantineTarget = { readonly queueUrl: string } | { readonly file: string };
 
-export interface ConsumerConfig extends RuntimeConfig {
+export interface ConsumerRuntimeConfig extends RuntimeConfig {
   readonly quarantine: QuarantineTarget;
 }
 
@@ -106,14 +196,53 @@ class EnvReader {
     );
   }
 
-  integer(name: string, min: number, max: number, fallback: number, unit: string): number {
+  integer(limits: (typeof RETENTION_LIMITS)[keyof typeof RETENTION_LIMITS]): number {
+    const { variable, min, max, unit } = limits;
     return this.parse(
-      name,
+      variable,
       v.pipe(v.string(), v.regex(/^\d+$/), v.transform(Number), v.minValue(min), v.maxValue(max)),
       `a whole number of ${unit} from ${min} to ${max}`,
-      fallback,
+      limits.default,
     );
   }
+}
+
+function readAuth(r: EnvReader, tls: boolean): RedisAuth {
+  const mode = r.parse(
+    "REDIS_AUTH",
+    v.picklist(["none", "password", "iam"]),
+    "none, password or iam",
+    "none",
+  );
+  if (mode === "password") {
+    const user = r.required("REDIS_USER", "the ACL user name when REDIS_AUTH=password");
+    const value = r.raw("REDIS_PASSWORD");
+    const secretArn = r.raw("REDIS_PASSWORD_SECRET_ARN");
+    if (value === undefined && secretArn === undefined) {
+      r.problems.push(
+        "REDIS_AUTH=password needs REDIS_PASSWORD (local) or REDIS_PASSWORD_SECRET_ARN",
+      );
+    }
+    return {
+      mode,
+      user,
+      password: value !== undefined ? { value } : { secretArn: secretArn ?? "" },
+    };
+  }
+  if (mode === "iam") {
+    const user = r.required("REDIS_USER", "the MemoryDB ACL user name when REDIS_AUTH=iam");
+    const clusterName = r.required(
+      "MEMORYDB_CLUSTER_NAME",
+      "the MemoryDB cluster name when REDIS_AUTH=iam",
+    );
+    const region = r.required("AWS_REGION", "the AWS region, e.g. eu-west-1, when REDIS_AUTH=iam");
+    if (!tls)
+      r.problems.push(
+        "REDIS_AUTH=iam needs REDIS_TLS=true: MemoryDB accepts IAM tokens only over TLS",
+      );
+    return { mode, user, clusterName, region };
+  }
+  return { mode: "none" };
 }
 
 function readRedis(r: EnvReader): RedisSettings {
@@ -132,54 +261,38 @@ function readRedis(r: EnvReader): RedisSettings {
   const cluster = r.boolean("REDIS_CLUSTER", true);
   const tls = r.boolean("REDIS_TLS", true);
   const tlsCaFile = r.raw("REDIS_TLS_CA_FILE");
-  const mode = r.parse(
-    "REDIS_AUTH",
-    v.picklist(["none", "password", "iam"]),
-    "none, password or iam",
-    "none" as "none" | "password" | "iam",
-  );
-  let auth: RedisAuth = { mode: "none" };
-  if (mode === "password") {
-    const user = r.required("REDIS_USER", "the ACL user name when REDIS_AUTH=password");
-    const value = r.raw("REDIS_PASSWORD");
-    const secretArn = r.raw("REDIS_PASSWORD_SECRET_ARN");
-    if (value === undefined && secretArn === undefined) {
-      r.problems.push(
-        "REDIS_AUTH=password needs REDIS_PASSWORD (local) or REDIS_PASSWORD_SECRET_ARN",
-      );
-    }
-    auth = {
-      mode,
-      user,
-      password: value !== undefined ? { value } : { secretArn: secretArn ?? "" },
-    };
-  } else if (mode === "iam") {
-    const user = r.required("REDIS_USER", "the MemoryDB ACL user name when REDIS_AUTH=iam");
-    const clusterName = r.required(
-      "MEMORYDB_CLUSTER_NAME",
-      "the MemoryDB cluster name when REDIS_AUTH=iam",
-    );
-    const region = r.required("AWS_REGION", "the AWS region, e.g. eu-west-1, when REDIS_AUTH=iam");
-    if (!tls)
-      r.problems.push(
-        "REDIS_AUTH=iam needs REDIS_TLS=true: MemoryDB accepts IAM tokens only over TLS",
-      );
-    auth = { mode, user, clusterName, region };
-  }
+  const auth = readAuth(r, tls);
   return tlsCaFile === undefined
     ? { host, port, cluster, tls, auth }
     : { host, port, cluster, tls, tlsCaFile, auth };
 }
 
-/** Retention defaults: days 62 (a month can always be rebuilt from its days), weeks 104, months 36. */
-export const DEFAULT_RETENTION: RetentionSettings = { days: 62, weeks: 104, months: 36 };
-
 function readRetention(r: EnvReader): RetentionSettings {
   return {
-    days: r.integer("RETENTION_DAYS", 1, 3660, DEFAULT_RETENTION.days, "days"),
-    weeks: r.integer("RETENTION_WEEKS", 1, 520, DEFAULT_RETENTION.weeks, "weeks"),
-    months: r.integer("RETENTION_MONTHS", 1, 120, DEFAULT_RETENTION.months, "months"),
+    days: r.integer(RETENTION_LIMITS.days),
+    weeks: r.integer(RETENTION_LIMITS.weeks),
+    months: r.integer(RETENTION_LIMITS.months),
   };
+}
+
+function readQuarantine(r: EnvReader): QuarantineTarget {
+  const queueUrl = r.raw("QUARANTINE_QUEUE_URL");
+  const file = r.raw("QUARANTINE_FILE");
+  if (queueUrl !== undefined && file !== undefined) {
+    r.problems.push("set only one of QUARANTINE_QUEUE_URL (AWS) and QUARANTINE_FILE (local)");
+    return { file };
+  }
+  if (queueUrl !== undefined) {
+    if (!/^https?:\/\/\S+$/.test(queueUrl)) {
+      r.problems.push(`QUARANTINE_QUEUE_URL="${queueUrl}" is invalid: expected an SQS queue URL`);
+    }
+    return { queueUrl };
+  }
+  if (file !== undefined) return { file };
+  r.problems.push(
+    "no quarantine sink: set QUARANTINE_QUEUE_URL (SQS, AWS) or QUARANTINE_FILE (JSON lines, local)",
+  );
+  return { file: "" };
 }
 
 export function loadRuntimeConfig(env: Env): RuntimeConfig {
@@ -189,27 +302,60 @@ export function loadRuntimeConfig(env: Env): RuntimeConfig {
   return config;
 }
 
-export function loadConsumerConfig(env: Env): ConsumerConfig {
+export function loadConsumerRuntimeConfig(env: Env): ConsumerRuntimeConfig {
   const r = new EnvReader(env);
-  const redis = readRedis(r);
-  const retention = readRetention(r);
-  const queueUrl = r.raw("QUARANTINE_QUEUE_URL");
-  const file = r.raw("QUARANTINE_FILE");
-  let quarantine: QuarantineTarget = { file: "" };
-  if (queueUrl !== undefined && file !== undefined) {
-    r.problems.push("set only one of QUARANTINE_QUEUE_URL (AWS) and QUARANTINE_FILE (local)");
-  } else if (queueUrl !== undefined) {
-    if (!/^https?:\/\/\S+$/.test(queueUrl)) {
-      r.problems.push(`QUARANTINE_QUEUE_URL="${queueUrl}" is invalid: expected an SQS queue URL`);
-    }
-    quarantine = { queueUrl };
-  } else if (file !== undefined) {
-    quarantine = { file };
-  } else {
-    r.problems.push(
-      "no quarantine sink: set QUARANTINE_QUEUE_URL (SQS, AWS) or QUARANTINE_FILE (JSON lines, local)",
-    );
-  }
+  const config = {
+    redis: readRedis(r),
+    retention: readRetention(r),
+    quarantine: readQuarantine(r),
+  };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
-  return { redis, retention, quarantine };
+  return config;
+}
+
+/** How a function authenticates, as the environment says it (the region comes from Lambda). */
+export type RedisAuthEnv =
+  | { readonly mode: "none" }
+  | { readonly mode: "password"; readonly user: string; readonly password: string }
+  | { readonly mode: "password"; readonly user: string; readonly secretArn: string }
+  | { readonly mode: "iam"; readonly user: string; readonly clusterName: string };
+
+/** The typed settings `toEnv` writes as variables. Values may be Terraform references. */
+export interface RuntimeEnvInput {
+  /** `host:port` of the configuration endpoint (or of a single node). */
+  readonly endpoint: string;
+  readonly cluster: boolean;
+  readonly tls: boolean;
+  readonly tlsCaFile?: string;
+  readonly auth: RedisAuthEnv;
+  readonly retention: RetentionSettings;
+  readonly quarantine?: QuarantineTarget;
+  /** AWS_REGION: Lambda sets it (and reserves the name); the CLI's environment needs it. */
+  readonly region?: string;
+}
+
+/** The variables of the contract for these settings; loadRuntimeConfig reads them back. */
+export function toEnv(input: RuntimeEnvInput): Record<string, string> {
+  const env: Record<string, string> = {
+    REDIS_ENDPOINT: input.endpoint,
+    REDIS_CLUSTER: String(input.cluster),
+    REDIS_TLS: String(input.tls),
+    REDIS_AUTH: input.auth.mode,
+  };
+  if (input.tlsCaFile !== undefined) env.REDIS_TLS_CA_FILE = input.tlsCaFile;
+  const { auth } = input;
+  if (auth.mode !== "none") env.REDIS_USER = auth.user;
+  if (auth.mode === "iam") env.MEMORYDB_CLUSTER_NAME = auth.clusterName;
+  if (auth.mode === "password" && "password" in auth) env.REDIS_PASSWORD = auth.password;
+  if (auth.mode === "password" && "secretArn" in auth)
+    env.REDIS_PASSWORD_SECRET_ARN = auth.secretArn;
+  if (input.region !== undefined) env.AWS_REGION = input.region;
+  env[RETENTION_LIMITS.days.variable] = String(input.retention.days);
+  env[RETENTION_LIMITS.weeks.variable] = String(input.retention.weeks);
+  env[RETENTION_LIMITS.months.variable] = String(input.retention.months);
+  if (input.quarantine !== undefined) {
+    if ("queueUrl" in input.quarantine) env.QUARANTINE_QUEUE_URL = input.quarantine.queueUrl;
+    else env.QUARANTINE_FILE = input.quarantine.file;
+  }
+  return env;
 }

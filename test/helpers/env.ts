@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inject } from "vitest";
+import { DEFAULT_RETENTION, toEnv } from "../../functions/domain/runtime-env.js";
 
 /** A fresh, unique prefix for site ids, so test files never share keys on the shared cluster. */
 export function uniqueSitePrefix(): string {
@@ -12,11 +13,14 @@ export function uniqueSitePrefix(): string {
 export function consumerEnv(extra: Record<string, string> = {}): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), "sketchstream-q-"));
   return {
-    REDIS_ENDPOINT: inject("redisEndpoint"),
-    REDIS_CLUSTER: "true",
-    REDIS_TLS: "false",
-    REDIS_AUTH: "none",
-    QUARANTINE_FILE: join(dir, "quarantine.jsonl"),
+    ...toEnv({
+      endpoint: inject("redisEndpoint"),
+      cluster: true,
+      tls: false,
+      auth: { mode: "none" },
+      retention: DEFAULT_RETENTION,
+      quarantine: { file: join(dir, "quarantine.jsonl") },
+    }),
     ...extra,
   };
 }

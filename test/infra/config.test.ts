@@ -130,7 +130,7 @@ describe("stack config", () => {
     [{ namePrefix: "Sketch_Stream" }, /namePrefix: "Sketch_Stream" is not allowed/],
     [
       { network: { availabilityZones: ["us-east-1a", "us-east-1b"] } },
-      /network\.availabilityZones: .* is not allowed; allowed: network\.azCount distinct AZ names of eu-west-1/,
+      /network\.availabilityZones: .* is not allowed; allowed: network\.azCount \(2\) distinct AZ names of eu-west-1 \(e\.g\. eu-west-1a\) or AZ IDs/,
     ],
     [
       { retention: { days: 0 } },
@@ -139,6 +139,27 @@ describe("stack config", () => {
   ] as const)("refuses %j", (overrides, message) => {
     // biome-ignore lint/suspicious/noExplicitAny: deliberately invalid values
     expect(() => loadConfig("dev", overrides as any)).toThrow(message);
+  });
+
+  it("requires explicit zones outside eu-west-1, as names or AZ IDs", () => {
+    expect(problemsOf(() => loadConfig("dev", { region: "us-east-1" }))).toEqual([
+      "network.availabilityZones: undefined is not allowed; allowed: 2 AZ names or IDs, required outside eu-west-1: which zone a letter such as us-east-1a means differs per account, and some zones cannot host these subnets. List yours with `aws ec2 describe-availability-zones --region us-east-1`",
+    ]);
+    const byName = loadConfig("dev", {
+      region: "us-east-1",
+      network: { availabilityZones: ["us-east-1b", "us-east-1d"] },
+    });
+    expect(availabilityZones(byName)).toEqual(["us-east-1b", "us-east-1d"]);
+    const byId = loadConfig("prod", {
+      region: "us-east-1",
+      network: { availabilityZones: ["use1-az1", "use1-az2", "use1-az4"] },
+    });
+    expect(availabilityZones(byId)).toEqual(["use1-az1", "use1-az2", "use1-az4"]);
+    expect(
+      problemsOf(() =>
+        loadConfig("dev", { network: { availabilityZones: ["eu-west-1a", "eu-west-1a"] } }),
+      ),
+    ).toHaveLength(1);
   });
 
   it("prod always keeps a final snapshot; prevent_destroy may be lifted for a teardown", () => {

@@ -17,7 +17,10 @@ import { SnsTopic } from "@cdktf/provider-aws/lib/sns-topic/index.js";
 import { Testing } from "cdktf";
 import { afterAll, describe, expect, it } from "vitest";
 import { ACL_RULES } from "../../functions/domain/acl.js";
-import { loadConsumerConfig, loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
+import {
+  loadConsumerRuntimeConfig,
+  loadRuntimeConfig,
+} from "../../functions/domain/runtime-env.js";
 import { availabilityZones } from "../../stacks/config.js";
 import { subnetCidrs } from "../../stacks/network.js";
 import {
@@ -269,7 +272,10 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       );
       expect(vars.REDIS_USER).toBe(ref(tf, "aws_memorydb_user", "user-consumer", "user_name"));
       expect(vars.QUARANTINE_QUEUE_URL).toBe(ref(tf, "aws_sqs_queue", "quarantine", "url"));
-      const loaded = loadConsumerConfig({ ...resolved(vars, prefix), AWS_REGION: config.region });
+      const loaded = loadConsumerRuntimeConfig({
+        ...resolved(vars, prefix),
+        AWS_REGION: config.region,
+      });
       expect(loaded.redis).toMatchObject({
         port: 6379,
         cluster: true,

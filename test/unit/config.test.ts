@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   ConfigError,
   type Env,
-  loadConsumerConfig,
+  loadConsumerRuntimeConfig,
   loadRuntimeConfig,
 } from "../../functions/domain/runtime-env.js";
 
@@ -305,23 +305,29 @@ describe("ConfigError", () => {
   });
 });
 
-describe("loadConsumerConfig: quarantine", () => {
+describe("loadConsumerRuntimeConfig: quarantine", () => {
   it("uses QUARANTINE_FILE locally", () => {
-    const config = loadConsumerConfig({ ...BASE, QUARANTINE_FILE: "/tmp/q.jsonl" });
+    const config = loadConsumerRuntimeConfig({ ...BASE, QUARANTINE_FILE: "/tmp/q.jsonl" });
     expect(config.quarantine).toStrictEqual({ file: "/tmp/q.jsonl" });
     expect(config.redis).toStrictEqual(loadRuntimeConfig(BASE).redis);
     expect(config.retention).toStrictEqual({ days: 62, weeks: 104, months: 36 });
   });
 
   it("uses QUARANTINE_QUEUE_URL in AWS", () => {
-    expect(loadConsumerConfig({ ...IAM, QUARANTINE_QUEUE_URL: QUEUE }).quarantine).toStrictEqual({
+    expect(
+      loadConsumerRuntimeConfig({ ...IAM, QUARANTINE_QUEUE_URL: QUEUE }).quarantine,
+    ).toStrictEqual({
       queueUrl: QUEUE,
     });
   });
 
   it("refuses both sinks at once, naming both", () => {
     const err = configError(() =>
-      loadConsumerConfig({ ...BASE, QUARANTINE_QUEUE_URL: QUEUE, QUARANTINE_FILE: "/tmp/q.jsonl" }),
+      loadConsumerRuntimeConfig({
+        ...BASE,
+        QUARANTINE_QUEUE_URL: QUEUE,
+        QUARANTINE_FILE: "/tmp/q.jsonl",
+      }),
     );
     expect(err.problems).toHaveLength(1);
     expect(err.problems[0]).toContain("QUARANTINE_QUEUE_URL");
@@ -330,7 +336,7 @@ describe("loadConsumerConfig: quarantine", () => {
 
   it("refuses no sink, naming both", () => {
     for (const env of [BASE, { ...BASE, QUARANTINE_QUEUE_URL: " ", QUARANTINE_FILE: "" }]) {
-      const err = configError(() => loadConsumerConfig(env));
+      const err = configError(() => loadConsumerRuntimeConfig(env));
       expect(err.problems).toHaveLength(1);
       expect(err.problems[0]).toContain("QUARANTINE_QUEUE_URL");
       expect(err.problems[0]).toContain("QUARANTINE_FILE");
@@ -343,14 +349,16 @@ describe("loadConsumerConfig: quarantine", () => {
     "https://",
     "https://sqs example",
   ])("rejects queue URL %j naming QUARANTINE_QUEUE_URL", (url) => {
-    const err = configError(() => loadConsumerConfig({ ...BASE, QUARANTINE_QUEUE_URL: url }));
+    const err = configError(() =>
+      loadConsumerRuntimeConfig({ ...BASE, QUARANTINE_QUEUE_URL: url }),
+    );
     expect(err.problems).toEqual([
       `QUARANTINE_QUEUE_URL="${url}" is invalid: expected an SQS queue URL`,
     ]);
   });
 
   it("reports Redis, retention and quarantine problems together", () => {
-    const err = configError(() => loadConsumerConfig({ RETENTION_WEEKS: "0" }));
+    const err = configError(() => loadConsumerRuntimeConfig({ RETENTION_WEEKS: "0" }));
     expect(err.problems).toHaveLength(3);
     expect(err.problems[0]).toMatch(/^REDIS_ENDPOINT/);
     expect(err.problems[1]).toMatch(/^RETENTION_WEEKS/);
@@ -366,11 +374,11 @@ describe("loadConsumerConfig: quarantine", () => {
           ...(withFile ? { QUARANTINE_FILE: "/tmp/q.jsonl" } : {}),
         };
         if (withQueue !== withFile) {
-          expect(loadConsumerConfig(env).quarantine).toStrictEqual(
+          expect(loadConsumerRuntimeConfig(env).quarantine).toStrictEqual(
             withQueue ? { queueUrl: QUEUE } : { file: "/tmp/q.jsonl" },
           );
         } else {
-          expect(() => loadConsumerConfig(env)).toThrow(ConfigError);
+          expect(() => loadConsumerRuntimeConfig(env)).toThrow(ConfigError);
         }
       }),
       { numRuns: 20 },
