@@ -49,6 +49,7 @@ import {
 } from "../functions/domain/keys.js";
 import {
   addDays,
+  DAY_MS,
   dayOf,
   dayStartMs,
   daysInPeriod,
@@ -59,7 +60,7 @@ import {
   type Period,
   type RetentionSettings,
 } from "../functions/domain/periods.js";
-import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
+import { DEFAULT_RETENTION, loadRuntimeConfig } from "../functions/domain/runtime-env.js";
 import type { RollupHandlers } from "../functions/rollup/handler.js";
 import {
   type MergeTarget,
@@ -87,9 +88,7 @@ import {
 
 const TARGET_OVER_NAIVE = 3;
 const TARGET_WITHIN_SERVER = 1.3;
-const DAY_MS = 86_400_000;
 const BATCH = 10_000;
-const DEFAULT_RETENTION_DAYS = 62;
 
 interface RollupBenchOptions {
   readonly sites: number;
@@ -353,7 +352,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   // Daily keys expire `retention` days after their day, by the real clock: keep the oldest one
   // alive for the whole run (with a week to spare).
   const needed = Math.ceil((realStart - dayStartMs(firstDay)) / DAY_MS) + 7;
-  const retentionDays = Math.max(DEFAULT_RETENTION_DAYS, needed);
+  const retentionDays = Math.max(DEFAULT_RETENTION.days, needed);
 
   const { cluster, env } = await startBenchCluster(closers, {
     RETENTION_DAYS: String(retentionDays),

@@ -14,6 +14,7 @@ import {
   assertEventType,
   assertSiteId,
   PENDING_KEY,
+  parseKey,
   TOUCHED_KEY,
   touchedMember,
   uniqueVisitorsKey,
@@ -25,7 +26,6 @@ import {
   daysInPeriod,
   daysInRange,
   daysInWeek,
-  isDay,
   type Period,
 } from "../functions/domain/periods.js";
 import type { Env, RedisSettings } from "../functions/domain/runtime-env.js";
@@ -212,10 +212,7 @@ function describe(result: CountResult): string {
   const what = result.event === null ? "all events" : `event ${result.event}`;
   const range = result.from === result.to ? result.from : `${result.from} to ${result.to}`;
   const kinds = { month: 0, week: 0, day: 0 };
-  for (const key of result.keys) {
-    const label = key.slice(key.lastIndexOf(":") + 1);
-    kinds[label.includes("W") ? "week" : label.length === 7 ? "month" : "day"]++;
-  }
+  for (const key of result.keys) kinds[parseKey(key).period.kind]++;
   const parts = (["month", "week", "day"] as const)
     .filter((k) => kinds[k] > 0)
     .map((k) => `${kinds[k]} ${k}${kinds[k] === 1 ? "" : "s"}`);
@@ -231,8 +228,12 @@ function describe(result: CountResult): string {
 /** Day keys of the cover that are past their retention, so gone from Redis. */
 function expiredDays(cover: readonly string[], retentionDays: number, nowMs: number): string[] {
   return cover
-    .map((key) => key.slice(key.lastIndexOf(":") + 1))
-    .filter((label) => isDay(label) && dayExpiresAtMs(dayStartMs(label), retentionDays) <= nowMs);
+    .map((key) => parseKey(key).period)
+    .filter(
+      (period) =>
+        period.kind === "day" && dayExpiresAtMs(dayStartMs(period.label), retentionDays) <= nowMs,
+    )
+    .map((period) => period.label);
 }
 
 export async function runCount(args: readonly string[], deps: CountDeps): Promise<number> {

@@ -5,6 +5,7 @@
  */
 
 import * as v from "valibot";
+import { DAY_MS } from "../functions/domain/periods.js";
 import { RETENTION_LIMITS } from "../functions/domain/runtime-env.js";
 import type { SketchstreamConfig } from "./config.js";
 
@@ -179,7 +180,7 @@ const FIELDS = v.object({
     email: v.optional(
       matching(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, "an email address, or leave it unset"),
     ),
-    iteratorAgeMs: int(1000, 7 * 86_400_000),
+    iteratorAgeMs: int(1000, 7 * DAY_MS),
     quarantineDepth: int(1, 1_000_000),
     memoryUsagePercent: int(1, 100),
   }),

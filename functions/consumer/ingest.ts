@@ -13,7 +13,7 @@
  * is harmless because PFADD, EXPIREAT NX and SADD are idempotent.
  */
 
-import { EventParser, type Rejection, type RejectReason } from "../domain/events.js";
+import { EventParser, isRejection, type Rejection, type RejectReason } from "../domain/events.js";
 import {
   SITES_KEY,
   siteIndexMember,
@@ -164,7 +164,7 @@ export function planBatch(
   for (let index = 0; index < records.length; index++) {
     const record = records[index] as StreamRecord;
     const parsed = parser.decode(record.data);
-    if ("reason" in parsed) {
+    if (isRejection(parsed)) {
       rejectedByReason.set(parsed.reason, (rejectedByReason.get(parsed.reason) ?? 0) + 1);
       rejected.push({ index, record: quarantineEntry(record, parsed, options.nowMs) });
       continue;

@@ -8,7 +8,7 @@
  * PFCOUNT and PFMERGE over a site's keys never fail with CROSSSLOT.
  */
 
-import type { Period } from "./periods.js";
+import { type Period, parsePeriodLabel } from "./periods.js";
 
 /** What `site_id` may be once it is a string; anything else could forge a key or a hash tag. */
 export const SITE_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -45,6 +45,35 @@ export function uniqueVisitorsKey(siteId: string, periodLabel: string, event?: s
 
 export function periodKey(siteId: string, period: Period, event?: string): string {
   return uniqueVisitorsKey(siteId, period.label, event);
+}
+
+/** What a counting key names: the parts `uniqueVisitorsKey` puts together. */
+export interface ParsedKey {
+  readonly siteId: string;
+  readonly event?: string;
+  readonly period: Period;
+}
+
+const KEY_RE = /^uv:\{site_id=([^{}:]*)\}:(?:event=([^:]*):)?([^:]+)$/;
+
+/**
+ * The parts of a unique-visitor key, the inverse of `uniqueVisitorsKey`: `parseKey(k)` gives
+ * back what built `k`. Throws a RangeError for anything that is not such a key, so bookkeeping
+ * keys, temporary `:rebuild` keys and forged names are never mistaken for counts.
+ */
+export function parseKey(key: string): ParsedKey {
+  const m = KEY_RE.exec(key);
+  const [, siteId, event, label] = m ?? [];
+  if (siteId === undefined || label === undefined || !SITE_ID_RE.test(siteId)) {
+    throw new RangeError(
+      `"${key}" is not a counting key: expected uv:{site_id=S}:PERIOD or uv:{site_id=S}:event=E:PERIOD`,
+    );
+  }
+  if (event !== undefined && !EVENT_TYPE_RE.test(event)) {
+    throw new RangeError(`"${key}" names event type "${event}", which is not allowed`);
+  }
+  const period = parsePeriodLabel(label);
+  return event === undefined ? { siteId, period } : { siteId, event, period };
 }
 
 /**

@@ -117,6 +117,26 @@ export function daysInMonth(month: string): string[] {
   return daysInRange(first, last);
 }
 
+/**
+ * The period a label names, as it appears in keys: `2024-03-09` a day, `2024-W10` an ISO week,
+ * `2024-03` a month. Throws a RangeError naming the three forms when it is none of them (or a
+ * date, week or month that does not exist).
+ */
+export function parsePeriodLabel(label: string): Period {
+  if (DAY_RE.test(label)) return periodOf("day", label);
+  if (WEEK_RE.test(label)) {
+    weekStartDay(label);
+    return { kind: "week", label };
+  }
+  if (MONTH_RE.test(label)) {
+    monthStartDay(label);
+    return { kind: "month", label };
+  }
+  throw new RangeError(
+    `"${label}" is not a period label: expected a day (2024-03-09), an ISO week (2024-W10) or a month (2024-03)`,
+  );
+}
+
 export function periodOf(kind: PeriodKind, day: string): Period {
   switch (kind) {
     case "day":

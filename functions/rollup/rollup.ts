@@ -38,7 +38,7 @@ import {
   isoWeekOf,
   monthOf,
   type Period,
-  type PeriodKind,
+  parsePeriodLabel,
   type RetentionSettings,
 } from "../domain/periods.js";
 import {
@@ -127,12 +127,6 @@ function startMs(startTime: string): number {
   if (Number.isNaN(ms))
     throw new RollupInputError(`startTime "${startTime}" is not an ISO-8601 time`);
   return ms;
-}
-
-/** A period from its label: `2024-W10` is a week, `2024-03` a month. */
-function periodOfLabel(label: string): Period {
-  const kind: PeriodKind = label.includes("W") ? "week" : "month";
-  return { kind, label };
 }
 
 /**
@@ -287,7 +281,7 @@ export function mergeTargets(
     const { siteId, periodLabel, event, day } = parseWorkItem(item);
     let facts = periods.get(periodLabel);
     if (!facts) {
-      const period = periodOfLabel(periodLabel);
+      const period = parsePeriodLabel(periodLabel);
       facts = { days: daysInPeriod(period), expireAt: expiresAtSeconds(period, retention) };
       periods.set(periodLabel, facts);
     }

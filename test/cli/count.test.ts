@@ -14,7 +14,7 @@ import { runCli } from "../../cli/app.js";
 import type { CountResult } from "../../cli/count.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
-import { PENDING_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { PENDING_KEY, parseKey, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
@@ -125,7 +125,7 @@ function eventsFor(z: number, users: number[], event: string) {
 /** Every key's days, from the label, with the tests' calendar: they must partition the range. */
 function daysOfKeys(keys: readonly string[]): string[] {
   return keys.flatMap((k) => {
-    const label = k.slice(k.lastIndexOf(":") + 1);
+    const { label } = parseKey(k).period;
     const days: string[] = [];
     for (let z = from - 40; z <= to + 40; z++) {
       const d = dayLabel(z);

@@ -9,10 +9,12 @@
  * after the real now. `testNowMs()` checks that and fails loudly, with the reason, otherwise.
  */
 
+import { DAY_MS } from "../unit/calendar.js";
+
+export { DAY_MS };
 export const DEFAULT_TEST_NOW = "2031-06-15T10:00:00Z";
 /** The daily retention the functions default to (RETENTION_DAYS). */
 export const DEFAULT_RETENTION_DAYS = 62;
-export const DAY_MS = 86_400_000;
 
 /** Parses TEST_NOW (or the default); a malformed value fails naming the variable. */
 export function configuredTestNow(env: NodeJS.ProcessEnv = process.env): number {

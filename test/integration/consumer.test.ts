@@ -3,13 +3,12 @@ import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
-import { TOUCHED_KEY } from "../../functions/domain/keys.js";
-import { testNowMs, utcDay } from "../helpers/clock.js";
+import { parseKey, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
 
-const DAY = 86_400_000;
 const EVENTS = ["view", "like", "cart", "purchase"] as const;
 
 let redis: Cluster;
@@ -30,7 +29,7 @@ describe("consumer handler against a real Redis Cluster", () => {
   const prefix = uniqueSitePrefix();
   const sites = [`${prefix}a`, `${prefix}b`, `${prefix}c`];
   const now = testNowMs();
-  const days = [0, 1, 2, 9].map((back) => now - back * DAY);
+  const days = [0, 1, 2, 9].map((back) => now - back * DAY_MS);
   const random = mulberry32(42);
   const truth = new Map<string, Set<string>>();
   const payloads: object[] = [];
@@ -97,8 +96,8 @@ describe("consumer handler against a real Redis Cluster", () => {
 
   it("expires each key at the end of its day plus the retention", async () => {
     for (const key of truth.keys()) {
-      const day = key.slice(-10);
-      expect(await redis.call("EXPIRETIME", key), key).toBe(dailyExpiry(day, 62));
+      const { label } = parseKey(key).period;
+      expect(await redis.call("EXPIRETIME", key), key).toBe(dailyExpiry(label, 62));
     }
   });
 
@@ -136,7 +135,7 @@ describe("consumer handler against a real Redis Cluster", () => {
       later.close();
     }
     for (const key of truth.keys()) {
-      expect(await redis.call("EXPIRETIME", key)).toBe(dailyExpiry(key.slice(-10), 62));
+      expect(await redis.call("EXPIRETIME", key)).toBe(dailyExpiry(parseKey(key).period.label, 62));
     }
   });
 
@@ -225,7 +224,7 @@ describe("malformed records", () => {
     },
     {
       name: "in the future",
-      data: b64(JSON.stringify({ ...ok("u1"), event_time: generatorTime(now + 3 * DAY) })),
+      data: b64(JSON.stringify({ ...ok("u1"), event_time: generatorTime(now + 3 * DAY_MS) })),
       reason: "event_time_in_future",
     },
     {

@@ -14,7 +14,7 @@ import { createRollupHandlers, type RollupHandlers } from "../../functions/rollu
 import type { RollupRedis } from "../../functions/rollup/rollup.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { runRollupLocally } from "../../state-machines/local-runner.js";
-import { testNowMs, utcDay } from "../helpers/clock.js";
+import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
 import {
@@ -25,7 +25,6 @@ import {
   weekdayOfDayNumber,
 } from "../unit/calendar.js";
 
-const DAY = 86_400_000;
 const EVENTS = ["view", "like", "cart", "purchase"] as const;
 
 let cluster: RunningRedisCluster;
@@ -142,7 +141,7 @@ async function totalKeys(): Promise<number> {
 
 describe("rollup over 60 days and 50 sites", () => {
   const now = testNowMs();
-  const days = Array.from({ length: 60 }, (_, i) => utcDay(now - (59 - i) * DAY));
+  const days = Array.from({ length: 60 }, (_, i) => utcDay(now - (59 - i) * DAY_MS));
   const sites = Array.from({ length: 50 }, (_, i) => `big${i}`);
   /** The (site, day) and (site, day, event) pairs the data touches. */
   const touched = new Set<string>();
@@ -249,7 +248,7 @@ describe("rollup over 60 days and 50 sites", () => {
 
   it("refuses a backfill whose periods have days past retention, writing nothing", async () => {
     const keysBefore = await totalKeys();
-    const old = utcDay(now - 70 * DAY);
+    const old = utcDay(now - 70 * DAY_MS);
     const result = await runRollupLocally({
       env,
       input: { from: old, to: days[59] },
@@ -354,7 +353,7 @@ function timedHandlers(
 describe("exclusive and crash-safe", () => {
   const now = testNowMs();
   const day = utcDay(now);
-  const days = [day, utcDay(now - 10 * DAY)];
+  const days = [day, utcDay(now - 10 * DAY_MS)];
 
   async function touchSites(sites: readonly string[], users: number) {
     const events: Event[] = [];

@@ -4,6 +4,9 @@ import {
   assertEventType,
   assertSiteId,
   EVENT_TYPE_RE,
+  LOCK_KEY,
+  PENDING_KEY,
+  parseKey,
   parseTouchedMember,
   periodKey,
   ROLLUP_TAG,
@@ -13,7 +16,7 @@ import {
   touchedMember,
   uniqueVisitorsKey,
 } from "../../functions/domain/keys.js";
-import { periodOf } from "../../functions/domain/periods.js";
+import { parsePeriodLabel, periodOf } from "../../functions/domain/periods.js";
 import { dayLabel, daysFromCivil } from "./calendar.js";
 
 const RUNS = { numRuns: 300 };
@@ -254,5 +257,71 @@ describe("touched set", () => {
       ),
       RUNS,
     );
+  });
+});
+
+describe("parsePeriodLabel and parseKey: the inverse of the builders", () => {
+  const periodArb = fc
+    .tuple(fc.constantFrom("day" as const, "week" as const, "month" as const), dayArb)
+    .map(([kind, day]) => periodOf(kind, day));
+
+  it("parsePeriodLabel gives back the period every label came from", () => {
+    fc.assert(
+      fc.property(periodArb, (period) => {
+        expect(parsePeriodLabel(period.label)).toEqual(period);
+      }),
+      RUNS,
+    );
+  });
+
+  it("parsePeriodLabel refuses what is not a day, week or month, naming the forms", () => {
+    for (const bad of [
+      "2024-3-9",
+      "2024-W1",
+      "2024-W54",
+      "2023-W53",
+      "2024-13",
+      "2024-02-30",
+      "W10",
+      "",
+    ]) {
+      expect(() => parsePeriodLabel(bad), bad).toThrow(/not a|does not exist|not a calendar date/);
+    }
+    expect(() => parsePeriodLabel("today")).toThrow(
+      /expected a day \(2024-03-09\), an ISO week \(2024-W10\) or a month \(2024-03\)/,
+    );
+  });
+
+  it("parseKey gives back the site, event type and period of every key", () => {
+    fc.assert(
+      fc.property(
+        siteIdArb,
+        fc.option(eventArb, { nil: undefined }),
+        periodArb,
+        (site, event, period) => {
+          const parsed = parseKey(uniqueVisitorsKey(site, period.label, event));
+          expect(parsed).toEqual(
+            event === undefined ? { siteId: site, period } : { siteId: site, event, period },
+          );
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("parseKey refuses bookkeeping, temporary and malformed keys", () => {
+    for (const bad of [
+      TOUCHED_KEY,
+      PENDING_KEY,
+      LOCK_KEY,
+      "uv:{site_id=715}:2024-W10:rebuild",
+      "uv:{site_id=715}:event=Purchase:2024-03-09",
+      "uv:{site_id=7 5}:2024-03-09",
+      "uv:site_id=715:2024-03-09",
+      "ev:{site_id=715}:2024-03-09",
+      "uv:{site_id=715}:2024-02-30",
+    ]) {
+      expect(() => parseKey(bad), bad).toThrow(RangeError);
+    }
   });
 });
