@@ -1,7 +1,7 @@
 /**
  * The CLI's Redis connection: made with the functions' own factory (connectRedis, with the AWS
- * edge for IAM tokens and Secrets Manager), bounded in time so that a wrong endpoint or a
- * missing tunnel fails with a message instead of hanging, and always closed.
+ * edge for IAM tokens and Secrets Manager), bounded in time so that a wrong endpoint or an
+ * unreachable cluster fails with a message instead of hanging, and always closed.
  */
 
 import { awsRedisDeps } from "../functions/adapters/aws.js";
@@ -9,7 +9,7 @@ import { connectRedis, type RedisConnection } from "../functions/adapters/redis.
 import type { RedisSettings } from "../functions/domain/runtime-env.js";
 import { CliError } from "./io.js";
 
-export type ConnectRedis = (settings: RedisSettings) => Promise<RedisConnection>;
+export type ConnectRedis = (settings: RedisSettings) => RedisConnection;
 
 export const defaultConnect: ConnectRedis = (settings) =>
   connectRedis(settings, awsRedisDeps(settings), { connectTimeoutMs: 5000 });
@@ -19,13 +19,13 @@ export async function withRedis<T>(
   options: { readonly connect?: ConnectRedis; readonly timeoutMs: number },
   use: (connection: RedisConnection) => Promise<T>,
 ): Promise<T> {
-  const connection = await (options.connect ?? defaultConnect)(settings);
+  const connection = (options.connect ?? defaultConnect)(settings);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       reject(
         new CliError(
-          `no answer from Redis at ${settings.host}:${settings.port} within ${options.timeoutMs / 1000} s: check REDIS_ENDPOINT, REDIS_CLUSTER (${settings.cluster}), REDIS_TLS (${settings.tls}) and that this machine can reach the cluster (VPC, bastion or SSM tunnel)`,
+          `no answer from Redis at ${settings.host}:${settings.port} within ${options.timeoutMs / 1000} s: check REDIS_ENDPOINT, REDIS_CLUSTER (${settings.cluster}), REDIS_TLS (${settings.tls}) and that this machine can reach it. MemoryDB answers only inside its VPC: in AWS, read counts with redis-cli on the operator instance (README, "The operator session")`,
         ),
       );
     }, options.timeoutMs);

@@ -24,10 +24,12 @@ import {
   ListShardsCommand,
 } from "@aws-sdk/client-kinesis";
 import type {
+  Context,
   KinesisStreamBatchResponse,
   KinesisStreamEvent,
   KinesisStreamRecord,
 } from "aws-lambda";
+import { lambdaContext } from "./lambda-context.js";
 
 export interface EventSourceMappingSettings {
   /** Records per invocation, 1-10,000. Default 1,000. */
@@ -49,7 +51,13 @@ export interface PollerOptions extends EventSourceMappingSettings {
   readonly streamName: string;
   readonly streamArn: string;
   readonly region?: string;
-  readonly handler: (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse | undefined>;
+  /** Invoked like Lambda invokes the function: the batch and an invocation context. */
+  readonly handler: (
+    event: KinesisStreamEvent,
+    context: Context,
+  ) => Promise<KinesisStreamBatchResponse | undefined>;
+  /** The function's timeout, which bounds each invocation's context. Default 60 s. */
+  readonly functionTimeoutMs?: number;
   /** JSON-lines file that receives what Lambda would send to the on-failure destination. */
   readonly onFailureFile: string;
   readonly now?: () => number;
@@ -197,7 +205,10 @@ export class EventSourcePoller {
       let response: KinesisStreamBatchResponse | undefined;
       let functionError: string | undefined;
       try {
-        response = await this.options.handler(this.event(shardId, pending));
+        response = await this.options.handler(
+          this.event(shardId, pending),
+          lambdaContext({ timeoutMs: this.options.functionTimeoutMs ?? 60_000 }),
+        );
       } catch (err) {
         functionError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       }

@@ -145,7 +145,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
       streamName,
       streamArn,
       region: LOCAL_REGION,
-      handler: (event) => consumer(event),
+      handler: (event, context) => consumer(event, context),
       onFailureFile,
       ...options.mapping,
     });

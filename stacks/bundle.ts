@@ -3,8 +3,10 @@
  *
  * - One ESM bundle per entry (`index.mjs` + source map): a file with several exported handlers
  *   (the rollup's plan/merge/finish) is bundled once and used by several functions.
- * - The zip is byte-for-byte reproducible (fixed timestamps and order), so its SHA-256 is the
- *   Lambda's source_code_hash: the code is redeployed when, and only when, the bundle changes.
+ * - The zip (written with fflate) is byte-for-byte reproducible: fixed timestamps, modes and
+ *   compression settings, entries sorted by name. Its SHA-256 is the Lambda's source_code_hash,
+ *   so the code is redeployed when, and only when, the bundle changes (cdktf's archiver would
+ *   record file mtimes, and a new hash on every build would redeploy every function every time).
  * - Bundles are cached per process and on disk (node_modules/.cache), keyed by the bundler
  *   options and package-lock.json and checked against the content of every local input file,
  *   so synthesizing several stacks, or several test files, bundles each entry once.
@@ -14,8 +16,8 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { crc32, deflateRawSync } from "node:zlib";
 import { buildSync } from "esbuild";
+import { type ZipOptions, zipSync } from "fflate";
 
 export interface Bundle {
   /** Absolute path of the zip. */
@@ -43,7 +45,7 @@ const BUILD_OPTIONS = {
     js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);",
   },
 } as const;
-const CACHE_VERSION = "1";
+const CACHE_VERSION = "2";
 
 const memo = new Map<string, Bundle>();
 
@@ -122,10 +124,9 @@ function cachedOrBuilt(entry: string, projectRoot: string): Bundle {
     logLevel: "silent",
     absWorkingDir: projectRoot,
   });
-  const files = result.outputFiles
-    .map((f) => ({ name: relative(dir, f.path), data: Buffer.from(f.contents) }))
-    .sort((a, b) => a.name.localeCompare(b.name));
-  const zip = deterministicZip(files);
+  const zip = deterministicZip(
+    result.outputFiles.map((f) => ({ name: relative(dir, f.path), data: f.contents })),
+  );
   const output = Object.values(result.metafile.outputs).find((o) => o.entryPoint !== undefined);
   const exports = [...(output?.exports ?? [])].sort();
   // Local inputs (not node_modules, which the lockfile covers) decide whether the cache is fresh.
@@ -146,61 +147,41 @@ function cachedOrBuilt(entry: string, projectRoot: string): Bundle {
 }
 
 /**
- * A zip with stored DOS time 1980-01-01 00:00 for every entry and entries in the given order:
- * the same files always give the same bytes (cdktf's archiver would record file mtimes).
+ * fflate's zip settings, fixed so the bytes depend only on the files.
+ * - `mtime`: DOS time 1980-01-01 00:00, the earliest a zip can hold. fflate reads it with the
+ *   local-time getters (getFullYear, getHours...), so it is built from local components: a UTC
+ *   instant such as `Date.UTC(1980, 0, 1)` would give a different timestamp in every time zone.
+ * - `os: 3` (Unix) and `attrs`: a regular file with mode 0644 (`-rw-r--r--`), the st_mode in the
+ *   high 16 bits of the external attributes, which fflate writes as given.
+ * - `level` and `mem`: fflate otherwise picks the memory level from the input size.
  */
-export function deterministicZip(files: readonly { name: string; data: Buffer }[]): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  const DOS_TIME = 0;
-  const DOS_DATE = (0 << 9) | (1 << 5) | 1; // 1980-01-01
-  for (const { name, data } of files) {
-    const nameBuf = Buffer.from(name, "utf8");
-    const compressed = deflateRawSync(data, { level: 9 });
-    const crc = crc32(data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4); // version needed
-    local.writeUInt16LE(0x0800, 6); // UTF-8 names
-    local.writeUInt16LE(8, 8); // deflate
-    local.writeUInt16LE(DOS_TIME, 10);
-    local.writeUInt16LE(DOS_DATE, 12);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(compressed.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBuf.length, 26);
-    local.writeUInt16LE(0, 28);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE((3 << 8) | 20, 4); // made by: unix
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0x0800, 8);
-    central.writeUInt16LE(8, 10);
-    central.writeUInt16LE(DOS_TIME, 12);
-    central.writeUInt16LE(DOS_DATE, 14);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(compressed.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(nameBuf.length, 28);
-    central.writeUInt16LE(0, 30); // extra
-    central.writeUInt16LE(0, 32); // comment
-    central.writeUInt16LE(0, 34); // disk
-    central.writeUInt16LE(0, 36); // internal attributes
-    central.writeUInt32LE((0o100644 << 16) >>> 0, 38); // -rw-r--r--
-    central.writeUInt32LE(offset, 42);
-    locals.push(local, nameBuf, compressed);
-    centrals.push(central, nameBuf);
-    offset += local.length + nameBuf.length + compressed.length;
+const ZIP_OPTIONS = {
+  mtime: new Date(1980, 0, 1),
+  os: 3,
+  attrs: (0o100644 << 16) >>> 0,
+  level: 9,
+  mem: 8,
+} as const satisfies ZipOptions;
+
+/**
+ * A deflated zip of `files`, entries sorted by name (UTF-16 code units, not the locale), every
+ * entry with the same timestamp and mode: the same files always give the same bytes, in any
+ * time zone or locale. Names are flat paths ("a/b.js"); no directory entries are written.
+ */
+export function deterministicZip(files: readonly { name: string; data: Uint8Array }[]): Buffer {
+  const sorted = [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]?.name === sorted[i - 1]?.name) {
+      throw new BundleError(`two zip entries are named ${sorted[i]?.name}`);
+    }
   }
-  const centralSize = centrals.reduce((n, b) => n + b.length, 0);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(files.length, 8);
-  end.writeUInt16LE(files.length, 10);
-  end.writeUInt32LE(centralSize, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, ...centrals, end]);
+  // fflate writes the entries in the object's key order, which is insertion order for names
+  // that are not array indices ("0", "1"...: those would come first, still deterministically).
+  const zip = zipSync(
+    Object.fromEntries(sorted.map(({ name, data }) => [name, data])),
+    ZIP_OPTIONS,
+  );
+  return Buffer.from(zip.buffer, zip.byteOffset, zip.byteLength);
 }
 
 /** The directory of this project (the one holding package.json), from this file's location. */

@@ -23,6 +23,18 @@ export class FileQuarantineSink implements QuarantineSink {
 const SQS_BATCH_COUNT = 10;
 const SQS_BATCH_BYTES = 250 * 1024;
 
+/**
+ * A record as an SQS message body. SQS refuses U+FFFE and U+FFFF, which a rejected record's
+ * text (quoted in a bad_json detail) may hold; JSON.stringify escapes every other character
+ * SQS refuses (controls, lone surrogates). Escaping them too keeps the same JSON value.
+ */
+function sqsBody(record: QuarantinedRecord): string {
+  return JSON.stringify(record).replace(
+    /[\ufffe\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16)}`,
+  );
+}
+
 export class SqsQuarantineSink implements QuarantineSink {
   constructor(
     private readonly sqs: Pick<SQSClient, "send">,
@@ -48,7 +60,7 @@ export class SqsQuarantineSink implements QuarantineSink {
       }
     };
     for (const record of records) {
-      const body = JSON.stringify(record);
+      const body = sqsBody(record);
       const size = Buffer.byteLength(body);
       if (batch.length === SQS_BATCH_COUNT || bytes + size > SQS_BATCH_BYTES) await flush();
       batch.push(body);

@@ -1,6 +1,7 @@
 /**
  * ioredis client factory for MemoryDB (cluster mode, TLS, ACL users, IAM auth) and for the
- * plain Redis servers used locally. Dependencies that reach AWS are passed in.
+ * plain Redis servers used locally. Dependencies that reach AWS are passed in. Every
+ * connection, first or re-made, authenticates with a credential fetched for it.
  */
 
 import { readFileSync } from "node:fs";
@@ -11,14 +12,17 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { RedisSettings } from "../domain/runtime-env.js";
+import { authenticatingConnector, type CredentialSource } from "./redis-auth.js";
 
 export type RedisClient = Redis | Cluster;
 
 const AUTO_PIPELINING_IGNORED = ["eval", "evalsha"];
 
-/** MemoryDB IAM tokens are valid for 15 minutes; a fresh one is made well before that. */
+/**
+ * MemoryDB IAM tokens are valid for 15 minutes, for new connections only: each connection gets
+ * a token signed when it connects (redis-auth.ts), so none is ever presented stale.
+ */
 export const IAM_TOKEN_LIFETIME_S = 900;
-export const IAM_TOKEN_REFRESH_MS = 10 * 60_000;
 
 /**
  * A MemoryDB IAM auth token: a SigV4-presigned `connect` request for the user, signed for the
@@ -69,67 +73,79 @@ export interface RedisClientDeps {
 
 export interface RedisConnection {
   readonly client: RedisClient;
-  /** Renews the IAM token when it is close to expiry, so that reconnects can authenticate. */
-  refreshAuth(): Promise<void>;
   /** Drops every connection at once; pending commands are rejected, none is left queued. */
   close(): void;
 }
 
 /** Connection tunables; defaults suit a Lambda in the same VPC as MemoryDB. */
 export interface RedisTunables {
-  /** ms to establish a TCP/TLS connection. Default 2000. */
+  /** ms to connect, get a credential and authenticate. Default 2000. */
   readonly connectTimeoutMs?: number;
   /** ms before one command is abandoned; the caller's deadline applies as well. Default none. */
   readonly commandTimeoutMs?: number;
 }
 
-async function resolvePassword(
+/**
+ * Where each new connection's password comes from: asked again for every (re)connection, so
+ * an IAM token is always freshly signed and a rotated secret is read again.
+ */
+function credentialSource(
   settings: RedisSettings,
   deps: RedisClientDeps,
-): Promise<string | undefined> {
+): { readonly user: string; readonly credential: CredentialSource } | undefined {
   const { auth } = settings;
   switch (auth.mode) {
     case "none":
       return undefined;
-    case "password":
-      if ("value" in auth.password) return auth.password.value;
-      if (!deps.resolveSecret) {
+    case "password": {
+      const { password } = auth;
+      if ("value" in password) return { user: auth.user, credential: async () => password.value };
+      const { resolveSecret } = deps;
+      if (!resolveSecret) {
         throw new Error("REDIS_PASSWORD_SECRET_ARN is set but no secret resolver was provided");
       }
-      return deps.resolveSecret(auth.password.secretArn);
-    case "iam":
-      if (!deps.credentials)
-        throw new Error("REDIS_AUTH=iam needs AWS credentials; none were provided");
-      return createMemoryDbIamToken({
-        clusterName: auth.clusterName,
+      return { user: auth.user, credential: () => resolveSecret(password.secretArn) };
+    }
+    case "iam": {
+      const { credentials } = deps;
+      if (!credentials) throw new Error("REDIS_AUTH=iam needs AWS credentials; none were provided");
+      const now = deps.now ?? Date.now;
+      return {
         user: auth.user,
-        region: auth.region,
-        credentials: deps.credentials,
-        signingDate: new Date((deps.now ?? Date.now)()),
-      });
+        credential: () =>
+          createMemoryDbIamToken({
+            clusterName: auth.clusterName,
+            user: auth.user,
+            region: auth.region,
+            credentials,
+            signingDate: new Date(now()),
+          }),
+      };
+    }
   }
 }
 
-export async function connectRedis(
+export function connectRedis(
   settings: RedisSettings,
   deps: RedisClientDeps = {},
   tunables: RedisTunables = {},
-): Promise<RedisConnection> {
-  const now = deps.now ?? Date.now;
-  const username = settings.auth.mode === "none" ? undefined : settings.auth.user;
-  let password = await resolvePassword(settings, deps);
-  let passwordMadeAt = now();
+): RedisConnection {
+  const connectTimeout = tunables.connectTimeoutMs ?? 2000;
+  const auth = credentialSource(settings, deps);
   const tls: ConnectionOptions | undefined = settings.tls
     ? settings.tlsCaFile
       ? { ca: readFileSync(settings.tlsCaFile) }
       : {}
     : undefined;
   const nodeOptions: RedisOptions = {
-    connectTimeout: tunables.connectTimeoutMs ?? 2000,
+    connectTimeout,
     ...(tunables.commandTimeoutMs ? { commandTimeout: tunables.commandTimeoutMs } : {}),
     ...(tls ? { tls } : {}),
-    ...(username ? { username } : {}),
-    ...(password ? { password } : {}),
+    // No username or password for ioredis: the connector authenticates every connection with
+    // a credential fetched for it (redis-auth.ts); every Cluster node inherits the connector.
+    ...(auth
+      ? { Connector: authenticatingConnector(auth.user, auth.credential, connectTimeout) }
+      : {}),
     // One retry of a command after a reconnect; the caller's deadline bounds the rest.
     maxRetriesPerRequest: 1,
   };
@@ -161,18 +177,6 @@ export async function connectRedis(
 
   return {
     client,
-    async refreshAuth() {
-      if (settings.auth.mode !== "iam" || now() - passwordMadeAt < IAM_TOKEN_REFRESH_MS) return;
-      password = await resolvePassword(settings, deps);
-      passwordMadeAt = now();
-      // ioredis reads the password from its options at every (re)connect and AUTH.
-      if (client instanceof Cluster) {
-        if (client.options.redisOptions) client.options.redisOptions.password = password;
-        for (const node of client.nodes("all")) node.options.password = password;
-      } else {
-        client.options.password = password;
-      }
-    },
     close() {
       client.disconnect();
     },

@@ -1,16 +1,24 @@
 /**
  * Kinesis consumer Lambda: thin wiring of config, Redis, quarantine sink, logs and metrics
  * around `ingestBatch`. The Redis connection is made on the first invocation and reused while
- * the execution environment stays warm; it is dropped after a timeout so nothing stays queued.
+ * the execution environment stays warm (each of its connections authenticates with a fresh
+ * credential); it is dropped after a timeout so nothing stays queued. Log lines carry the
+ * invocation's request id and cold-start flag; a cold start is counted as a metric.
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent } from "aws-lambda";
+import { Cluster } from "ioredis";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { FileQuarantineSink, SqsQuarantineSink } from "../adapters/quarantine.js";
-import { connectRedis, type RedisConnection } from "../adapters/redis.js";
+import {
+  connectRedis,
+  type RedisClient,
+  type RedisClientDeps,
+  type RedisConnection,
+} from "../adapters/redis.js";
 import type { QuarantineSink } from "../domain/quarantine.js";
 import {
   type ConsumerRuntimeConfig,
@@ -36,18 +44,27 @@ interface ConsumerRuntime {
 export interface ConsumerHandlerOptions {
   readonly logger?: Logger;
   readonly metrics?: Metrics;
+  /** The processing clock (event time window, quarantine time, deadlines). Default Date.now. */
   readonly now?: () => number;
   /** Most ids per PFADD; see IngestOptions. */
   readonly pfaddChunkSize?: number;
+  /** The AWS edge of the Redis client (credentials, Secrets Manager); made from config by default. */
+  readonly redisDeps?: RedisClientDeps;
 }
 
 export type ConsumerHandler = ((
   event: KinesisStreamEvent,
-  context?: Pick<Context, "getRemainingTimeInMillis">,
+  context?: Context,
 ) => Promise<KinesisStreamBatchResponse>) & {
   /** Closes the Redis connection (tests and the local runtime call it when done). */
   close(): void;
 };
+
+/** A Cluster re-reads its slot map (after MOVED or a failover); a single node has none. */
+function refreshSlots(client: RedisClient): Promise<void> {
+  if (!(client instanceof Cluster)) return Promise.resolve();
+  return new Promise((resolve) => client.refreshSlotsCache(() => resolve()));
+}
 
 export function createConsumerHandler(
   env: Env,
@@ -74,13 +91,14 @@ export function createConsumerHandler(
 
   const handler = async (
     event: KinesisStreamEvent,
-    context?: Pick<Context, "getRemainingTimeInMillis">,
+    context?: Context,
   ): Promise<KinesisStreamBatchResponse> => {
+    if (context) logger.addContext(context);
+    metrics.captureColdStartMetric();
     const remaining = context?.getRemainingTimeInMillis() ?? DEFAULT_BUDGET_MS;
     const deadlineMs = now() + remaining - safetyMarginMs(remaining);
     const rt = getRuntime();
-    if (!rt.redis) rt.redis = await connectRedis(rt.config.redis, awsRedisDeps(rt.config.redis));
-    await rt.redis.refreshAuth();
+    rt.redis ??= connectRedis(rt.config.redis, options.redisDeps ?? awsRedisDeps(rt.config.redis));
     const records: StreamRecord[] = event.Records.map((r) => ({
       sequenceNumber: r.kinesis.sequenceNumber,
       partitionKey: r.kinesis.partitionKey,
@@ -88,10 +106,11 @@ export function createConsumerHandler(
       eventSourceArn: r.eventSourceARN,
       eventId: r.eventID,
     }));
+    const redis = rt.redis.client;
     const result = await ingestBatch(
       records,
       {
-        redis: rt.redis.client,
+        redis,
         quarantine: rt.quarantine,
         logger,
         metrics: {
@@ -106,6 +125,7 @@ export function createConsumerHandler(
           },
         },
         now,
+        beforeRetry: () => refreshSlots(redis),
       },
       {
         retention: rt.config.retention,
@@ -120,9 +140,9 @@ export function createConsumerHandler(
     }
     // Disabled metrics (local runs, tests) store nothing, and publishing nothing only warns.
     if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-    if (result.firstFailedIndex === undefined) return { batchItemFailures: [] };
-    const first = records[result.firstFailedIndex] as StreamRecord;
-    return { batchItemFailures: [{ itemIdentifier: first.sequenceNumber }] };
+    const first =
+      result.firstFailedIndex === undefined ? undefined : records[result.firstFailedIndex];
+    return { batchItemFailures: first ? [{ itemIdentifier: first.sequenceNumber }] : [] };
   };
 
   return Object.assign(handler, {

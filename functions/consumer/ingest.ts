@@ -55,6 +55,8 @@ export interface IngestDeps {
   readonly logger: IngestLogger;
   readonly metrics: IngestMetrics;
   readonly now: () => number;
+  /** Run before transient failures are resent (a Cluster refreshes its slot map). */
+  readonly beforeRetry?: () => Promise<void>;
 }
 
 export interface IngestOptions {
@@ -71,6 +73,8 @@ export interface IngestResult {
   readonly quarantined: number;
   readonly keysWritten: number;
   readonly commands: number;
+  /** Commands sent again after a transient cluster error (MOVED, TRYAGAIN, a dropped connection). */
+  readonly resent: number;
   /** Index of the first record whose effect is not known to be stored; undefined when all are. */
   readonly firstFailedIndex?: number;
   /** Why the batch failed from `firstFailedIndex`. */
@@ -255,11 +259,29 @@ export function sendCommand(redis: HllWriter, command: HllCommand): Promise<numb
   }
 }
 
+/** A call of the batch: one planned Redis command, or the quarantine send. */
 interface PendingCall {
   readonly dependsFrom: number;
   readonly describe: string;
-  readonly promise: Promise<unknown>;
+  /** The command, when the call is one: sent again after a transient cluster error. */
+  readonly command?: HllCommand;
+  promise: Promise<unknown>;
+  /** How it ended; undefined while it has not answered. */
+  state?: Settled;
 }
+
+type Settled = { status: "fulfilled" } | { status: "rejected"; reason: unknown };
+
+/**
+ * Errors after which the same command can simply be sent again: the cluster moved a slot or
+ * was failing over, or a connection dropped. Every command of a batch is idempotent (PFADD,
+ * EXPIREAT NX, SADD), so resending is safe. A full cluster (OOM), a missing permission or a
+ * wrong type is not transient: the batch fails from the command's first record.
+ */
+const TRANSIENT_ERROR =
+  /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING) |Connection is closed|ECONNRESET|EPIPE|Stream isn't writeable/;
+/** Rounds of resending transient failures within one invocation, 50 ms, 100 ms, 200 ms apart. */
+export const MAX_RETRY_ROUNDS = 3;
 
 export async function ingestBatch(
   records: readonly StreamRecord[],
@@ -281,27 +303,48 @@ export async function ingestBatch(
   }
 
   // Issue every command before awaiting any, so the client pipelines them per node.
-  const pending: PendingCall[] = plan.commands.map((command) => ({
+  const calls: PendingCall[] = plan.commands.map((command) => ({
     dependsFrom: command.dependsFrom,
     describe: `${command.name.toUpperCase()} ${command.key}`,
+    command,
     promise: sendCommand(deps.redis, command),
   }));
   const firstRejected = plan.rejected[0];
   if (firstRejected) {
-    pending.push({
+    calls.push({
       dependsFrom: firstRejected.index,
       describe: "quarantine",
       promise: deps.quarantine.send(plan.rejected.map((r) => r.record)),
     });
   }
 
-  const outcome = await settleBefore(pending, options.deadlineMs - deps.now());
+  let timedOut = await settleBefore(calls, options.deadlineMs - deps.now());
+  let resent = 0;
+  for (let round = 0; round < MAX_RETRY_ROUNDS && !timedOut; round++) {
+    const transient = calls.filter(
+      (call) =>
+        call.command !== undefined &&
+        call.state?.status === "rejected" &&
+        TRANSIENT_ERROR.test(errorMessage(call.state.reason)),
+    );
+    if (transient.length === 0) break;
+    resent += transient.length;
+    // Let the client learn the new slot owners (a Cluster re-reads its slot map), then resend.
+    await beforeDeadline(deps.beforeRetry?.() ?? Promise.resolve(), options.deadlineMs, deps);
+    await beforeDeadline(sleep(50 * 2 ** round), options.deadlineMs, deps);
+    for (const call of transient) {
+      if (call.command === undefined) continue;
+      call.state = undefined;
+      call.promise = sendCommand(deps.redis, call.command);
+    }
+    timedOut = await settleBefore(transient, options.deadlineMs - deps.now());
+  }
+
   let firstFailedIndex: number | undefined;
   let failure: string | undefined;
-  for (let i = 0; i < pending.length; i++) {
-    const state = outcome.states[i];
+  for (const call of calls) {
+    const { state } = call;
     if (state?.status === "fulfilled") continue;
-    const call = pending[i] as PendingCall;
     if (firstFailedIndex === undefined || call.dependsFrom < firstFailedIndex) {
       firstFailedIndex = call.dependsFrom;
       failure =
@@ -317,6 +360,7 @@ export async function ingestBatch(
   for (const [reason, n] of plan.rejectedByReason)
     deps.metrics.count("RecordsRejected", n, { reason });
   deps.metrics.count("RedisCommands", plan.commands.length);
+  if (resent > 0) deps.metrics.count("RedisCommandsResent", resent);
   if (firstFailedIndex !== undefined) {
     deps.metrics.count("BatchFailures", 1);
     deps.metrics.count("RecordsRetried", records.length - firstFailedIndex);
@@ -324,7 +368,7 @@ export async function ingestBatch(
       firstFailedIndex,
       sequenceNumber: records[firstFailedIndex]?.sequenceNumber,
       failure,
-      timedOut: outcome.timedOut,
+      timedOut,
     });
   }
   const counted =
@@ -341,7 +385,8 @@ export async function ingestBatch(
     quarantined,
     keysWritten: plan.keys,
     commands: plan.commands.length,
-    timedOut: outcome.timedOut,
+    resent,
+    timedOut,
     ...(firstFailedIndex === undefined ? {} : { firstFailedIndex, failure }),
   };
 }
@@ -350,22 +395,37 @@ function countValidBefore(limit: number, rejectedIndexes: readonly number[]): nu
   return limit - rejectedIndexes.filter((i) => i < limit).length;
 }
 
-type Settled = { status: "fulfilled" } | { status: "rejected"; reason: unknown };
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
-/** Waits for every promise or for the budget to run out; unanswered ones stay undefined. */
-async function settleBefore(
-  pending: readonly PendingCall[],
-  budgetMs: number,
-): Promise<{ states: (Settled | undefined)[]; timedOut: boolean }> {
-  const states: (Settled | undefined)[] = new Array(pending.length).fill(undefined);
+/** Waits for `work`, or until the deadline, whichever comes first; never throws. */
+async function beforeDeadline(
+  work: Promise<unknown>,
+  deadlineMs: number,
+  deps: Pick<IngestDeps, "now">,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, Math.max(0, deadlineMs - deps.now()));
+  });
+  await Promise.race([work.catch(() => {}), deadline]);
+  clearTimeout(timer);
+}
+
+/**
+ * Waits for every call to answer or for the budget to run out, recording each call's state;
+ * true when some call had not answered by then.
+ */
+async function settleBefore(calls: readonly PendingCall[], budgetMs: number): Promise<boolean> {
   const all = Promise.all(
-    pending.map((command, i) =>
-      command.promise.then(
+    calls.map((call) =>
+      call.promise.then(
         () => {
-          states[i] = { status: "fulfilled" };
+          call.state = { status: "fulfilled" };
         },
         (reason: unknown) => {
-          states[i] = { status: "rejected", reason };
+          call.state = { status: "rejected", reason };
         },
       ),
     ),
@@ -376,7 +436,7 @@ async function settleBefore(
   });
   const winner = await Promise.race([all.then(() => "done" as const), timeout]);
   clearTimeout(timer);
-  return { states, timedOut: winner === "timeout" };
+  return winner === "timeout";
 }
 
 function errorMessage(err: unknown): string {

@@ -6,7 +6,7 @@
 
 import { Logger } from "@aws-lambda-powertools/logger";
 import { awsRedisDeps } from "../adapters/aws.js";
-import { connectRedis, type RedisConnection } from "../adapters/redis.js";
+import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
 import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../domain/runtime-env.js";
 import { FinishInputSchema, MergeInputSchema, PlanInputSchema, taskEvent } from "./input.js";
 import {
@@ -26,6 +26,8 @@ export interface RollupHandlerOptions {
   readonly wrapRedis?: (redis: RollupRedis) => RollupRedis;
   readonly now?: () => number;
   readonly settings?: Partial<Omit<RollupSettings, "retention">>;
+  /** The AWS edge of the Redis client (credentials, Secrets Manager); made from config by default. */
+  readonly redisDeps?: RedisClientDeps;
 }
 
 /** The three task handlers; each checks its event (JSON from Step Functions) first. */
@@ -44,8 +46,7 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
 
   const redis = async (): Promise<{ client: RollupRedis; settings: RollupSettings }> => {
     config ??= loadRuntimeConfig(env);
-    if (!connection) connection = await connectRedis(config.redis, awsRedisDeps(config.redis));
-    await connection.refreshAuth();
+    connection ??= connectRedis(config.redis, options.redisDeps ?? awsRedisDeps(config.redis));
     const client: RollupRedis = connection.client;
     return {
       client: options.wrapRedis ? options.wrapRedis(client) : client,

@@ -6,7 +6,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { inflateRawSync } from "node:zlib";
 import { CloudwatchLogGroup } from "@cdktf/provider-aws/lib/cloudwatch-log-group/index.js";
 import { KinesisStream } from "@cdktf/provider-aws/lib/kinesis-stream/index.js";
 import { LambdaEventSourceMapping } from "@cdktf/provider-aws/lib/lambda-event-source-mapping/index.js";
@@ -15,6 +14,7 @@ import { SchedulerSchedule } from "@cdktf/provider-aws/lib/scheduler-schedule/in
 import { SfnStateMachine } from "@cdktf/provider-aws/lib/sfn-state-machine/index.js";
 import { SnsTopic } from "@cdktf/provider-aws/lib/sns-topic/index.js";
 import { Testing } from "cdktf";
+import { unzipSync } from "fflate";
 import { afterAll, describe, expect, it } from "vitest";
 import { ACL_RULES } from "../../functions/domain/acl.js";
 import {
@@ -56,18 +56,7 @@ function resolved(vars: Record<string, string>, prefix: string): Record<string, 
 }
 
 function zipEntries(zip: Buffer): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  let offset = 0;
-  while (zip.readUInt32LE(offset) === 0x04034b50) {
-    const size = zip.readUInt32LE(offset + 18);
-    const nameLen = zip.readUInt16LE(offset + 26);
-    const extraLen = zip.readUInt16LE(offset + 28);
-    const name = zip.subarray(offset + 30, offset + 30 + nameLen).toString("utf8");
-    const start = offset + 30 + nameLen + extraLen;
-    out.set(name, inflateRawSync(zip.subarray(start, start + size)));
-    offset = start + size;
-  }
-  return out;
+  return new Map(Object.entries(unzipSync(zip)).map(([name, data]) => [name, Buffer.from(data)]));
 }
 
 describe.each(ENVIRONMENTS)("stack %s", (env) => {

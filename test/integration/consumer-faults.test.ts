@@ -7,10 +7,11 @@
  * This file starts its own cluster: pausing a node of the shared one would disturb other tests.
  */
 
-import { Cluster } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { lambdaContext } from "../../local/lambda-context.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
@@ -89,7 +90,7 @@ describe("Redis unreachable mid-batch", () => {
     let result: Awaited<ReturnType<typeof handler>>;
     const started = Date.now();
     try {
-      result = await handler(event, { getRemainingTimeInMillis: () => 4000 });
+      result = await handler(event, lambdaContext({ timeoutMs: 4000 }));
     } finally {
       process.kill(victimPid, "SIGCONT");
     }
@@ -102,7 +103,7 @@ describe("Redis unreachable mid-batch", () => {
 
     // Lambda retries from the reported record; the replay succeeds once the node is back.
     const replay = { Records: event.Records.slice(expectedFirst) };
-    const retried = await handler(replay, { getRemainingTimeInMillis: () => 30_000 });
+    const retried = await handler(replay, lambdaContext({ timeoutMs: 30_000 }));
     expect(retried.batchItemFailures).toEqual([]);
 
     // Fault-free reference: the same batch under other site ids (same ids, so same registers).
@@ -127,5 +128,56 @@ describe("Redis unreachable mid-batch", () => {
       }
     }
     expect(compared).toBeGreaterThanOrEqual(sites.length * 2);
+  });
+});
+
+describe("a slot moved under a warm consumer", () => {
+  it("resends the commands a node answered with MOVED, so the batch still succeeds", async () => {
+    const now = testNowMs();
+    const day = utcDay(now);
+    const prefix = uniqueSitePrefix();
+    const env = {
+      REDIS_ENDPOINT: cluster.endpoint,
+      REDIS_TLS: "false",
+      QUARANTINE_FILE: `${cluster.dir}/quarantine.jsonl`,
+    };
+    const handler = createConsumerHandler(env, { now: () => now });
+    const payload = (site: string, i: number) => ({
+      user_id: `m-${i}`,
+      site_id: site,
+      event: "view",
+      event_time: `${day} 09:00:00`,
+    });
+    // Sites whose keys land on different primaries, so one pipeline mixes replies.
+    const sites = Array.from({ length: 12 }, (_, i) => `${prefix}mv${i}`);
+    const moved = sites[0] as string;
+    try {
+      // Warm: the client learns the slot map.
+      expect((await handler(kinesisEvent(sites.map(payload)))).batchItemFailures).toEqual([]);
+
+      // Reassign the (empty) slot of a fresh site to another primary behind the client's back.
+      const fresh = `${moved}x`;
+      const slot = Number(await redis.cluster("KEYSLOT", `uv:{site_id=${fresh}}:${day}`));
+      const from = await ownerPort(slot);
+      const to = cluster.ports.find((p) => p !== from && cluster.ports.indexOf(p) < 3) as number;
+      const nodes = cluster.ports.map((port) => new Redis({ port, host: "127.0.0.1" }));
+      try {
+        const target = String(await (nodes[cluster.ports.indexOf(to)] as Redis).cluster("MYID"));
+        for (const node of nodes) await node.cluster("SETSLOT", slot, "NODE", target);
+        expect(await ownerPort(slot)).toBe(to);
+      } finally {
+        for (const node of nodes) node.disconnect();
+      }
+
+      const batch = kinesisEvent(
+        [fresh, ...sites].flatMap((site) => [0, 1, 2].map((i) => payload(site, i))),
+      );
+      const result = await handler(batch);
+      expect(result.batchItemFailures).toEqual([]);
+      const count = await redis.pfcount(`uv:{site_id=${fresh}}:${day}`);
+      expect(count).toBe(3);
+    } finally {
+      handler.close();
+    }
   });
 });

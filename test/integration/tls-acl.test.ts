@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import { Logger } from "@aws-lambda-powertools/logger";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, type RedisConnection } from "../../functions/adapters/redis.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
@@ -12,6 +13,7 @@ import { ACL_RULES } from "../../functions/domain/acl.js";
 import { TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { isoWeekOf } from "../../functions/domain/periods.js";
 import { loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
+import { lambdaContext } from "../../local/lambda-context.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
@@ -151,6 +153,80 @@ describe("TLS cluster with least-privilege ACL users", () => {
       expect(outcome).not.toBe("answered");
     } finally {
       plain.close();
+    }
+  });
+
+  it("rotates the consumer's password mid-run: after CLIENT KILL USER the next batch reconnects with the new one, no failed invocation", async () => {
+    const secretArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sketchstream-consumer";
+    let secret = CONSUMER_PASSWORD;
+    const reads: string[] = [];
+    const { REDIS_PASSWORD: _password, ...withoutPassword } = tlsEnv("consumer", "");
+    // The Secrets Manager edge: the handler reads the secret for every new connection.
+    const handler = createConsumerHandler(
+      { ...withoutPassword, REDIS_PASSWORD_SECRET_ARN: secretArn },
+      {
+        now: () => now,
+        redisDeps: {
+          resolveSecret: async (arn) => {
+            reads.push(arn);
+            return secret;
+          },
+        },
+      },
+    );
+    const rotationKey = `uv:{site_id=${site}rot}:${day}`;
+    const batch = (from: number) =>
+      kinesisEvent(
+        Array.from({ length: 200 }, (_, i) => ({
+          user_id: `r-${from + i}`,
+          site_id: `${site}rot`,
+          event: "view",
+          event_time: `${day} 10:00:00`,
+        })),
+      );
+    const admins = cluster.ports.map(
+      (port) =>
+        new Redis({
+          host: "127.0.0.1",
+          port,
+          tls: { ca: readFileSync(cluster.caFile as string) },
+          maxRetriesPerRequest: 0,
+        }),
+    );
+    try {
+      expect((await handler(batch(0), lambdaContext())).batchItemFailures).toEqual([]);
+      const readsBefore = reads.length;
+      expect(readsBefore).toBeGreaterThan(0);
+
+      const rotated = `c2-${Math.random().toString(36).slice(2)}`;
+      for (const admin of admins)
+        await admin.call("ACL", "SETUSER", "consumer", "resetpass", `>${rotated}`);
+      secret = rotated;
+      let killed = 0;
+      for (const admin of admins) killed += Number(await admin.client("KILL", "USER", "consumer"));
+      expect(killed).toBeGreaterThan(0);
+
+      const second = await handler(batch(200), lambdaContext());
+      expect(second.batchItemFailures).toEqual([]);
+      expect(reads.length).toBeGreaterThan(readsBefore);
+      expect(new Set(reads)).toEqual(new Set([secretArn]));
+      const estimate = await reader.client.pfcount(rotationKey);
+      expect(Math.abs(estimate - 400)).toBeLessThanOrEqual(Math.ceil(400 * 3 * 0.0081));
+
+      // The old password no longer authenticates.
+      const old = connectRedis(loadRuntimeConfig(tlsEnv("consumer", CONSUMER_PASSWORD)).redis);
+      try {
+        await expect(old.client.pfadd(rotationKey, "intruder")).rejects.toThrow();
+      } finally {
+        old.close();
+      }
+      expect(await reader.client.pfcount(rotationKey)).toBe(estimate);
+    } finally {
+      handler.close();
+      for (const admin of admins) {
+        await admin.call("ACL", "SETUSER", "consumer", "resetpass", `>${CONSUMER_PASSWORD}`);
+        admin.disconnect();
+      }
     }
   });
 });
