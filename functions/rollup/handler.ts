@@ -5,6 +5,7 @@
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
+import type { Context } from "aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
 import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../domain/runtime-env.js";
@@ -32,9 +33,9 @@ export interface RollupHandlerOptions {
 
 /** The three task handlers; each checks its event (JSON from Step Functions) first. */
 export interface RollupHandlers {
-  plan(event: unknown): Promise<PlanOutput>;
-  merge(event: unknown): Promise<MergeOutput>;
-  finish(event: unknown): Promise<RollupOutput>;
+  plan(event: unknown, context?: Context): Promise<PlanOutput>;
+  merge(event: unknown, context?: Context): Promise<MergeOutput>;
+  finish(event: unknown, context?: Context): Promise<RollupOutput>;
   close(): void;
 }
 
@@ -43,6 +44,11 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
   const now = options.now ?? Date.now;
   let config: RuntimeConfig | undefined;
   let connection: RedisConnection | undefined;
+
+  /** Log lines of this invocation carry its request id and cold-start flag. */
+  const invocation = (context: Context | undefined) => {
+    if (context) logger.addContext(context);
+  };
 
   const redis = async (): Promise<{ client: RollupRedis; settings: RollupSettings }> => {
     config ??= loadRuntimeConfig(env);
@@ -55,7 +61,8 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
   };
 
   return {
-    async plan(raw) {
+    async plan(raw, context) {
+      invocation(context);
       const event = taskEvent("Plan", PlanInputSchema, raw);
       const { client, settings } = await redis();
       const out = await planRollup(client, settings, event);
@@ -65,14 +72,16 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
       });
       return out;
     },
-    async merge(raw) {
+    async merge(raw, context) {
+      invocation(context);
       const event = taskEvent("MergePage", MergeInputSchema, raw);
       const { client, settings } = await redis();
       const out = await mergePage(client, settings, event);
       logger.info("rollup page merged", { executionId: event.plan.executionId, ...out });
       return out;
     },
-    async finish(raw) {
+    async finish(raw, context) {
+      invocation(context);
       const event = taskEvent("Finish", FinishInputSchema, raw);
       const { client } = await redis();
       const out = await finishRollup(client, event, now());
