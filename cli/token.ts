@@ -1,7 +1,8 @@
 /**
- * `token`: a MemoryDB IAM auth token for an ACL user, to paste as redis-cli's password.
- * Only the token goes to stdout, so `--pass "$(npm run -s cli -- token)"` works; how to use it
- * goes to stderr.
+ * `token`: a MemoryDB IAM auth token for an ACL user, to paste as redis-cli's password on the
+ * operator instance. It is made on a workstation (which has AWS credentials and Node) and used
+ * on the instance (which has a network path to MemoryDB and redis-cli, but neither of the
+ * others). Only the token goes to stdout; how to use it goes to stderr.
  */
 
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
@@ -64,12 +65,17 @@ export async function runToken(args: readonly string[], deps: TokenDeps): Promis
     );
   }
   deps.stdout.write(`${token}\n`);
-  const endpoint = deps.env.REDIS_ENDPOINT?.trim() ?? "";
-  const [host, port] = endpoint.includes(":")
-    ? [endpoint.slice(0, endpoint.lastIndexOf(":")), endpoint.slice(endpoint.lastIndexOf(":") + 1)]
-    : ["<cluster endpoint>", "6379"];
+  const endpoint = /^(.+):(\d+)$/.exec(deps.env.REDIS_ENDPOINT?.trim() ?? "");
+  const [host, port] = endpoint ? [endpoint[1], endpoint[2]] : ["<cluster endpoint>", "6379"];
   deps.stderr.write(
-    `token for user ${user} of MemoryDB cluster ${clusterName} (${region}), valid ${IAM_TOKEN_LIFETIME_S / 60} minutes. Use it as the password:\n  redis-cli -c --tls -h ${host} -p ${port} --user ${user} --pass "$(npm run -s cli -- token --user ${user})"\n`,
+    [
+      `token for user ${user} of MemoryDB cluster ${clusterName} (${region}): it opens connections for ${IAM_TOKEN_LIFETIME_S / 60} minutes.`,
+      "MemoryDB answers only inside its VPC: copy the token, open a shell on the operator instance",
+      "(the stack output operator_connect_command) and use it there as the password:",
+      `  export REDISCLI_AUTH='<token>'`,
+      `  redis-cli -c --tls -h ${host} -p ${port} --user ${user} PFCOUNT 'uv:{site_id=715}:2024-03-09'`,
+      "",
+    ].join("\n"),
   );
   return EXIT_OK;
 }

@@ -23,7 +23,7 @@ import { SecurityGroup } from "@cdktf/provider-aws/lib/security-group/index.js";
 import { VpcEndpoint } from "@cdktf/provider-aws/lib/vpc-endpoint/index.js";
 import { VpcSecurityGroupEgressRule } from "@cdktf/provider-aws/lib/vpc-security-group-egress-rule/index.js";
 import { VpcSecurityGroupIngressRule } from "@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js";
-import { Fn } from "cdktf";
+import { Fn, type ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
 import type { SketchstreamConfig } from "./config.js";
 import { arn, memorydbConnectStatement, policyDocument, type Statement } from "./policy.js";
@@ -33,16 +33,42 @@ export function al2023RepoBucket(region: string): string {
   return `al2023-repos-${region}-de612dc2`;
 }
 
-/** Installs a TLS-capable redis-cli: valkey-cli where the repository has it, else redis6-cli. */
+/** Attempts to install redis-cli at first boot before giving up, 20 s more apart each time. */
+export const INSTALL_ATTEMPTS = 6;
+
+/**
+ * First-boot script: a TLS-capable redis-cli (valkey-cli where the repository has it, else
+ * redis6-cli). dnf can be killed for memory on small instances, so a 1 GiB swap file comes
+ * first; the repositories may not answer at once, so the install is retried. The outcome is in
+ * the login banner and in /var/log/cloud-init-output.log (`cloud-init status --wait` exits
+ * non-zero when it failed). Every file is written through a command (tee, ln), never a shell
+ * redirection, so a test can run the script against stand-ins of those commands.
+ */
 export const USER_DATA = `#!/bin/bash
-set -euo pipefail
-if dnf install -y valkey; then
-  ln -sf /usr/bin/valkey-cli /usr/local/bin/redis-cli
-else
-  dnf install -y redis6
-  ln -sf /usr/bin/redis6-cli /usr/local/bin/redis-cli
+set -uo pipefail
+if [ -z "$(swapon --show=NAME --noheadings)" ]; then
+  dd if=/dev/zero of=/swapfile bs=1M count=1024 status=none &&
+    chmod 600 /swapfile && mkswap /swapfile && swapon /swapfile &&
+    echo '/swapfile none swap sw 0 0' | tee -a /etc/fstab
 fi
-redis-cli --version > /etc/motd.d/30-redis-cli 2>&1 || true
+install_redis_cli() {
+  if dnf install -y valkey; then
+    ln -sf /usr/bin/valkey-cli /usr/local/bin/redis-cli
+  else
+    dnf install -y redis6 && ln -sf /usr/bin/redis6-cli /usr/local/bin/redis-cli
+  fi
+}
+for attempt in $(seq 1 ${INSTALL_ATTEMPTS}); do
+  if install_redis_cli; then
+    redis-cli --version | tee /etc/motd.d/30-redis-cli
+    exit 0
+  fi
+  echo "redis-cli install attempt $attempt of ${INSTALL_ATTEMPTS} failed; retrying in $((attempt * 20)) s"
+  dnf clean metadata
+  sleep $((attempt * 20))
+done
+echo "redis-cli is not installed: see /var/log/cloud-init-output.log" | tee /etc/motd.d/30-redis-cli
+exit 1
 `;
 
 export interface AccessProps {
@@ -50,6 +76,8 @@ export interface AccessProps {
   readonly accountId: string;
   readonly vpcId: string;
   readonly subnetId: string;
+  /** The subnet's route-table association: the S3 route must be in place at first boot. */
+  readonly subnetRouting: ITerraformDependable;
   readonly routeTableIds: readonly string[];
   readonly memorydbSecurityGroupId: string;
   readonly redis: { readonly clusterArn: string; readonly readerUserArn: string };
@@ -67,181 +95,222 @@ export class Access extends Construct {
   constructor(scope: Construct, id: string, props: AccessProps) {
     super(scope, id);
     const { config } = props;
-    const prefix = config.namePrefix;
-    const region = config.region;
-
-    const statements: Statement[] = [
-      memorydbConnectStatement(props.redis.clusterArn, props.redis.readerUserArn),
-      {
-        Sid: "SendTestEvents",
-        Effect: "Allow",
-        Action: ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary"],
-        Resource: props.streamArn,
-      },
-      {
-        Sid: "EncryptTestEvents",
-        Effect: "Allow",
-        Action: "kms:GenerateDataKey",
-        Resource: props.kmsKeyArn,
-        Condition: { StringEquals: { "kms:ViaService": `kinesis.${region}.amazonaws.com` } },
-      },
-      {
-        Sid: "StartRollups",
-        Effect: "Allow",
-        Action: "states:StartExecution",
-        Resource: props.stateMachineArn,
-      },
-      {
-        Sid: "WatchRollups",
-        Effect: "Allow",
-        Action: ["states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"],
-        Resource: arn("states", region, props.accountId, `execution:${props.stateMachineName}:*`),
-      },
-    ];
-
+    const statements = operatorStatements(props);
     if (config.access.enabled) {
-      const s3 = new VpcEndpoint(this, "s3", {
-        vpcId: props.vpcId,
-        serviceName: `com.amazonaws.${region}.s3`,
-        vpcEndpointType: "Gateway",
-        routeTableIds: [...props.routeTableIds],
-        policy: policyDocument([
-          {
-            Sid: "AmazonLinuxRepositoriesOnly",
-            Effect: "Allow",
-            Principal: "*",
-            Action: "s3:GetObject",
-            Resource: `arn:aws:s3:::${al2023RepoBucket(region)}/*`,
-          },
-        ]),
-        tags: { Name: `${prefix}-s3` },
-      });
-
-      const instanceSg = new SecurityGroup(this, "instance-sg", {
-        name: `${prefix}-operator`,
-        description: `${prefix}: operator instance (SSH from the Instance Connect Endpoint only)`,
-        vpcId: props.vpcId,
-        tags: { Name: `${prefix}-operator` },
-      });
-      const endpointSg = new SecurityGroup(this, "eice-sg", {
-        name: `${prefix}-eice`,
-        description: `${prefix}: EC2 Instance Connect Endpoint (SSH to the operator instance)`,
-        vpcId: props.vpcId,
-        tags: { Name: `${prefix}-eice` },
-      });
-      const port = config.memorydb.port;
-      new VpcSecurityGroupIngressRule(this, "instance-from-eice", {
-        securityGroupId: instanceSg.id,
-        referencedSecurityGroupId: endpointSg.id,
-        ipProtocol: "tcp",
-        fromPort: 22,
-        toPort: 22,
-        description: "SSH from the EC2 Instance Connect Endpoint",
-      });
-      new VpcSecurityGroupEgressRule(this, "eice-to-instance", {
-        securityGroupId: endpointSg.id,
-        referencedSecurityGroupId: instanceSg.id,
-        ipProtocol: "tcp",
-        fromPort: 22,
-        toPort: 22,
-        description: "SSH to the operator instance",
-      });
-      new VpcSecurityGroupEgressRule(this, "instance-to-memorydb", {
-        securityGroupId: instanceSg.id,
-        referencedSecurityGroupId: props.memorydbSecurityGroupId,
-        ipProtocol: "tcp",
-        fromPort: port,
-        toPort: port,
-        description: "redis-cli over TLS to MemoryDB",
-      });
-      new VpcSecurityGroupIngressRule(this, "memorydb-from-instance", {
-        securityGroupId: props.memorydbSecurityGroupId,
-        referencedSecurityGroupId: instanceSg.id,
-        ipProtocol: "tcp",
-        fromPort: port,
-        toPort: port,
-        description: "redis-cli over TLS from the operator instance",
-      });
-      const toS3 = new VpcSecurityGroupEgressRule(this, "instance-to-s3", {
-        securityGroupId: instanceSg.id,
-        prefixListId: s3.prefixListId,
-        ipProtocol: "tcp",
-        fromPort: 443,
-        toPort: 443,
-        description: "HTTPS to S3 (Amazon Linux package repositories) via the gateway endpoint",
-      });
-
+      const repositories = this.repositoriesEndpoint(props);
+      const groups = this.securityGroups(props, repositories);
       this.endpoint = new Ec2InstanceConnectEndpoint(this, "eice", {
         subnetId: props.subnetId,
-        securityGroupIds: [endpointSg.id],
+        securityGroupIds: [groups.endpoint.id],
         preserveClientIp: false,
-        tags: { Name: `${prefix}-eice` },
+        tags: { Name: `${config.namePrefix}-eice` },
       });
-
-      const amiArch = config.access.architecture === "arm64" ? "arm64" : "x86_64";
-      const template = new LaunchTemplate(this, "template", {
-        name: `${prefix}-operator`,
-        // EC2 resolves the parameter at launch: the current AL2023 AMI, with no plan-time call.
-        imageId: `resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${amiArch}`,
-        instanceType: config.access.instanceType,
-        metadataOptions: {
-          httpEndpoint: "enabled",
-          httpTokens: "required",
-          httpPutResponseHopLimit: 1,
-        },
-        blockDeviceMappings: [
-          {
-            deviceName: "/dev/xvda",
-            ebs: {
-              encrypted: "true",
-              volumeSize: 8,
-              volumeType: "gp3",
-              deleteOnTermination: "true",
-            },
-          },
-        ],
-        userData: Fn.base64encode(USER_DATA),
-        updateDefaultVersion: true,
-      });
-      this.instance = new Instance(this, "instance", {
-        launchTemplate: { id: template.id, version: `${template.latestVersion}` },
-        subnetId: props.subnetId,
-        vpcSecurityGroupIds: [instanceSg.id],
-        associatePublicIpAddress: false,
-        tags: { Name: `${prefix}-operator` },
-        // The user data installs redis-cli once, at first boot: the S3 route and the egress
-        // rule to it must exist by then.
-        dependsOn: [s3, toS3],
-      });
-
-      statements.push(
-        {
-          Sid: "TunnelThroughEndpoint",
-          Effect: "Allow",
-          Action: "ec2-instance-connect:OpenTunnel",
-          Resource: this.endpoint.arn,
-          Condition: { NumericEquals: { "ec2-instance-connect:remotePort": "22" } },
-        },
-        {
-          Sid: "PushSshKeyToOperatorInstance",
-          Effect: "Allow",
-          Action: "ec2-instance-connect:SendSSHPublicKey",
-          Resource: arn("ec2", region, props.accountId, `instance/${this.instance.id}`),
-          Condition: { StringEquals: { "ec2:osuser": "ec2-user" } },
-        },
-        {
-          Sid: "FindInstanceAndEndpoint",
-          Effect: "Allow",
-          Action: ["ec2:DescribeInstances", "ec2:DescribeInstanceConnectEndpoints"],
-          Resource: "*",
-        },
-      );
+      this.instance = this.operatorInstance(props, groups.instance, [
+        // The user data installs redis-cli at first boot: the subnet's route to S3 and the
+        // egress rule to it must exist by then.
+        props.subnetRouting,
+        repositories,
+        groups.toRepositories,
+      ]);
+      statements.push(...connectStatements(props, this.endpoint, this.instance));
     }
-
     this.operatorPolicy = new IamPolicy(this, "operator-policy", {
-      name: `${prefix}-operator`,
-      description: `${prefix}: read counts with redis-cli (reader), send test events, run rollups`,
+      name: `${config.namePrefix}-operator`,
+      description: `${config.namePrefix}: read counts with redis-cli (reader), send test events, run rollups`,
       policy: policyDocument(statements),
     });
   }
+
+  /** The S3 gateway endpoint, limited to the Amazon Linux repositories. */
+  private repositoriesEndpoint(props: AccessProps): VpcEndpoint {
+    const region = props.config.region;
+    return new VpcEndpoint(this, "s3", {
+      vpcId: props.vpcId,
+      serviceName: `com.amazonaws.${region}.s3`,
+      vpcEndpointType: "Gateway",
+      routeTableIds: [...props.routeTableIds],
+      policy: policyDocument([
+        {
+          Sid: "AmazonLinuxRepositoriesOnly",
+          Effect: "Allow",
+          Principal: "*",
+          Action: "s3:GetObject",
+          Resource: `arn:aws:s3:::${al2023RepoBucket(region)}/*`,
+        },
+      ]),
+      tags: { Name: `${props.config.namePrefix}-s3` },
+    });
+  }
+
+  /** SSH only from the endpoint, Redis over TLS and HTTPS to the repositories out. */
+  private securityGroups(props: AccessProps, repositories: VpcEndpoint) {
+    const prefix = props.config.namePrefix;
+    const instance = new SecurityGroup(this, "instance-sg", {
+      name: `${prefix}-operator`,
+      description: `${prefix}: operator instance (SSH from the Instance Connect Endpoint only)`,
+      vpcId: props.vpcId,
+      tags: { Name: `${prefix}-operator` },
+    });
+    const endpoint = new SecurityGroup(this, "eice-sg", {
+      name: `${prefix}-eice`,
+      description: `${prefix}: EC2 Instance Connect Endpoint (SSH to the operator instance)`,
+      vpcId: props.vpcId,
+      tags: { Name: `${prefix}-eice` },
+    });
+    const port = props.config.memorydb.port;
+    const tcp = (
+      ruleId: string,
+      from: SecurityGroup | string,
+      to: string,
+      p: number,
+      why: string,
+    ) =>
+      new VpcSecurityGroupIngressRule(this, ruleId, {
+        securityGroupId: to,
+        referencedSecurityGroupId: typeof from === "string" ? from : from.id,
+        ipProtocol: "tcp",
+        fromPort: p,
+        toPort: p,
+        description: why,
+      });
+    const out = (ruleId: string, from: SecurityGroup, to: string, p: number, why: string) =>
+      new VpcSecurityGroupEgressRule(this, ruleId, {
+        securityGroupId: from.id,
+        referencedSecurityGroupId: to,
+        ipProtocol: "tcp",
+        fromPort: p,
+        toPort: p,
+        description: why,
+      });
+    tcp(
+      "instance-from-eice",
+      endpoint,
+      instance.id,
+      22,
+      "SSH from the EC2 Instance Connect Endpoint",
+    );
+    out("eice-to-instance", endpoint, instance.id, 22, "SSH to the operator instance");
+    out(
+      "instance-to-memorydb",
+      instance,
+      props.memorydbSecurityGroupId,
+      port,
+      "redis-cli over TLS to MemoryDB",
+    );
+    tcp(
+      "memorydb-from-instance",
+      instance,
+      props.memorydbSecurityGroupId,
+      port,
+      "redis-cli over TLS from the operator instance",
+    );
+    const toRepositories = new VpcSecurityGroupEgressRule(this, "instance-to-s3", {
+      securityGroupId: instance.id,
+      prefixListId: repositories.prefixListId,
+      ipProtocol: "tcp",
+      fromPort: 443,
+      toPort: 443,
+      description: "HTTPS to S3 (Amazon Linux package repositories) via the gateway endpoint",
+    });
+    return { instance, endpoint, toRepositories };
+  }
+
+  private operatorInstance(
+    props: AccessProps,
+    group: SecurityGroup,
+    bootNeeds: readonly ITerraformDependable[],
+  ): Instance {
+    const { config } = props;
+    const amiArch = config.access.architecture === "arm64" ? "arm64" : "x86_64";
+    const template = new LaunchTemplate(this, "template", {
+      name: `${config.namePrefix}-operator`,
+      // EC2 resolves the parameter at launch: the current AL2023 AMI, with no plan-time call.
+      imageId: `resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${amiArch}`,
+      instanceType: config.access.instanceType,
+      metadataOptions: {
+        httpEndpoint: "enabled",
+        httpTokens: "required",
+        httpPutResponseHopLimit: 1,
+      },
+      blockDeviceMappings: [
+        {
+          deviceName: "/dev/xvda",
+          ebs: { encrypted: "true", volumeSize: 8, volumeType: "gp3", deleteOnTermination: "true" },
+        },
+      ],
+      userData: Fn.base64encode(Fn.rawString(USER_DATA)),
+      updateDefaultVersion: true,
+    });
+    return new Instance(this, "instance", {
+      launchTemplate: { id: template.id, version: `${template.latestVersion}` },
+      subnetId: props.subnetId,
+      vpcSecurityGroupIds: [group.id],
+      associatePublicIpAddress: false,
+      tags: { Name: `${config.namePrefix}-operator` },
+      dependsOn: [...bootNeeds],
+    });
+  }
+}
+
+/** What every operator may do: a reader token, test events, rollups. */
+function operatorStatements(props: AccessProps): Statement[] {
+  const region = props.config.region;
+  return [
+    memorydbConnectStatement(props.redis.clusterArn, props.redis.readerUserArn),
+    {
+      Sid: "SendTestEvents",
+      Effect: "Allow",
+      Action: ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary"],
+      Resource: props.streamArn,
+    },
+    {
+      Sid: "EncryptTestEvents",
+      Effect: "Allow",
+      Action: "kms:GenerateDataKey",
+      Resource: props.kmsKeyArn,
+      Condition: { StringEquals: { "kms:ViaService": `kinesis.${region}.amazonaws.com` } },
+    },
+    {
+      Sid: "StartRollups",
+      Effect: "Allow",
+      Action: "states:StartExecution",
+      Resource: props.stateMachineArn,
+    },
+    {
+      Sid: "WatchRollups",
+      Effect: "Allow",
+      Action: ["states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"],
+      Resource: arn("states", region, props.accountId, `execution:${props.stateMachineName}:*`),
+    },
+  ];
+}
+
+/** SSH to this instance through this endpoint, as ec2-user. */
+function connectStatements(
+  props: AccessProps,
+  endpoint: Ec2InstanceConnectEndpoint,
+  instance: Instance,
+): Statement[] {
+  return [
+    {
+      Sid: "TunnelThroughEndpoint",
+      Effect: "Allow",
+      Action: "ec2-instance-connect:OpenTunnel",
+      Resource: endpoint.arn,
+      Condition: { NumericEquals: { "ec2-instance-connect:remotePort": "22" } },
+    },
+    {
+      Sid: "PushSshKeyToOperatorInstance",
+      Effect: "Allow",
+      Action: "ec2-instance-connect:SendSSHPublicKey",
+      Resource: arn("ec2", props.config.region, props.accountId, `instance/${instance.id}`),
+      Condition: { StringEquals: { "ec2:osuser": "ec2-user" } },
+    },
+    {
+      Sid: "FindInstanceAndEndpoint",
+      Effect: "Allow",
+      Action: ["ec2:DescribeInstances", "ec2:DescribeInstanceConnectEndpoints"],
+      Resource: "*",
+    },
+  ];
 }

@@ -15,7 +15,7 @@ import { LambdaEventSourceMapping } from "@cdktf/provider-aws/lib/lambda-event-s
 import { LambdaProvisionedConcurrencyConfig } from "@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config/index.js";
 import { SqsQueue } from "@cdktf/provider-aws/lib/sqs-queue/index.js";
 import { SqsQueuePolicy } from "@cdktf/provider-aws/lib/sqs-queue-policy/index.js";
-import type { TerraformAsset } from "cdktf";
+import type { ITerraformDependable, TerraformAsset } from "cdktf";
 import { Construct } from "constructs";
 import type { Bundle } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
@@ -41,6 +41,11 @@ export interface ConsumerProps {
   readonly kmsKeyArn: string;
   readonly accountId: string;
   readonly streamArn: string;
+  /**
+   * What a batch needs before the mapping may invoke the function (it starts as soon as it
+   * exists): the network rules to MemoryDB and the SQS endpoint for quarantined records.
+   */
+  readonly networkReady: readonly ITerraformDependable[];
   readonly redis: {
     readonly endpoint: string;
     readonly clusterName: string;
@@ -48,6 +53,11 @@ export interface ConsumerProps {
     readonly userName: string;
     readonly userArn: string;
   };
+}
+
+/** Name of the quarantine queue, known before the queue exists (the SQS endpoint's policy). */
+export function quarantineQueueName(namePrefix: string): string {
+  return `${namePrefix}-quarantine`;
 }
 
 export class Consumer extends Construct {
@@ -79,7 +89,7 @@ export class Consumer extends Construct {
       });
       return q;
     };
-    this.quarantineQueue = queue("quarantine", `${prefix}-quarantine`);
+    this.quarantineQueue = queue("quarantine", quarantineQueueName(prefix));
     this.failureQueue = queue("failures", `${prefix}-consumer-failures`);
 
     const logGroupArn = arn(
@@ -195,7 +205,7 @@ export class Consumer extends Construct {
       maximumRetryAttempts: k.maximumRetryAttempts,
       maximumRecordAgeInSeconds: k.maximumRecordAgeSeconds,
       destinationConfig: { onFailure: { destinationArn: this.failureQueue.arn } },
-      dependsOn: [role.policy],
+      dependsOn: [role.policy, ...props.networkReady],
     });
   }
 }

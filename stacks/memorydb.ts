@@ -11,6 +11,7 @@ import { MemorydbCluster } from "@cdktf/provider-aws/lib/memorydb-cluster/index.
 import { MemorydbParameterGroup } from "@cdktf/provider-aws/lib/memorydb-parameter-group/index.js";
 import { MemorydbSubnetGroup } from "@cdktf/provider-aws/lib/memorydb-subnet-group/index.js";
 import { MemorydbUser } from "@cdktf/provider-aws/lib/memorydb-user/index.js";
+import { Fn } from "cdktf";
 import { Construct } from "constructs";
 import { ACL_RULES } from "../functions/domain/acl.js";
 import { parameterGroupFamily, type SketchstreamConfig } from "./config.js";
@@ -35,6 +36,14 @@ export function accessString(role: RedisRole): string {
     );
   }
   return `on ${rules}`;
+}
+
+/**
+ * `<prefix>-final-<UTC creation time, YYYYMMDDhhmmss>`: evaluated when the cluster is created
+ * and kept from then on. Snapshot names allow only lower-case letters, digits and hyphens.
+ */
+export function finalSnapshotName(namePrefix: string): string {
+  return `${namePrefix}-final-${Fn.formatdate("YYYYMMDDhhmmss", Fn.timestamp())}`;
 }
 
 export interface MemoryDbProps {
@@ -113,10 +122,15 @@ export class MemoryDb extends Construct {
       snapshotWindow: m.snapshotWindow,
       maintenanceWindow: m.maintenanceWindow,
       autoMinorVersionUpgrade: m.autoMinorVersionUpgrade,
-      ...(m.finalSnapshot ? { finalSnapshotName: `${prefix}-final` } : {}),
+      ...(m.finalSnapshot ? { finalSnapshotName: finalSnapshotName(prefix) } : {}),
       // The cluster resource has no deletion-protection argument: prevent_destroy makes any
-      // plan that would destroy it fail.
-      lifecycle: { preventDestroy: m.preventDestroy },
+      // plan that would destroy it fail. The final snapshot's name is fixed when the cluster is
+      // created (ignore_changes), so each cluster leaves its own snapshot: a second teardown
+      // never collides with the snapshot an earlier one left.
+      lifecycle: {
+        preventDestroy: m.preventDestroy,
+        ...(m.finalSnapshot ? { ignoreChanges: ["final_snapshot_name"] } : {}),
+      },
       timeouts: { create: "120m", update: "120m", delete: "120m" },
     });
     this.endpointAddress = this.cluster.clusterEndpoint.get(0).address;

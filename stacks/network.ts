@@ -19,6 +19,7 @@ import { Vpc } from "@cdktf/provider-aws/lib/vpc/index.js";
 import { VpcEndpoint } from "@cdktf/provider-aws/lib/vpc-endpoint/index.js";
 import { VpcSecurityGroupEgressRule } from "@cdktf/provider-aws/lib/vpc-security-group-egress-rule/index.js";
 import { VpcSecurityGroupIngressRule } from "@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js";
+import type { ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
 import { availabilityZones, type SketchstreamConfig } from "./config.js";
 import { AZ_ID_RE } from "./config-schema.js";
@@ -48,6 +49,10 @@ export class Network extends Construct {
   readonly vpc: Vpc;
   readonly subnets: Subnet[];
   readonly subnetIds: string[];
+  /** Each subnet's association with the route table, in the order of `subnets`. */
+  readonly routeTableAssociations: RouteTableAssociation[];
+  /** The security-group rules of the data path: what a function needs before it is invoked. */
+  readonly functionRules: readonly ITerraformDependable[];
   readonly routeTable: RouteTable;
   /** Attached to every Lambda function. */
   readonly functionsSg: SecurityGroup;
@@ -77,6 +82,7 @@ export class Network extends Construct {
     });
     const azs = availabilityZones(config);
     const cidrs = subnetCidrs(config.network.vpcCidr, azs.length);
+    this.routeTableAssociations = [];
     this.subnets = azs.map((az, i) => {
       const subnet = new Subnet(this, `private-${i}`, {
         vpcId: this.vpc.id,
@@ -86,10 +92,12 @@ export class Network extends Construct {
         mapPublicIpOnLaunch: false,
         tags: { Name: `${prefix}-private-${az}` },
       });
-      new RouteTableAssociation(this, `private-${i}-rt`, {
-        subnetId: subnet.id,
-        routeTableId: this.routeTable.id,
-      });
+      this.routeTableAssociations.push(
+        new RouteTableAssociation(this, `private-${i}-rt`, {
+          subnetId: subnet.id,
+          routeTableId: this.routeTable.id,
+        }),
+      );
       return subnet;
     });
     this.subnetIds = this.subnets.map((s) => s.id);
@@ -108,7 +116,7 @@ export class Network extends Construct {
     this.endpointsSg = sg("endpoints", "interface VPC endpoints (HTTPS from the functions)");
 
     const port = config.memorydb.port;
-    new VpcSecurityGroupEgressRule(this, "functions-to-memorydb", {
+    const toMemorydb = new VpcSecurityGroupEgressRule(this, "functions-to-memorydb", {
       securityGroupId: this.functionsSg.id,
       referencedSecurityGroupId: this.memorydbSg.id,
       ipProtocol: "tcp",
@@ -116,7 +124,7 @@ export class Network extends Construct {
       toPort: port,
       description: "Redis over TLS to MemoryDB",
     });
-    new VpcSecurityGroupIngressRule(this, "memorydb-from-functions", {
+    const fromFunctions = new VpcSecurityGroupIngressRule(this, "memorydb-from-functions", {
       securityGroupId: this.memorydbSg.id,
       referencedSecurityGroupId: this.functionsSg.id,
       ipProtocol: "tcp",
@@ -124,7 +132,7 @@ export class Network extends Construct {
       toPort: port,
       description: "Redis over TLS from the functions",
     });
-    new VpcSecurityGroupEgressRule(this, "functions-to-endpoints", {
+    const toEndpoints = new VpcSecurityGroupEgressRule(this, "functions-to-endpoints", {
       securityGroupId: this.functionsSg.id,
       referencedSecurityGroupId: this.endpointsSg.id,
       ipProtocol: "tcp",
@@ -132,7 +140,7 @@ export class Network extends Construct {
       toPort: 443,
       description: "HTTPS to the interface endpoints",
     });
-    new VpcSecurityGroupIngressRule(this, "endpoints-from-functions", {
+    const endpointsIn = new VpcSecurityGroupIngressRule(this, "endpoints-from-functions", {
       securityGroupId: this.endpointsSg.id,
       referencedSecurityGroupId: this.functionsSg.id,
       ipProtocol: "tcp",
@@ -140,6 +148,7 @@ export class Network extends Construct {
       toPort: 443,
       description: "HTTPS from the functions",
     });
+    this.functionRules = [toMemorydb, fromFunctions, toEndpoints, endpointsIn];
   }
 
   /**

@@ -9,7 +9,7 @@
  * - quarantine depth (producers send malformed events);
  * - failure-queue depth (a batch was given up after its retries or record age: replay it);
  * - failed, timed-out or aborted rollup executions;
- * - MemoryDB memory usage (noeviction: a full cluster refuses writes).
+ * - MemoryDB memory usage, the highest of any node (noeviction: a full node refuses writes).
  */
 
 import { CloudwatchMetricAlarm } from "@cdktf/provider-aws/lib/cloudwatch-metric-alarm/index.js";
@@ -19,6 +19,17 @@ import { SnsTopicSubscription } from "@cdktf/provider-aws/lib/sns-topic-subscrip
 import { Construct } from "constructs";
 import type { SketchstreamConfig } from "./config.js";
 import { arn, denyInsecureTransport, policyDocument } from "./policy.js";
+
+/**
+ * The highest memory use of any node of the cluster, as a CloudWatch Metrics Insights query.
+ * MemoryDB computes DatabaseMemoryUsagePercentage per node (AWS/MemoryDB, dimensions ClusterName
+ * and NodeName): an alarm on the ClusterName dimension alone could find no data and never fire.
+ * FROM the namespace (not a SCHEMA with a fixed dimension set) matches every series of the
+ * cluster, whatever other dimensions it has.
+ */
+export function memoryUsageQuery(clusterName: string): string {
+  return `SELECT MAX(DatabaseMemoryUsagePercentage) FROM "AWS/MemoryDB" WHERE ClusterName = '${clusterName}'`;
+}
 
 export interface ObservabilityProps {
   readonly config: SketchstreamConfig;
@@ -171,13 +182,19 @@ export class Observability extends Construct {
       comparisonOperator: "GreaterThanThreshold",
     });
     alarm("memorydb-memory", {
-      alarmDescription: `MemoryDB memory above ${config.alarms.memoryUsagePercent}%: with noeviction, a full cluster refuses writes. Add shards or a larger node type.`,
-      namespace: "AWS/MemoryDB",
-      metricName: "DatabaseMemoryUsagePercentage",
-      dimensions: { ClusterName: props.clusterName },
-      statistic: "Maximum",
-      period: 300,
-      evaluationPeriods: 2,
+      alarmDescription: `MemoryDB memory above ${config.alarms.memoryUsagePercent}% on some node: with noeviction, a full node refuses writes and the consumer's batches fail. Add shards or a larger node type (README, runbook).`,
+      metricQuery: [
+        {
+          id: "memory",
+          expression: memoryUsageQuery(props.clusterName),
+          label: "Highest DatabaseMemoryUsagePercentage of the cluster's nodes",
+          // Metrics Insights alarms evaluate at most 3 hours: 60 s x 10 periods.
+          period: 60,
+          returnData: true,
+        },
+      ],
+      evaluationPeriods: 10,
+      datapointsToAlarm: 5,
       threshold: config.alarms.memoryUsagePercent,
       comparisonOperator: "GreaterThanThreshold",
     });

@@ -15,7 +15,7 @@ import { relative } from "node:path";
 import { CloudwatchLogGroup } from "@cdktf/provider-aws/lib/cloudwatch-log-group/index.js";
 import { SchedulerSchedule } from "@cdktf/provider-aws/lib/scheduler-schedule/index.js";
 import { SfnStateMachine } from "@cdktf/provider-aws/lib/sfn-state-machine/index.js";
-import type { TerraformAsset } from "cdktf";
+import type { ITerraformDependable, TerraformAsset } from "cdktf";
 import { Construct } from "constructs";
 import { type AslValues, renderAsl } from "../state-machines/render.js";
 import type { Bundle } from "./bundle.js";
@@ -59,6 +59,8 @@ export interface RollupProps {
   readonly subnetIds: readonly string[];
   readonly securityGroupIds: readonly string[];
   readonly kmsKeyArn: string;
+  /** What a merge needs before the schedule may start executions: the network rules. */
+  readonly networkReady: readonly ITerraformDependable[];
   readonly redis: {
     readonly endpoint: string;
     readonly clusterName: string;
@@ -213,7 +215,7 @@ export class Rollup extends Construct {
         // the touched set keeps everything that is still to merge.
         retryPolicy: { maximumRetryAttempts: 10, maximumEventAgeInSeconds: 3600 },
       },
-      dependsOn: [schedulerRole.policy],
+      dependsOn: [schedulerRole.policy, ...props.networkReady],
     });
   }
 }

@@ -15,12 +15,13 @@ import { toEnv } from "../functions/domain/runtime-env.js";
 import { Access } from "./access.js";
 import { bundleEntry, projectRootFrom } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
-import { Consumer } from "./consumer.js";
+import { Consumer, quarantineQueueName } from "./consumer.js";
 import { bundleAsset } from "./function.js";
 import { DataKey } from "./kms.js";
 import { MemoryDb, redisUserName } from "./memorydb.js";
 import { Network } from "./network.js";
 import { Observability } from "./observability.js";
+import { arn } from "./policy.js";
 import { ROLLUP_HANDLERS, Rollup } from "./rollup.js";
 import { Stream } from "./stream.js";
 
@@ -103,6 +104,17 @@ export class SketchstreamStack extends TerraformStack {
       userName: this.memorydb.users[role].userName,
       userArn: this.memorydb.users[role].arn,
     });
+    // The consumer's only AWS API call from inside the VPC: quarantining a record.
+    const sqsEndpoint = this.network.addInterfaceEndpoint("sqs-endpoint", "sqs", [
+      {
+        Sid: "OwnQueuesOnly",
+        Effect: "Allow",
+        Principal: "*",
+        Action: "sqs:SendMessage",
+        // By name: the endpoint comes first, the consumer's mapping waits for it.
+        Resource: [arn("sqs", config.region, accountId, quarantineQueueName(prefix))],
+      },
+    ]);
     this.consumer = new Consumer(this, "consumer", {
       config,
       accountId,
@@ -112,18 +124,9 @@ export class SketchstreamStack extends TerraformStack {
       securityGroupIds: [this.network.functionsSg.id],
       kmsKeyArn: key.arn,
       streamArn: this.stream.stream.arn,
+      networkReady: [...this.network.functionRules, sqsEndpoint],
       redis: redisFor("consumer"),
     });
-    // The consumer's only AWS API call from inside the VPC: quarantining a record.
-    this.network.addInterfaceEndpoint("sqs-endpoint", "sqs", [
-      {
-        Sid: "OwnQueuesOnly",
-        Effect: "Allow",
-        Principal: "*",
-        Action: "sqs:SendMessage",
-        Resource: [this.consumer.quarantineQueue.arn],
-      },
-    ]);
 
     this.rollup = new Rollup(this, "rollup", {
       config,
@@ -135,14 +138,19 @@ export class SketchstreamStack extends TerraformStack {
       subnetIds: this.network.subnetIds,
       securityGroupIds: [this.network.functionsSg.id],
       kmsKeyArn: key.arn,
+      networkReady: this.network.functionRules,
       redis: redisFor("rollup"),
     });
 
+    const [operatorSubnet] = this.network.subnets;
+    const [operatorRouting] = this.network.routeTableAssociations;
+    if (!operatorSubnet || !operatorRouting) throw new Error("the network has no subnet");
     this.access = new Access(this, "access", {
       config,
       accountId,
       vpcId: this.network.vpc.id,
-      subnetId: this.network.subnetIds[0] as string,
+      subnetId: operatorSubnet.id,
+      subnetRouting: operatorRouting,
       routeTableIds: [this.network.routeTable.id],
       memorydbSecurityGroupId: this.network.memorydbSg.id,
       redis: {
@@ -197,8 +205,8 @@ export class SketchstreamStack extends TerraformStack {
     out("operator_policy_arn", this.access.operatorPolicy.arn, "IAM policy to attach to operators");
     out(
       "redis_cli_command",
-      `redis-cli -c --tls -h ${this.memorydb.endpointAddress} -p ${this.memorydb.port} --user ${reader} --pass "$TOKEN" PFCOUNT ${EXAMPLE_KEY}`,
-      "Run on the operator instance; TOKEN from `npm run -s cli -- token --user <reader>` (valid 15 minutes)",
+      `redis-cli -c --tls -h ${this.memorydb.endpointAddress} -p ${this.memorydb.port} --user ${reader} PFCOUNT ${EXAMPLE_KEY}`,
+      "Run on the operator instance after `export REDISCLI_AUTH='<token>'`, the token made on a workstation by `npm run cli -- token` (it opens connections for 15 minutes)",
     );
     const cliEnv = {
       ...toEnv({

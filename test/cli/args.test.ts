@@ -125,7 +125,12 @@ describe("token", () => {
     );
     expect(params.get("X-Amz-Expires")).toBe("900");
     expect(params.get("X-Amz-Signature")).toMatch(/^[0-9a-f]{64}$/);
-    expect(result.stderr).toContain("--user reader");
+    // The hint is for the operator instance, where redis-cli and the network path are (and
+    // neither Node nor AWS credentials): paste the token, never run this CLI there.
+    expect(result.stderr).toContain("operator_connect_command");
+    expect(result.stderr).toContain("export REDISCLI_AUTH='<token>'");
+    expect(result.stderr).toMatch(/redis-cli -c --tls -h .* --user reader PFCOUNT/);
+    expect(result.stderr).not.toContain("npm run");
   });
 
   it("signs for REDIS_USER when --user is not given, and asks for a user when neither is", async () => {

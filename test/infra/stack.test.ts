@@ -25,6 +25,7 @@ import { availabilityZones } from "../../stacks/config.js";
 import { subnetCidrs } from "../../stacks/network.js";
 import {
   ACCOUNT_REF,
+  address,
   ENVIRONMENTS,
   one,
   ref,
@@ -172,8 +173,14 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     it("prod keeps a final snapshot and refuses to be destroyed; dev does neither", () => {
       const cluster = one(tf, "aws_memorydb_cluster");
       if (env === "prod") {
-        expect(cluster.final_snapshot_name).toBe(`${prefix}-final`);
-        expect(cluster.lifecycle).toEqual({ prevent_destroy: true });
+        // Named at creation and kept: a second teardown leaves a second snapshot, no clash.
+        expect(cluster.final_snapshot_name).toBe(
+          `${prefix}-final-\${formatdate("YYYYMMDDhhmmss", timestamp())}`,
+        );
+        expect(cluster.lifecycle).toEqual({
+          prevent_destroy: true,
+          ignore_changes: ["final_snapshot_name"],
+        });
         // Snapshots are encrypted with the stack's key: it is guarded the same way.
         expect(one(tf, "aws_kms_key").lifecycle).toEqual({ prevent_destroy: true });
       } else {
@@ -273,6 +280,20 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       });
       expect(loaded.retention).toEqual(config.retention);
       expect(loaded.quarantine).toEqual({ queueUrl: expect.stringMatching(/^https:\/\/sqs\./) });
+    });
+
+    it("the mapping and the schedule wait for the network rules (and the SQS endpoint)", () => {
+      const rules = [
+        address(tf, "aws_vpc_security_group_egress_rule", "functions-to-memorydb"),
+        address(tf, "aws_vpc_security_group_ingress_rule", "memorydb-from-functions"),
+        address(tf, "aws_vpc_security_group_egress_rule", "functions-to-endpoints"),
+        address(tf, "aws_vpc_security_group_ingress_rule", "endpoints-from-functions"),
+      ];
+      const mapping = one(tf, "aws_lambda_event_source_mapping");
+      expect(mapping.depends_on).toEqual(
+        expect.arrayContaining([...rules, address(tf, "aws_vpc_endpoint", "sqs-endpoint")]),
+      );
+      expect(one(tf, "aws_scheduler_schedule").depends_on).toEqual(expect.arrayContaining(rules));
     });
 
     it("event source mapping: TRIM_HORIZON, partial failures, bisect, bounded retries, failure queue", () => {
@@ -436,12 +457,13 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(lt.user_data).toMatch(/redis6-cli \/usr\/local\/bin\/redis-cli/);
       const instance = one(tf, "aws_instance");
       expect(instance.iam_instance_profile).toBeUndefined();
-      // First boot installs redis-cli from S3: the route and the egress rule come first.
-      const address = (type: string, fragment: string) =>
-        (resourcesOfType(tf, type).find(([a]) => a.includes(fragment)) as [string, TfResource])[0];
+      // First boot installs redis-cli from S3: the subnet's route table association, the S3
+      // route and the egress rule come first.
+      expect(instance.subnet_id).toBe(ref(tf, "aws_subnet", "private-0_", "id"));
       expect(instance.depends_on).toEqual([
-        address("aws_vpc_endpoint", "s3"),
-        address("aws_vpc_security_group_egress_rule", "instance-to-s3"),
+        address(tf, "aws_route_table_association", "private-0-rt"),
+        address(tf, "aws_vpc_endpoint", "s3"),
+        address(tf, "aws_vpc_security_group_egress_rule", "instance-to-s3"),
       ]);
       // SSH reaches the instance only from the endpoint's security group.
       const sshIn = resourcesOfType(tf, "aws_vpc_security_group_ingress_rule")
@@ -548,6 +570,19 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(alarms[`${prefix}-failure-queue-depth`]?.dimensions).toEqual({
         QueueName: ref(tf, "aws_sqs_queue", "failures", "name"),
       });
+      // Memory is per node: the highest of any node, not a ClusterName-only series.
+      expect(alarms[`${prefix}-memorydb-memory`]).toMatchObject({
+        metric_query: [
+          {
+            id: "memory",
+            period: 60,
+            return_data: true,
+            expression: `SELECT MAX(DatabaseMemoryUsagePercentage) FROM "AWS/MemoryDB" WHERE ClusterName = '${prefix}'`,
+          },
+        ],
+        threshold: config.alarms.memoryUsagePercent,
+      });
+      expect(alarms[`${prefix}-memorydb-memory`]?.dimensions).toBeUndefined();
       const rollup = alarms[`${prefix}-rollup-failed`]?.metric_query as TfResource[];
       expect(rollup.map((q) => (q.metric as TfResource | undefined)?.metric_name)).toEqual([
         "ExecutionsFailed",
@@ -572,7 +607,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     );
     expect(tf.output.failure_queue_url?.value).toBe(ref(tf, "aws_sqs_queue", "failures", "url"));
     expect(tf.output.redis_cli_command?.value).toBe(
-      `redis-cli -c --tls -h ${host} -p 6379 --user ${prefix}-reader --pass "$TOKEN" PFCOUNT 'uv:{site_id=715}:2024-03-09'`,
+      `redis-cli -c --tls -h ${host} -p 6379 --user ${prefix}-reader PFCOUNT 'uv:{site_id=715}:2024-03-09'`,
     );
     expect(tf.output.operator_connect_command?.value).toBe(
       `aws ec2-instance-connect ssh --region ${config.region} --instance-id ${ref(tf, "aws_instance", "instance", "id")} --os-user ec2-user --connection-type eice`,
@@ -581,6 +616,19 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
 });
 
 describe("stack with overrides", () => {
+  it("another region: subnets in the zones given, by AZ ID where one is given", () => {
+    const { tf } = synth("dev", {
+      region: "us-east-1",
+      network: { availabilityZones: ["use1-az4", "us-east-1b"] },
+    });
+    const subnets = resourcesOfType(tf, "aws_subnet").map(([, body]) => body);
+    expect(subnets).toEqual([
+      expect.objectContaining({ availability_zone_id: "use1-az4" }),
+      expect.objectContaining({ availability_zone: "us-east-1b" }),
+    ]);
+    expect(subnets[0]?.availability_zone).toBeUndefined();
+  });
+
   it("provisioned stream: shard count", () => {
     const { tf } = synth("dev", { stream: { mode: "PROVISIONED", shardCount: 3 } });
     expect(one(tf, "aws_kinesis_stream")).toMatchObject({

@@ -108,6 +108,13 @@ export function one(tf: TfJson, type: string, fragment = ""): TfResource {
   return (found[0] as [string, TfResource])[1];
 }
 
+/** The address ("<type>.<name>") of the single resource of a type matching `fragment`. */
+export function address(tf: TfJson, type: string, fragment: string): string {
+  const found = resourcesOfType(tf, type).filter(([a]) => a.includes(fragment));
+  if (found.length !== 1) throw new Error(`expected one ${type} matching "${fragment}"`);
+  return (found[0] as [string, TfResource])[0];
+}
+
 /** "${aws_x.name.attr}" reference to a resource, as the synthesized JSON writes it. */
 export function ref(tf: TfJson, type: string, fragment: string, attribute: string): string {
   const found = resourcesOfType(tf, type).filter(([address]) => address.includes(fragment));

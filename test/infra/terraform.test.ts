@@ -22,8 +22,64 @@ import {
 
 afterAll(removeSynthOutputs);
 
-/** Resources each environment plans to create (prod has a third AZ: subnet + association). */
-const PLANNED_COUNT: Record<string, number> = { dev: 69, prod: 71 };
+/** The resources each environment plans to create, by type: what the design asks for. */
+function plannedTypes(azs: number): Record<string, number> {
+  return {
+    // Network: VPC, one private subnet per AZ on one route table without internet route, the
+    // emptied default group; groups for functions, MemoryDB, endpoints, operator, EICE; rules
+    // by group reference; the SQS interface and S3 gateway endpoints.
+    aws_vpc: 1,
+    aws_subnet: azs,
+    aws_route_table: 1,
+    aws_route_table_association: azs,
+    aws_default_security_group: 1,
+    aws_security_group: 5,
+    aws_vpc_security_group_egress_rule: 5,
+    aws_vpc_security_group_ingress_rule: 4,
+    aws_vpc_endpoint: 2,
+    // MemoryDB: cluster, subnet and parameter groups, ACL with consumer, rollup and reader.
+    aws_memorydb_cluster: 1,
+    aws_memorydb_subnet_group: 1,
+    aws_memorydb_parameter_group: 1,
+    aws_memorydb_acl: 1,
+    aws_memorydb_user: 3,
+    // Encryption at rest: one key and its alias.
+    aws_kms_key: 1,
+    aws_kms_alias: 1,
+    // Stream and consumer: its mapping, the quarantine and failure queues with TLS-only policies.
+    aws_kinesis_stream: 1,
+    aws_lambda_event_source_mapping: 1,
+    aws_sqs_queue: 2,
+    aws_sqs_queue_policy: 2,
+    // Functions: consumer + plan, merge, finish; a log group each plus the state machine's.
+    aws_lambda_function: 4,
+    aws_cloudwatch_log_group: 5,
+    // Roles: consumer, rollup functions, state machine, scheduler; one inline policy each.
+    aws_iam_role: 4,
+    aws_iam_role_policy: 4,
+    aws_sfn_state_machine: 1,
+    aws_scheduler_schedule: 1,
+    // Operator access: endpoint, instance from a launch template, the operator policy.
+    aws_ec2_instance_connect_endpoint: 1,
+    aws_launch_template: 1,
+    aws_instance: 1,
+    aws_iam_policy: 1,
+    // Alarms to an encrypted topic that only this account's alarms may publish to.
+    aws_cloudwatch_metric_alarm: 6,
+    aws_sns_topic: 1,
+    aws_sns_topic_policy: 1,
+  };
+}
+const PLANNED: Record<string, Record<string, number>> = {
+  dev: plannedTypes(2),
+  prod: plannedTypes(3),
+};
+const PLANNED_COUNT: Record<string, number> = Object.fromEntries(
+  Object.entries(PLANNED).map(([env, types]) => [
+    env,
+    Object.values(types).reduce((a, b) => a + b, 0),
+  ]),
+);
 
 interface PlannedResource {
   address: string;
@@ -33,7 +89,38 @@ interface PlannedResource {
 
 interface Pipeline {
   validated: Promise<string>;
+  /** `terraform graph`: the dependency edges Terraform orders the apply by. */
+  graph: Promise<string>;
   planned: Promise<PlannedResource[]>;
+}
+
+/**
+ * Whether, in `terraform graph`'s DOT output, a resource waits for another: a path of edges
+ * from the first to the second (Terraform may draw only the transitive reduction). Resources
+ * are found by type and a fragment of their address.
+ */
+function dependsOn(graph: string, from: [string, string], to: [string, string]): boolean {
+  const edges = new Map<string, string[]>();
+  for (const m of graph.matchAll(/"([^"]+)" -> "([^"]+)"/g)) {
+    const [, a = "", b = ""] = m;
+    edges.set(a, [...(edges.get(a) ?? []), b]);
+  }
+  const matches = (node: string, [type, fragment]: [string, string]) =>
+    node.startsWith(`${type}.`) && node.includes(fragment);
+  const start = [...edges.keys()].filter((node) => matches(node, from));
+  expect(start, `${from.join(" ")} is in the graph`).toHaveLength(1);
+  const seen = new Set<string>();
+  const queue = [...start];
+  for (let node = queue.shift(); node !== undefined; node = queue.shift()) {
+    if (node !== start[0] && matches(node, to)) return true;
+    for (const next of edges.get(node) ?? []) {
+      if (!seen.has(next)) {
+        seen.add(next);
+        queue.push(next);
+      }
+    }
+  }
+  return false;
 }
 
 const version = terraformVersion();
@@ -63,7 +150,8 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
         await terraformOk(w, ["init", "-input=false", "-no-color"]);
         return terraformOk(w, ["validate", "-no-color"]);
       })();
-      const planned = validated.then(async () => {
+      const graph = validated.then(() => terraformOk(w, ["graph"]));
+      const planned = graph.then(async () => {
         offlineProvider(w.dir, stub.url);
         await terraformOk(w, [
           "plan",
@@ -78,8 +166,9 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
       });
       // Failures surface in the tests that await them, not as unhandled rejections.
       validated.catch(() => {});
+      graph.catch(() => {});
       planned.catch(() => {});
-      pipelines[env] = { validated, planned };
+      pipelines[env] = { validated, graph, planned };
     }
   });
 
@@ -100,10 +189,39 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
     );
 
     it(
-      `plans exactly ${PLANNED_COUNT[env]} resources to create, with the key settings`,
+      "orders the first apply: the instance after its subnet's routing, the mapping after its network",
+      { timeout: 180_000 },
+      async () => {
+        const graph = (await pipelines[env]?.graph) as string;
+        const instance: [string, string] = ["aws_instance", "access_instance"];
+        expect(dependsOn(graph, instance, ["aws_route_table_association", "private-0-rt"])).toBe(
+          true,
+        );
+        expect(dependsOn(graph, instance, ["aws_vpc_endpoint", "access_s3"])).toBe(true);
+        const mapping: [string, string] = ["aws_lambda_event_source_mapping", "stream-mapping"];
+        for (const rule of [
+          ["aws_vpc_security_group_egress_rule", "functions-to-memorydb"],
+          ["aws_vpc_security_group_ingress_rule", "memorydb-from-functions"],
+          ["aws_vpc_security_group_egress_rule", "functions-to-endpoints"],
+          ["aws_vpc_security_group_ingress_rule", "endpoints-from-functions"],
+          ["aws_vpc_endpoint", "sqs-endpoint"],
+        ] as [string, string][]) {
+          expect(dependsOn(graph, mapping, rule), rule.join(" ")).toBe(true);
+        }
+        // The search is not trivially true: the association does not wait for the instance.
+        const association: [string, string] = ["aws_route_table_association", "private-0-rt"];
+        expect(dependsOn(graph, association, instance)).toBe(false);
+      },
+    );
+
+    it(
+      `plans exactly the ${PLANNED_COUNT[env]} resources of the design, with the key settings`,
       { timeout: 180_000 },
       async () => {
         const changes = (await pipelines[env]?.planned) as PlannedResource[];
+        const byType: Record<string, number> = {};
+        for (const c of changes) byType[c.type] = (byType[c.type] ?? 0) + 1;
+        expect(byType).toEqual(PLANNED[env]);
         expect(changes.length).toBe(PLANNED_COUNT[env]);
         expect(new Set(changes.map((c) => c.change.actions.join("+")))).toEqual(
           new Set(["create"]),
