@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
 import { wholeNumberArg } from "../cli/args.js";
+import { at } from "../functions/domain/arrays.js";
+import { messageOf } from "../functions/domain/errors.js";
 import { type RunningRedisCluster, startRedisCluster } from "../local/redis-cluster.js";
 
 /** Milliseconds `fn` takes (awaited). */
@@ -26,9 +28,7 @@ export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1 ? at(sorted, mid) : (at(sorted, mid - 1) + at(sorted, mid)) / 2;
 }
 
 export function min(values: readonly number[]): number {
@@ -117,7 +117,7 @@ export function wholeNumberFlag(
     try {
       return wholeNumberArg(name, text, least, least);
     } catch (err) {
-      throw new RangeError(`${(err as Error).message}\n${usage}`);
+      throw new RangeError(`${messageOf(err)}\n${usage}`);
     }
   };
 }
@@ -154,7 +154,7 @@ export function benchClients(
   cluster: RunningRedisCluster,
   closers: Closer[],
 ): { pipelined: Cluster; naive: Cluster } {
-  const node = { host: cluster.host, port: cluster.ports[0] as number };
+  const node = { host: cluster.host, port: cluster.port };
   const make = (enableAutoPipelining: boolean) => {
     const client = new Cluster([node], { enableAutoPipelining });
     client.on("error", () => {});

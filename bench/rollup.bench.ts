@@ -33,6 +33,7 @@ import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { StateMachine } from "aws-local-stepfunctions";
 import { Redis } from "ioredis";
+import * as v from "valibot";
 import {
   type ClickPayload,
   GENERATOR_EVENTS,
@@ -40,8 +41,10 @@ import {
   generatorUserId,
   mulberry32,
 } from "../cli/generator.js";
+import { at } from "../functions/domain/arrays.js";
 import {
   PENDING_KEY,
+  parseSiteIndexMember,
   SITES_KEY,
   TOUCHED_KEY,
   uniqueVisitorsKey,
@@ -62,6 +65,7 @@ import {
 } from "../functions/domain/periods.js";
 import { DEFAULT_RETENTION, loadRuntimeConfig } from "../functions/domain/runtime-env.js";
 import type { RollupHandlers } from "../functions/rollup/handler.js";
+import { RollupOutputSchema } from "../functions/rollup/input.js";
 import {
   type MergeTarget,
   mergeTargets,
@@ -194,7 +198,8 @@ function parseCommandStats(info: string): NodeStats {
   const stats: NodeStats = new Map();
   for (const line of info.split(/\r?\n/)) {
     const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
-    if (m) stats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+    const [, command, calls, usec] = m ?? [];
+    if (command) stats.set(command, { calls: Number(calls), usec: Number(usec) });
   }
   return stats;
 }
@@ -388,7 +393,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
         yield {
           user_id: generatorUserId(Math.floor(random() * opts.users)),
           site_id: site,
-          event: GENERATOR_EVENTS[(site + dayIndex + k) % GENERATOR_EVENTS.length] as string,
+          event: at(GENERATOR_EVENTS, (site + dayIndex + k) % GENERATOR_EVENTS.length),
           sku: `sku-${String(Math.floor(random() * 10_000)).padStart(4, "0")}`,
           amount: 1 + Math.floor(random() * 10),
           event_time: generatorTime(start + Math.floor(random() * spanMs)),
@@ -459,7 +464,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   if (catchUp.status !== "SUCCEEDED") {
     throw new Error(`catch-up rollup ${catchUp.status}: ${catchUp.error}: ${catchUp.cause}`);
   }
-  const catchUpOut = catchUp.output as RollupOutput;
+  const catchUpOut = v.parse(RollupOutputSchema, catchUp.output);
   const catchUpTimings = current;
 
   // --- timed incremental rounds ---------------------------------------------------------------
@@ -491,7 +496,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
     if (result.status !== "SUCCEEDED") {
       throw new Error(`incremental rollup ${result.status}: ${result.error}: ${result.cause}`);
     }
-    const output = result.output as RollupOutput;
+    const output = v.parse(RollupOutputSchema, result.output);
     if (output.itemsMerged !== items.length) {
       throw new Error(
         `the run merged ${output.itemsMerged} items; the touched set implied ${items.length}`,
@@ -553,7 +558,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   const naiveTime = await measure(async () => {
     const members = await naiveClient.smembers(SITES_KEY);
     for (const member of members) {
-      const [siteId, event] = member.split("|") as [string, string | undefined];
+      const { siteId, event } = parseSiteIndexMember(member);
       for (const period of periods) {
         if (naiveItems >= naiveLimit) return;
         const days = daysInPeriod(period).map((day) => uniqueVisitorsKey(siteId, day, event));
@@ -624,7 +629,7 @@ const sum = (spans: readonly Span[]) => spans.reduce((n, s) => n + (s.end - s.st
 /** The round whose wall time is the median (the lower middle one for an even count). */
 function medianRound(rounds: readonly IncrementalRound[]): IncrementalRound {
   const sorted = [...rounds].sort((a, b) => a.wallMs - b.wallMs);
-  return sorted[Math.floor((sorted.length - 1) / 2)] as IncrementalRound;
+  return at(sorted, Math.floor((sorted.length - 1) / 2), "round");
 }
 
 function measuredRow(name: string, m: Measured): string[] {

@@ -4,6 +4,7 @@
  * runtime failures (configuration, Redis, AWS) exit 1 with their cause.
  */
 
+import { messageOf } from "../functions/domain/errors.js";
 import { ConfigError } from "../functions/domain/runtime-env.js";
 import { type CountDeps, runCount } from "./count.js";
 import {
@@ -12,7 +13,6 @@ import {
   EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
-  errorMessage,
   USAGE,
   UsageError,
 } from "./io.js";
@@ -61,9 +61,9 @@ export async function runCli(argv: readonly string[], deps: CliDeps): Promise<nu
       deps.stderr.write(`error: ${err.message}\n`);
       return EXIT_FAILURE;
     }
-    const cause = (err as { cause?: unknown }).cause;
+    const cause = err instanceof Error ? err.cause : undefined;
     deps.stderr.write(
-      `error: ${errorMessage(err)}${cause === undefined ? "" : `\n  cause: ${errorMessage(cause)}`}\n`,
+      `error: ${messageOf(err)}${cause === undefined ? "" : `\n  cause: ${messageOf(cause)}`}\n`,
     );
     return EXIT_FAILURE;
   }

@@ -1,6 +1,7 @@
 /** node:util parseArgs with its errors turned into usage errors, and the date checks. */
 
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { messageOf } from "../functions/domain/errors.js";
 import { dayStartMs, monthStartDay, weekStartDay } from "../functions/domain/periods.js";
 import { UsageError } from "./io.js";
 
@@ -14,7 +15,7 @@ export function parseFlags<T extends Options>(
   try {
     return parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    throw new UsageError(`${command}: ${(err as Error).message}`);
+    throw new UsageError(`${command}: ${messageOf(err)}`);
   }
 }
 
@@ -24,7 +25,7 @@ export function dayFlag(flag: string, value: string): string {
     dayStartMs(value);
     return value;
   } catch (err) {
-    throw new UsageError(`--${flag}: ${(err as Error).message}`);
+    throw new UsageError(`--${flag}: ${messageOf(err)}`);
   }
 }
 
@@ -33,7 +34,7 @@ export function weekFlag(value: string): string {
     weekStartDay(value);
     return value;
   } catch (err) {
-    throw new UsageError(`--week: ${(err as Error).message}`);
+    throw new UsageError(`--week: ${messageOf(err)}`);
   }
 }
 
@@ -42,7 +43,7 @@ export function monthFlag(value: string): string {
     monthStartDay(value);
     return value;
   } catch (err) {
-    throw new UsageError(`--month: ${(err as Error).message}`);
+    throw new UsageError(`--month: ${messageOf(err)}`);
   }
 }
 

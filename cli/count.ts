@@ -9,7 +9,9 @@
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
+import { first, last } from "../functions/domain/arrays.js";
 import { candidatePeriods, coverRange, MAX_RANGE_DAYS } from "../functions/domain/cover.js";
+import { messageOf } from "../functions/domain/errors.js";
 import {
   assertEventType,
   assertSiteId,
@@ -28,7 +30,7 @@ import {
   daysInWeek,
   type Period,
 } from "../functions/domain/periods.js";
-import type { Env, RedisSettings } from "../functions/domain/runtime-env.js";
+import type { RedisSettings } from "../functions/domain/runtime-env.js";
 import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
 import { dayFlag, dayRangeFlags, monthFlag, parseFlags, weekFlag } from "./args.js";
 import { type CliIo, EXIT_OK, UsageError } from "./io.js";
@@ -85,7 +87,7 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
     assertSiteId(flags.site);
     if (flags.event !== undefined) assertEventType(flags.event);
   } catch (err) {
-    throw new UsageError(`count: ${(err as Error).message}`);
+    throw new UsageError(`count: ${messageOf(err)}`);
   }
   const chosen = (["day", "week", "month", "from", "to"] as const).filter(
     (f) => flags[f] !== undefined,
@@ -103,7 +105,8 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
   else if (flags.week !== undefined) days = daysInWeek(weekFlag(flags.week));
   else if (flags.month !== undefined) days = daysInMonth(monthFlag(flags.month));
   else {
-    const range = dayRangeFlags(flags.from, flags.to) as { from: string; to: string };
+    const range = dayRangeFlags(flags.from, flags.to);
+    if (!range) throw new UsageError("count: --from and --to are required together");
     days = [range.from, range.to];
     if (daysInRange(range.from, range.to).length > MAX_RANGE_DAYS) {
       throw new UsageError(`count: a range may span at most ${MAX_RANGE_DAYS} days`);
@@ -112,8 +115,8 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
   return {
     site: flags.site,
     ...(flags.event !== undefined ? { event: flags.event } : {}),
-    from: days[0] as string,
-    to: days[days.length - 1] as string,
+    from: first(days, "day"),
+    to: last(days, "day"),
     json: flags.json ?? false,
   };
 }
@@ -151,9 +154,9 @@ async function usablePeriods(
     ]);
     busy = new Set([...touched, ...pending]);
   } catch (err) {
-    if (!/^NOPERM/.test((err as Error).message)) throw err;
+    if (!/^NOPERM/.test(messageOf(err))) throw err;
     warn(
-      `warning: cannot read ${TOUCHED_KEY} and ${PENDING_KEY} (${(err as Error).message}); counting from daily keys only, which is exact while the days are within their retention`,
+      `warning: cannot read ${TOUCHED_KEY} and ${PENDING_KEY} (${messageOf(err)}); counting from daily keys only, which is exact while the days are within their retention`,
     );
     return new Set();
   }
@@ -238,7 +241,7 @@ function expiredDays(cover: readonly string[], retentionDays: number, nowMs: num
 
 export async function runCount(args: readonly string[], deps: CountDeps): Promise<number> {
   const request = parseCountArgs(args);
-  const config = loadRuntimeConfig(deps.env as Env);
+  const config = loadRuntimeConfig(deps.env);
   const settings = config.redis;
   const result = await withRedis(
     settings,

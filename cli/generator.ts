@@ -5,6 +5,7 @@
  * The same seed gives the same events, so local runs and benchmarks can be compared.
  */
 
+import { at } from "../functions/domain/arrays.js";
 import { DAY_MS } from "../functions/domain/periods.js";
 
 export const GENERATOR_SITES = [489, 715, 283, 190, 875] as const;
@@ -54,7 +55,7 @@ export interface GeneratorOptions {
 }
 
 function pick<T>(random: () => number, items: readonly T[]): T {
-  return items[Math.floor(random() * items.length)] as T;
+  return at(items, Math.floor(random() * items.length));
 }
 
 /** An endless, seeded stream of events; take as many as needed. */

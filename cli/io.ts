@@ -90,8 +90,3 @@ ${CLI_VARIABLES.map((variable) => `  ${variable.name.padEnd(19)} ${variable.mean
 
 Exit codes: 0 success, 1 runtime failure (the cause is printed), 2 usage error.
 `;
-
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
-}

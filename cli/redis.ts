@@ -6,6 +6,7 @@
 
 import { awsRedisDeps } from "../functions/adapters/aws.js";
 import { connectRedis, type RedisConnection } from "../functions/adapters/redis.js";
+import { messageOf } from "../functions/domain/errors.js";
 import type { RedisSettings } from "../functions/domain/runtime-env.js";
 import { CliError } from "./io.js";
 
@@ -34,9 +35,8 @@ export async function withRedis<T>(
     return await Promise.race([use(connection), timeout]);
   } catch (err) {
     if (err instanceof CliError) throw err;
-    const e = err as Error;
     throw new CliError(
-      `Redis at ${settings.host}:${settings.port} (${settings.cluster ? "cluster" : "single node"}, ${settings.tls ? "TLS" : "no TLS"}): ${e.message}`,
+      `Redis at ${settings.host}:${settings.port} (${settings.cluster ? "cluster" : "single node"}, ${settings.tls ? "TLS" : "no TLS"}): ${messageOf(err)}`,
     );
   } finally {
     clearTimeout(timer);

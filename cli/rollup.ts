@@ -7,7 +7,7 @@
  * go to stderr. Exit code 0 only when the execution SUCCEEDED (or, without --wait, started).
  */
 
-import { isatty } from "node:tty";
+import { isatty, WriteStream } from "node:tty";
 import { Logger } from "@aws-lambda-powertools/logger";
 import {
   DescribeExecutionCommand,
@@ -17,6 +17,7 @@ import {
   type StartExecutionCommandOutput,
 } from "@aws-sdk/client-sfn";
 import { createSpinner } from "nanospinner";
+import { messageOf } from "../functions/domain/errors.js";
 import type { LocalRollupOptions, LocalRollupResult } from "../state-machines/local-runner.js";
 import { dayRangeFlags, parseFlags } from "./args.js";
 import { CliError, type CliIo, EXIT_FAILURE, EXIT_OK, type Output } from "./io.js";
@@ -86,7 +87,8 @@ export function stateMachineFromEnv(env: CliIo["env"]): { arn: string; region: s
       `STATE_MACHINE_ARN="${arn}" is invalid: expected a Step Functions state machine ARN, e.g. ${example}`,
     );
   }
-  return { arn, region: match[1] as string };
+  const [, region = ""] = match;
+  return { arn, region };
 }
 
 function duration(ms: number): string {
@@ -116,15 +118,14 @@ function defaultSpinner(
   env: CliIo["env"],
 ): (text: string) => ProgressSpinner | undefined {
   return (text) => {
-    const stream = stderr as Partial<NodeJS.WriteStream>;
     const interactive =
-      stream.isTTY === true &&
-      (stream.columns ?? 0) > 0 &&
+      stderr instanceof WriteStream &&
+      stderr.columns > 0 &&
       isatty(1) &&
       env.TERM !== "dumb" &&
       env.CI === undefined;
     if (!interactive) return undefined;
-    const spinner = createSpinner(text, { stream: stream as NodeJS.WriteStream }).start();
+    const spinner = createSpinner(text, { stream: stderr }).start();
     return {
       update: (t) => spinner.update({ text: t }),
       stop: () => spinner.stop(),
@@ -171,8 +172,8 @@ function sfnClient(env: CliIo["env"], region: string): SFNClient {
 }
 
 function awsFailure(action: string, arn: string, err: unknown): CliError {
-  const e = err as Error;
-  return new CliError(`${action} on ${arn} failed: ${e.name}: ${e.message}`);
+  const name = err instanceof Error ? `${err.name}: ` : "";
+  return new CliError(`${action} on ${arn} failed: ${name}${messageOf(err)}`);
 }
 
 async function waitForExecution(

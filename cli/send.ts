@@ -6,9 +6,11 @@
  * A progress bar (records/s, ETA) on a terminal, plain lines otherwise.
  */
 
+import { WriteStream } from "node:tty";
 import { KinesisClient } from "@aws-sdk/client-kinesis";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { SingleBar } from "cli-progress";
+import { messageOf } from "../functions/domain/errors.js";
 import { parseFlags, wholeNumberArg } from "./args.js";
 import { generateEvents } from "./generator.js";
 import { CliError, type CliIo, EXIT_OK } from "./io.js";
@@ -92,11 +94,11 @@ export function kinesisFromEnv(env: CliIo["env"]): { kinesis: KinesisClient; str
 
 function defaultProgress(io: CliIo): (total: number) => SendProgress {
   return (total) => {
-    if (io.stderr.isTTY) {
+    if (io.stderr instanceof WriteStream) {
       const bar = new SingleBar({
         format:
           "sending [{bar}] {percentage}% | {value}/{total} records | {speed} records/s | ETA {eta_formatted}",
-        stream: io.stderr as NodeJS.WritableStream,
+        stream: io.stderr,
         hideCursor: true,
       });
       const started = Date.now();
@@ -156,7 +158,7 @@ export async function runSend(args: readonly string[], deps: SendDeps): Promise<
       onProgress: ({ sent }) => progress.update(sent),
     });
   } catch (err) {
-    throw new CliError(`sending to ${stream} failed: ${(err as Error).message}`);
+    throw new CliError(`sending to ${stream} failed: ${messageOf(err)}`);
   } finally {
     progress.stop();
     if (fromEnv) fromEnv.kinesis.destroy();

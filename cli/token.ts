@@ -7,6 +7,7 @@
 
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
 import { createMemoryDbIamToken, IAM_TOKEN_LIFETIME_S } from "../functions/adapters/redis.js";
+import { messageOf } from "../functions/domain/errors.js";
 import { parseFlags } from "./args.js";
 import { CliError, type CliIo, EXIT_OK, UsageError } from "./io.js";
 
@@ -61,7 +62,7 @@ export async function runToken(args: readonly string[], deps: TokenDeps): Promis
     });
   } catch (err) {
     throw new CliError(
-      `cannot sign a token: ${(err as Error).message}. Configure AWS credentials (AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)`,
+      `cannot sign a token: ${messageOf(err)}. Configure AWS credentials (AWS_PROFILE, aws sso login, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)`,
     );
   }
   deps.stdout.write(`${token}\n`);

@@ -29,6 +29,7 @@ import type {
   KinesisStreamEvent,
   KinesisStreamRecord,
 } from "aws-lambda";
+import { at } from "../functions/domain/arrays.js";
 import { lambdaContext } from "./lambda-context.js";
 
 export interface EventSourceMappingSettings {
@@ -88,6 +89,12 @@ export interface OnFailureRecord {
   };
 }
 
+/** A field the Kinesis API always returns, though its SDK types make every field optional. */
+function present(value: string | undefined, field: string): string {
+  if (value === undefined) throw new Error(`Kinesis returned no ${field}`);
+  return value;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class EventSourcePoller {
@@ -130,7 +137,7 @@ export class EventSourcePoller {
     const out = await this.options.kinesis.send(
       new ListShardsCommand({ StreamName: this.options.streamName }),
     );
-    const shards = (out.Shards ?? []).map((s) => s.ShardId as string);
+    const shards = (out.Shards ?? []).map((s) => present(s.ShardId, "ShardId"));
     this.running = true;
     this.loops = shards.map((shardId) => {
       this.idle.set(shardId, false);
@@ -258,16 +265,16 @@ export class EventSourcePoller {
     retries: number,
     functionError?: string,
   ): Promise<void> {
-    const first = records[0] as _Record;
-    const last = records[records.length - 1] as _Record;
+    const first = at(records, 0, "record");
+    const last = at(records, -1, "record");
     const line: OnFailureRecord = {
       requestContext: { condition, approximateInvokeCount: retries + 1 },
       responseContext: functionError ? { functionError } : {},
       timestamp: new Date(this.now()).toISOString(),
       KinesisBatchInfo: {
         shardId,
-        startSequenceNumber: first.SequenceNumber as string,
-        endSequenceNumber: last.SequenceNumber as string,
+        startSequenceNumber: present(first.SequenceNumber, "SequenceNumber"),
+        endSequenceNumber: present(last.SequenceNumber, "SequenceNumber"),
         approximateArrivalOfFirstRecord: (
           first.ApproximateArrivalTimestamp ?? new Date(0)
         ).toISOString(),
@@ -289,8 +296,8 @@ export class EventSourcePoller {
         (r): KinesisStreamRecord => ({
           kinesis: {
             kinesisSchemaVersion: "1.0",
-            partitionKey: r.PartitionKey as string,
-            sequenceNumber: r.SequenceNumber as string,
+            partitionKey: present(r.PartitionKey, "PartitionKey"),
+            sequenceNumber: present(r.SequenceNumber, "SequenceNumber"),
             data: Buffer.from(r.Data ?? new Uint8Array()).toString("base64"),
             approximateArrivalTimestamp:
               (r.ApproximateArrivalTimestamp?.getTime() ?? this.now()) / 1000,

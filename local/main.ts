@@ -16,9 +16,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
+import * as v from "valibot";
 import { instantArg, wholeNumberArg } from "../cli/args.js";
 import { generateEvents } from "../cli/generator.js";
 import { putAll } from "../cli/producer.js";
+import { messageOf } from "../functions/domain/errors.js";
 import { uniqueVisitorsKey } from "../functions/domain/keys.js";
 import {
   addDays,
@@ -29,6 +31,7 @@ import {
   monthOf,
 } from "../functions/domain/periods.js";
 import { DEFAULT_RETENTION } from "../functions/domain/runtime-env.js";
+import { RollupOutputSchema } from "../functions/rollup/input.js";
 import { runRollupLocally } from "../state-machines/local-runner.js";
 import { RedisServerMissingError } from "./redis-cluster.js";
 import { type LocalRuntime, startLocalRuntime } from "./runtime.js";
@@ -108,7 +111,7 @@ function parseOptions(realNow: number): LocalOptions {
       keep: values.keep === true,
     };
   } catch (err) {
-    return usageError((err as Error).message);
+    return usageError(messageOf(err));
   }
 }
 
@@ -213,9 +216,9 @@ async function rollUp(runtime: LocalRuntime, clock: () => number, log: Log): Pro
   });
   if (rollup.status !== "SUCCEEDED")
     throw new Error(`the rollup failed: ${rollup.error}: ${rollup.cause}`);
-  const out = rollup.output as { keysWritten: number; sitesMerged: number; periods: string[] };
+  const out = v.parse(RollupOutputSchema, rollup.output);
   log(
-    `rollup: ${out.keysWritten} week and month keys written for ${out.sitesMerged} sites (${out.periods.join(", ")})`,
+    `rollup: ${out.keysWritten ?? 0} week and month keys written for ${out.sitesMerged ?? 0} sites (${(out.periods ?? []).join(", ")})`,
   );
 }
 

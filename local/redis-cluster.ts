@@ -5,11 +5,12 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { at } from "../functions/domain/arrays.js";
 
 const run = promisify(execFile);
 
@@ -96,7 +97,13 @@ async function commandExists(name: string): Promise<boolean> {
   }
 }
 
-async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+interface Certificates {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+async function makeCertificates(dir: string): Promise<Certificates> {
   const ca = join(dir, "ca.crt");
   const caKey = join(dir, "ca.key");
   const cert = join(dir, "redis.crt");
@@ -154,6 +161,108 @@ async function waitFor(
   throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
 }
 
+/** The redis.conf of one cluster node. */
+function nodeConfig(
+  node: { readonly port: number; readonly busPort: number; readonly dir: string },
+  options: RedisClusterOptions,
+  certs: Certificates | undefined,
+): string {
+  const lines = [
+    "bind 127.0.0.1",
+    "protected-mode yes",
+    `dir ${node.dir}`,
+    "cluster-enabled yes",
+    "cluster-config-file nodes.conf",
+    `cluster-node-timeout ${options.nodeTimeoutMs ?? 5000}`,
+    `cluster-port ${node.busPort}`,
+    'save ""',
+    "appendonly no",
+    `logfile ${join(node.dir, "redis.log")}`,
+  ];
+  if (certs) {
+    lines.push(
+      "port 0",
+      `tls-port ${node.port}`,
+      `tls-cert-file ${certs.cert}`,
+      `tls-key-file ${certs.key}`,
+      `tls-ca-cert-file ${certs.ca}`,
+      "tls-auth-clients no",
+      "tls-cluster yes",
+      "tls-replication yes",
+    );
+  } else {
+    lines.push(`port ${node.port}`);
+  }
+  for (const user of options.users ?? []) {
+    lines.push(`user ${user.name} on >${user.password} ${user.rules}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** Runs redis-cli against one node (over TLS when the cluster has certificates). */
+async function redisCli(port: number, certs: Certificates | undefined, args: string[]) {
+  const tls = certs ? ["--tls", "--cacert", certs.ca] : [];
+  const { stdout } = await run("redis-cli", [
+    ...tls,
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    ...args,
+  ]);
+  return stdout;
+}
+
+/** Joins the nodes into a cluster and waits until every node sees all of them and is ok. */
+async function formCluster(
+  ports: readonly number[],
+  replicas: number,
+  certs: Certificates | undefined,
+  readyTimeoutMs: number,
+): Promise<void> {
+  for (const port of ports) {
+    await waitFor(`redis-server on port ${port}`, readyTimeoutMs, async () => {
+      return (await redisCli(port, certs, ["PING"])).trim() === "PONG";
+    });
+  }
+  const tls = certs ? ["--tls", "--cacert", certs.ca] : [];
+  await run(
+    "redis-cli",
+    [...tls, "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`)].concat([
+      "--cluster-replicas",
+      String(replicas),
+      "--cluster-yes",
+    ]),
+    { timeout: readyTimeoutMs },
+  );
+  for (const port of ports) {
+    await waitFor(`cluster state ok on port ${port}`, readyTimeoutMs, async () => {
+      const info = await redisCli(port, certs, ["CLUSTER", "INFO"]);
+      return (
+        info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${ports.length}`)
+      );
+    });
+  }
+}
+
+/** Stops processes: SIGTERM, then SIGKILL after 5 s. */
+async function stopProcesses(children: readonly ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+          child.once("exit", () => {
+            clearTimeout(killer);
+            resolve();
+          });
+          child.kill("SIGTERM");
+        }),
+    ),
+  );
+}
+
 export async function startRedisCluster(
   options: RedisClusterOptions = {},
 ): Promise<RunningRedisCluster> {
@@ -164,31 +273,15 @@ export async function startRedisCluster(
   const replicas = options.replicasPerPrimary ?? 0;
   const total = primaries * (1 + replicas);
   const tls = options.tls ?? false;
-  const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "sketchstream-redis-")));
   const certs = tls ? await makeCertificates(dir) : undefined;
   const allPorts = await freePorts(total * 2);
   const ports = allPorts.slice(0, total);
   const [firstPort] = ports;
   if (firstPort === undefined) throw new RangeError("a cluster needs at least one node");
-  const busPorts = allPorts.slice(total);
   const children: ChildProcess[] = [];
-
   const stop = async () => {
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
-            child.once("exit", () => {
-              clearTimeout(killer);
-              resolve();
-            });
-            child.kill("SIGTERM");
-          }),
-      ),
-    );
+    await stopProcesses(children);
     if (!options.dir) await rm(dir, { recursive: true, force: true });
   };
   const killOnExit = () => {
@@ -197,83 +290,18 @@ export async function startRedisCluster(
   process.once("exit", killOnExit);
 
   try {
-    for (let i = 0; i < total; i++) {
-      const port = ports[i] as number;
-      const nodeDir = join(dir, `node-${port}`);
-      await run("mkdir", ["-p", nodeDir]);
-      const lines = [
-        "bind 127.0.0.1",
-        "protected-mode yes",
-        `dir ${nodeDir}`,
-        "cluster-enabled yes",
-        "cluster-config-file nodes.conf",
-        `cluster-node-timeout ${options.nodeTimeoutMs ?? 5000}`,
-        `cluster-port ${busPorts[i]}`,
-        'save ""',
-        "appendonly no",
-        `logfile ${join(nodeDir, "redis.log")}`,
-      ];
-      if (certs) {
-        lines.push(
-          "port 0",
-          `tls-port ${port}`,
-          `tls-cert-file ${certs.cert}`,
-          `tls-key-file ${certs.key}`,
-          `tls-ca-cert-file ${certs.ca}`,
-          "tls-auth-clients no",
-          "tls-cluster yes",
-          "tls-replication yes",
-        );
-      } else {
-        lines.push(`port ${port}`);
-      }
-      for (const user of options.users ?? []) {
-        lines.push(`user ${user.name} on >${user.password} ${user.rules}`);
-      }
-      const conf = join(nodeDir, "redis.conf");
-      await writeFile(conf, `${lines.join("\n")}\n`);
-      const child = spawn("redis-server", [conf], { stdio: "ignore" });
-      children.push(child);
+    for (const [i, port] of ports.entries()) {
+      const node = {
+        port,
+        busPort: at(allPorts, total + i, "bus port"),
+        dir: join(dir, `node-${port}`),
+      };
+      await mkdir(node.dir, { recursive: true });
+      const conf = join(node.dir, "redis.conf");
+      await writeFile(conf, nodeConfig(node, options, certs));
+      children.push(spawn("redis-server", [conf], { stdio: "ignore" }));
     }
-    const cliTls = certs ? ["--tls", "--cacert", certs.ca] : [];
-    const ping = async (port: number) => {
-      const { stdout } = await run("redis-cli", [
-        ...cliTls,
-        "-h",
-        "127.0.0.1",
-        "-p",
-        String(port),
-        "PING",
-      ]);
-      return stdout.trim() === "PONG";
-    };
-    for (const port of ports)
-      await waitFor(`redis-server on port ${port}`, readyTimeoutMs, () => ping(port));
-    await run(
-      "redis-cli",
-      [...cliTls, "--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`)].concat([
-        "--cluster-replicas",
-        String(replicas),
-        "--cluster-yes",
-      ]),
-      { timeout: readyTimeoutMs },
-    );
-    for (const port of ports) {
-      await waitFor(`cluster state ok on port ${port}`, readyTimeoutMs, async () => {
-        const { stdout } = await run("redis-cli", [
-          ...cliTls,
-          "-h",
-          "127.0.0.1",
-          "-p",
-          String(port),
-          "CLUSTER",
-          "INFO",
-        ]);
-        return (
-          stdout.includes("cluster_state:ok") && stdout.includes(`cluster_known_nodes:${total}`)
-        );
-      });
-    }
+    await formCluster(ports, replicas, certs, options.readyTimeoutMs ?? 30_000);
   } catch (err) {
     await stop();
     throw err;

@@ -5,7 +5,6 @@
  * `stop()` ends all of it.
  */
 
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import {
   CreateStreamCommand,
@@ -15,6 +14,7 @@ import {
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import kinesalite from "kinesalite";
 import { type ConsumerHandler, createConsumerHandler } from "../functions/consumer/handler.js";
+import { messageOf } from "../functions/domain/errors.js";
 import { DEFAULT_RETENTION, toEnv } from "../functions/domain/runtime-env.js";
 import { type EventSourceMappingSettings, EventSourcePoller } from "./event-source-poller.js";
 import { type RunningRedisCluster, startRedisCluster } from "./redis-cluster.js";
@@ -65,9 +65,7 @@ function startKinesalite(
   try {
     return kinesalite({ ...settings, path });
   } catch (err) {
-    log(
-      `local Kinesis keeps records in memory: LevelDB is unavailable (${(err as Error).message})`,
-    );
+    log(`local Kinesis keeps records in memory: LevelDB is unavailable (${messageOf(err)})`);
     return kinesalite(settings);
   }
 }
@@ -104,7 +102,9 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
       server.listen(0, "127.0.0.1", () => resolve());
     });
     stops.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const kinesisEndpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("kinesalite has no port");
+    const kinesisEndpoint = `http://127.0.0.1:${address.port}`;
     const kinesis = localKinesisClient(kinesisEndpoint);
     stops.push(async () => kinesis.destroy());
 

@@ -18,6 +18,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { type ZipOptions, zipSync } from "fflate";
+import * as v from "valibot";
 
 export interface Bundle {
   /** Absolute path of the zip. */
@@ -77,11 +78,13 @@ export function bundleEntry(
   return bundle;
 }
 
-interface CacheManifest {
-  readonly inputs: Record<string, string>;
-  readonly exports: readonly string[];
-  readonly sha256: string;
-}
+/** What the cache keeps beside a zip; a manifest of any other shape is rebuilt. */
+const CacheManifestSchema = v.object({
+  inputs: v.record(v.string(), v.string()),
+  exports: v.array(v.string()),
+  sha256: v.string(),
+});
+type CacheManifest = v.InferOutput<typeof CacheManifestSchema>;
 
 function sha256(data: Buffer | string, encoding: "hex" | "base64" = "hex"): string {
   return createHash("sha256").update(data).digest(encoding);
@@ -102,7 +105,7 @@ function cachedOrBuilt(entry: string, projectRoot: string): Bundle {
   const zipPath = join(dir, "bundle.zip");
   if (existsSync(manifestPath) && existsSync(zipPath)) {
     try {
-      const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as CacheManifest;
+      const manifest = v.parse(CacheManifestSchema, JSON.parse(readFileSync(manifestPath, "utf8")));
       const fresh = Object.entries(manifest.inputs).every(([file, hash]) => {
         const abs = resolve(projectRoot, file);
         return existsSync(abs) && sha256(readFileSync(abs)) === hash;

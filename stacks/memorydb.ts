@@ -14,9 +14,15 @@ import { MemorydbUser } from "@cdktf/provider-aws/lib/memorydb-user/index.js";
 import { Fn } from "cdktf";
 import { Construct } from "constructs";
 import { ACL_RULES } from "../functions/domain/acl.js";
+import { recordOf } from "../functions/domain/arrays.js";
 import { parameterGroupFamily, type SketchstreamConfig } from "./config.js";
 
-export const REDIS_ROLES = ["consumer", "rollup", "reader"] as const;
+/** One MemoryDB user per role of functions/domain/acl.ts. */
+export const REDIS_ROLES = [
+  "consumer",
+  "rollup",
+  "reader",
+] as const satisfies readonly (keyof typeof ACL_RULES)[];
 export type RedisRole = (typeof REDIS_ROLES)[number];
 
 /**
@@ -29,13 +35,7 @@ export function redisUserName(namePrefix: string, role: RedisRole): string {
 
 /** "on" enables the user: MemoryDB creates users "off" unless the access string says "on". */
 export function accessString(role: RedisRole): string {
-  const rules: string | undefined = (ACL_RULES as Record<string, string>)[role];
-  if (rules === undefined) {
-    throw new Error(
-      `functions/domain/acl.ts has no ACL_RULES.${role}: the stack creates a MemoryDB user for each of ${REDIS_ROLES.join(", ")}`,
-    );
-  }
-  return `on ${rules}`;
+  return `on ${ACL_RULES[role]}`;
 }
 
 /**
@@ -85,14 +85,15 @@ export class MemoryDb extends Construct {
       lifecycle: { createBeforeDestroy: true },
     });
 
-    const users = {} as Record<RedisRole, MemorydbUser>;
-    for (const role of REDIS_ROLES) {
-      users[role] = new MemorydbUser(this, `user-${role}`, {
-        userName: redisUserName(prefix, role),
-        accessString: accessString(role),
-        authenticationMode: { type: "iam" },
-      });
-    }
+    const users = recordOf(
+      REDIS_ROLES,
+      (role) =>
+        new MemorydbUser(this, `user-${role}`, {
+          userName: redisUserName(prefix, role),
+          accessString: accessString(role),
+          authenticationMode: { type: "iam" },
+        }),
+    );
     this.users = users;
     const acl = new MemorydbAcl(this, "acl", {
       name: prefix,

@@ -21,6 +21,7 @@ import { VpcSecurityGroupEgressRule } from "@cdktf/provider-aws/lib/vpc-security
 import { VpcSecurityGroupIngressRule } from "@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js";
 import type { ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
+import { at } from "../functions/domain/arrays.js";
 import { availabilityZones, type SketchstreamConfig } from "./config.js";
 import { AZ_ID_RE } from "./config-schema.js";
 import { policyDocument, type Statement } from "./policy.js";
@@ -34,7 +35,7 @@ export interface NetworkProps {
  * a /16 gives /18s, a /24 gives /26s (59 usable addresses, still room for Lambda's ENIs).
  */
 export function subnetCidrs(vpcCidr: string, count: number): string[] {
-  const [address, prefixText] = vpcCidr.split("/") as [string, string];
+  const [address = "", prefixText = ""] = vpcCidr.split("/");
   const prefix = Number(prefixText);
   const base = address.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
   const size = 2 ** (32 - prefix - 2);
@@ -88,7 +89,7 @@ export class Network extends Construct {
         vpcId: this.vpc.id,
         // An AZ ID names the same physical zone in every account; a name is per account.
         ...(AZ_ID_RE.test(az) ? { availabilityZoneId: az } : { availabilityZone: az }),
-        cidrBlock: cidrs[i] as string,
+        cidrBlock: at(cidrs, i, "subnet CIDR"),
         mapPublicIpOnLaunch: false,
         tags: { Name: `${prefix}-private-${az}` },
       });

@@ -17,6 +17,7 @@ import { SchedulerSchedule } from "@cdktf/provider-aws/lib/scheduler-schedule/in
 import { SfnStateMachine } from "@cdktf/provider-aws/lib/sfn-state-machine/index.js";
 import type { ITerraformDependable, TerraformAsset } from "cdktf";
 import { Construct } from "constructs";
+import { recordOf } from "../functions/domain/arrays.js";
 import { type AslValues, renderAsl } from "../state-machines/render.js";
 import type { Bundle } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
@@ -85,12 +86,10 @@ export class Rollup extends Construct {
     const r = config.rollup;
     const prefix = config.namePrefix;
     const region = config.region;
-    const names = Object.fromEntries(
-      ROLLUP_HANDLERS.map((h) => [h, `${prefix}-rollup-${h}`]),
-    ) as Record<RollupHandler, string>;
-    const functionArns = Object.fromEntries(
-      ROLLUP_HANDLERS.map((h) => [h, arn("lambda", region, accountId, `function:${names[h]}`)]),
-    ) as Record<RollupHandler, string>;
+    const names = recordOf(ROLLUP_HANDLERS, (h) => `${prefix}-rollup-${h}`);
+    const functionArns = recordOf(ROLLUP_HANDLERS, (h) =>
+      arn("lambda", region, accountId, `function:${names[h]}`),
+    );
 
     const role = new ServiceRole(this, "functions-role", {
       name: `${prefix}-rollup`,
@@ -111,27 +110,28 @@ export class Rollup extends Construct {
       clusterName: props.redis.clusterName,
       user: props.redis.userName,
     });
-    const functions = {} as Record<RollupHandler, VpcFunction>;
-    for (const h of ROLLUP_HANDLERS) {
-      functions[h] = new VpcFunction(this, h, {
-        config,
-        functionName: names[h],
-        description: `Rollup ${h}: merges daily HyperLogLogs into weeks and months`,
-        asset: props.asset,
-        bundle: props.bundle,
-        handlerExport: h,
-        roleArn: role.role.arn,
-        memoryMb: r.memoryMb,
-        timeoutSeconds: r.timeoutSeconds,
-        architecture: r.architecture,
-        subnetIds: props.subnetIds,
-        securityGroupIds: props.securityGroupIds,
-        environment,
-        kmsKeyArn: props.kmsKeyArn,
-        tracing: true,
-        dependsOn: [role.policy],
-      });
-    }
+    const functions = recordOf(
+      ROLLUP_HANDLERS,
+      (h) =>
+        new VpcFunction(this, h, {
+          config,
+          functionName: names[h],
+          description: `Rollup ${h}: merges daily HyperLogLogs into weeks and months`,
+          asset: props.asset,
+          bundle: props.bundle,
+          handlerExport: h,
+          roleArn: role.role.arn,
+          memoryMb: r.memoryMb,
+          timeoutSeconds: r.timeoutSeconds,
+          architecture: r.architecture,
+          subnetIds: props.subnetIds,
+          securityGroupIds: props.securityGroupIds,
+          environment,
+          kmsKeyArn: props.kmsKeyArn,
+          tracing: true,
+          dependsOn: [role.policy],
+        }),
+    );
     this.functions = functions;
 
     this.stateMachineName = `${prefix}-rollup`;

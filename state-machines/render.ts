@@ -17,7 +17,7 @@ const PLACEHOLDER = /\$\{([A-Za-z][A-Za-z0-9]*)\}/g;
 export const ROLLUP_ASL_PATH = join(dirname(fileURLToPath(import.meta.url)), "rollup.asl.json");
 
 export function declaredPlaceholders(template: string): string[] {
-  return [...new Set([...template.matchAll(PLACEHOLDER)].map((m) => m[1] as string))].sort();
+  return [...new Set([...template.matchAll(PLACEHOLDER)].map(([, name = ""]) => name))].sort();
 }
 
 export function renderAsl(

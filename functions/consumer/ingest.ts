@@ -13,6 +13,8 @@
  * is harmless because PFADD, EXPIREAT NX and SADD are idempotent.
  */
 
+import { at } from "../domain/arrays.js";
+import { messageOf } from "../domain/errors.js";
 import { EventParser, isRejection, type Rejection, type RejectReason } from "../domain/events.js";
 import {
   SITES_KEY,
@@ -166,7 +168,8 @@ export function planBatch(
   };
 
   for (let index = 0; index < records.length; index++) {
-    const record = records[index] as StreamRecord;
+    const record = records[index];
+    if (record === undefined) continue;
     const parsed = parser.decode(record.data);
     if (isRejection(parsed)) {
       rejectedByReason.set(parsed.reason, (rejectedByReason.get(parsed.reason) ?? 0) + 1);
@@ -200,7 +203,8 @@ export function planBatch(
   for (const g of groups.values()) {
     for (let start = 0; start < g.ids.length; start += chunkSize) {
       const args = g.ids.slice(start, start + chunkSize);
-      commands.push({ name: "pfadd", key: g.key, args, dependsFrom: g.indexes[start] as number });
+      const dependsFrom = at(g.indexes, start, "record index");
+      commands.push({ name: "pfadd", key: g.key, args, dependsFrom });
     }
     commands.push({ name: "expireat", key: g.key, at: g.expireAt, dependsFrom: g.firstIndex });
   }
@@ -325,7 +329,7 @@ export async function ingestBatch(
       (call) =>
         call.command !== undefined &&
         call.state?.status === "rejected" &&
-        TRANSIENT_ERROR.test(errorMessage(call.state.reason)),
+        TRANSIENT_ERROR.test(messageOf(call.state.reason)),
     );
     if (transient.length === 0) break;
     resent += transient.length;
@@ -350,7 +354,7 @@ export async function ingestBatch(
       failure =
         state === undefined
           ? `${call.describe}: no answer before the invocation's deadline`
-          : `${call.describe}: ${errorMessage(state.reason)}`;
+          : `${call.describe}: ${messageOf(state.reason)}`;
     }
   }
 
@@ -437,8 +441,4 @@ async function settleBefore(calls: readonly PendingCall[], budgetMs: number): Pr
   const winner = await Promise.race([all.then(() => "done" as const), timeout]);
   clearTimeout(timer);
   return winner === "timeout";
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

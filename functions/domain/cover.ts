@@ -11,10 +11,13 @@
  * Ties prefer the larger period.
  */
 
+import { at, last } from "./arrays.js";
 import {
   daysInPeriod,
   daysInRange,
+  firstDayOf,
   isoWeekOf,
+  lastDayOf,
   monthOf,
   type Period,
   weekStartDay,
@@ -27,16 +30,16 @@ export const MAX_RANGE_DAYS = 3660;
 export function candidatePeriods(from: string, to: string): Period[] {
   const days = daysInRange(from, to);
   const out: Period[] = [];
-  const last = days[days.length - 1] as string;
+  const lastDay = last(days, "day");
   for (const day of days) {
     if (day.endsWith("-01")) {
       const month: Period = { kind: "month", label: monthOf(day) };
-      if ((daysInPeriod(month).at(-1) as string) <= last) out.push(month);
+      if (lastDayOf(month) <= lastDay) out.push(month);
     }
     const week = isoWeekOf(day);
     if (weekStartDay(week) === day) {
       const period: Period = { kind: "week", label: week };
-      if ((daysInPeriod(period).at(-1) as string) <= last) out.push(period);
+      if (lastDayOf(period) <= lastDay) out.push(period);
     }
   }
   return out;
@@ -57,21 +60,22 @@ export function coverRange(
   const n = days.length;
   // From each day index: the period starting there that begins the best cover of the rest.
   const cost = new Array<number>(n + 1).fill(0);
-  const step = new Array<Period>(n);
+  const step: Period[] = [];
   const index = new Map(days.map((day, i) => [day, i]));
   const usableAt = new Map<number, Period[]>();
   for (const period of candidatePeriods(from, to)) {
     if (!usable(period)) continue;
-    const start = index.get(daysInPeriod(period)[0] as string) as number;
+    const start = index.get(firstDayOf(period));
+    if (start === undefined) continue; // candidates lie inside the range, so never
     usableAt.set(start, [...(usableAt.get(start) ?? []), period]);
   }
   for (let i = n - 1; i >= 0; i--) {
     // Larger periods first, and only a strictly better option replaces one: ties keep the larger.
     const options = (usableAt.get(i) ?? []).sort((a, b) => rank(a) - rank(b));
-    let best: Period = { kind: "day", label: days[i] as string };
-    let bestCost = 1 + (cost[i + 1] as number);
+    let best: Period = { kind: "day", label: at(days, i, "day") };
+    let bestCost = 1 + at(cost, i + 1, "cost");
     for (const period of options) {
-      const c = 1 + (cost[i + daysInPeriod(period).length] as number);
+      const c = 1 + at(cost, i + daysInPeriod(period).length, "cost");
       if (c < bestCost || (c === bestCost && best.kind === "day")) {
         best = period;
         bestCost = c;
@@ -82,9 +86,9 @@ export function coverRange(
   }
   const cover: Period[] = [];
   for (let i = 0; i < n; ) {
-    const period = step[i] as Period;
+    const period = at(step, i, "step");
     cover.push(period);
-    i += period.kind === "day" ? 1 : daysInPeriod(period).length;
+    i += daysInPeriod(period).length;
   }
   return cover;
 }

@@ -9,6 +9,7 @@
 
 import { isUtf8 } from "node:buffer";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { messageOf } from "./errors.js";
 import { EVENT_TYPE_RE, SITE_ID_RE } from "./keys.js";
 import { DAY_MS, dayExpiresAtMs, dayOf } from "./periods.js";
 
@@ -98,7 +99,8 @@ export const isEventShape: ValidateFunction<EventShape> =
 /** Maps ajv's first error to a reject reason and the field to blame. */
 function shapeRejection(error: ErrorObject | undefined): Rejection {
   if (error?.keyword === "required") {
-    const field = String((error.params as { missingProperty?: string }).missingProperty ?? "");
+    // ajv's "required" error names the property in params.missingProperty.
+    const field = String(error.params.missingProperty ?? "");
     return { reason: "missing_field", field, detail: `field "${field}" is missing` };
   }
   const field = (error?.instancePath ?? "").replace(/^\//, "");
@@ -126,14 +128,9 @@ function rejection(reason: RejectReason, detail: string, field?: string): Reject
 export function parseEventTime(text: string): number | undefined {
   const m = TIME_RE.exec(text);
   if (!m) return undefined;
-  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((group) => Number(m[group]));
+  if (y === undefined || mo === undefined || d === undefined) return undefined;
+  if (h === undefined || mi === undefined || s === undefined) return undefined;
   // Date.UTC reads years 0-99 as 1900-1999; no click stream has events before year 1000.
   if (y < 1000 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined;
   const base = Date.UTC(y, mo - 1, d, h, mi, s);
@@ -193,7 +190,7 @@ export class EventParser {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      return rejection("bad_json", `the record's data is not JSON: ${(err as Error).message}`);
+      return rejection("bad_json", `the record's data is not JSON: ${messageOf(err)}`);
     }
     return this.check(value);
   }
@@ -275,11 +272,13 @@ export class EventParser {
     // Most records of a batch share a day or two: compare with the last date seen before
     // slicing out a new one.
     let dayStart: number | undefined;
-    if (this.lastDatePart !== undefined && text.startsWith(this.lastDatePart)) {
+    let datePart = this.lastDatePart;
+    if (datePart !== undefined && text.startsWith(datePart)) {
       dayStart = this.lastDayStart;
+    } else {
+      datePart = text.slice(0, 10);
+      dayStart = this.dayStarts.get(datePart);
     }
-    const datePart = dayStart === undefined ? text.slice(0, 10) : (this.lastDatePart as string);
-    dayStart ??= this.dayStarts.get(datePart);
     if (dayStart === undefined) {
       dayStart = parseEventTime(`${datePart} 00:00:00`) ?? Number.NaN;
       this.dayStarts.set(datePart, dayStart);

@@ -1,5 +1,5 @@
 /**
- * Redis key names. The formats are a contract with operators and tests (DESIGN.md):
+ * Redis key names. The formats are a contract with operators and tests (docs/contract.md):
  *   daily    uv:{site_id=715}:2024-03-09
  *   weekly   uv:{site_id=715}:2024-W10
  *   monthly  uv:{site_id=715}:2024-03
@@ -106,6 +106,15 @@ export function siteIndexMember(siteId: string, event?: string): string {
   return event === undefined ? siteId : `${siteId}|${event}`;
 }
 
+/** The inverse of `siteIndexMember`. */
+export function parseSiteIndexMember(member: string): { siteId: string; event?: string } {
+  const [siteId, event, extra] = member.split("|");
+  if (!siteId || event === "" || extra !== undefined) {
+    throw new RangeError(`site-index member "${member}" is not site or site|event`);
+  }
+  return event === undefined ? { siteId } : { siteId, event };
+}
+
 /**
  * A rollup work item, `site|period|event|day` with empty fields left empty:
  *   `715|2024-W10||2024-03-09`          merge the site's day 2024-03-09 into its week (scheduled)
@@ -130,11 +139,10 @@ export interface WorkItem {
 }
 
 export function parseWorkItem(item: string): WorkItem {
-  const parts = item.split("|");
-  if (parts.length !== 4 || !parts[0] || !parts[1]) {
+  const [siteId, periodLabel, event, day, extra] = item.split("|");
+  if (!siteId || !periodLabel || event === undefined || day === undefined || extra !== undefined) {
     throw new RangeError(`work item "${item}" is not site|period|event|day`);
   }
-  const [siteId, periodLabel, event, day] = parts as [string, string, string, string];
   return { siteId, periodLabel, ...(event ? { event } : {}), ...(day ? { day } : {}) };
 }
 

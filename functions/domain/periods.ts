@@ -3,6 +3,8 @@
  * ISO week-year) and months (`2024-03`). Pure functions, no clock: callers pass instants in.
  */
 
+import { first, last } from "./arrays.js";
+
 export type PeriodKind = "day" | "week" | "month";
 
 export interface Period {
@@ -160,11 +162,19 @@ export function daysInPeriod(period: Period): string[] {
   }
 }
 
+/** The first day of a period. */
+export function firstDayOf(period: Period): string {
+  return first(daysInPeriod(period), "day");
+}
+
+/** The last day of a period. */
+export function lastDayOf(period: Period): string {
+  return last(daysInPeriod(period), "day");
+}
+
 /** Exclusive end of a period in ms: the first instant that no longer belongs to it. */
 export function periodEndMs(period: Period): number {
-  const days = daysInPeriod(period);
-  const last = days[days.length - 1] as string;
-  return dayStartMs(last) + DAY_MS;
+  return dayStartMs(lastDayOf(period)) + DAY_MS;
 }
 
 /**

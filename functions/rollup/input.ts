@@ -6,6 +6,7 @@
  */
 
 import * as v from "valibot";
+import { messageOf } from "../domain/errors.js";
 import { dayStartMs } from "../domain/periods.js";
 
 /** Error names are what Step Functions matches in Retry and Catch (Lambda's errorType). */
@@ -24,12 +25,13 @@ export function parseRollupInput(input: unknown): RollupMode {
   if (typeof input !== "object" || Array.isArray(input)) {
     throw new RollupInputError(`rollup input must be a JSON object: ${USAGE}`);
   }
-  const fields = input as Record<string, unknown>;
-  const unknown = Object.keys(fields).filter((k) => k !== "from" && k !== "to");
+  const fields = new Map<string, unknown>(Object.entries(input));
+  const unknown = [...fields.keys()].filter((k) => k !== "from" && k !== "to");
   if (unknown.length > 0) {
     throw new RollupInputError(`unknown rollup input field(s) ${unknown.join(", ")}: ${USAGE}`);
   }
-  const { from, to } = fields;
+  const from = fields.get("from");
+  const to = fields.get("to");
   if (from === undefined && to === undefined) return { mode: "scheduled" };
   if (typeof from !== "string" || typeof to !== "string") {
     throw new RollupInputError(`a backfill needs both "from" and "to" as strings: ${USAGE}`);
@@ -41,7 +43,7 @@ export function parseRollupInput(input: unknown): RollupMode {
     try {
       dayStartMs(value);
     } catch (err) {
-      throw new RollupInputError(`"${name}": ${(err as Error).message}`);
+      throw new RollupInputError(`"${name}": ${messageOf(err)}`);
     }
   }
   if (to < from) throw new RollupInputError(`"to" (${to}) is before "from" (${from})`);
@@ -86,6 +88,22 @@ export const FinishInputSchema = v.object({
   outcome: v.picklist(["succeeded", "failed"]),
   executionId: v.optional(v.string()),
 });
+
+/** The execution's output (Finish's result): what a scheduled or backfill run merged. */
+export const RollupOutputSchema = v.object({
+  status: v.picklist(["succeeded", "failed"]),
+  mode: v.optional(v.picklist(["scheduled", "backfill"])),
+  from: v.optional(v.string()),
+  to: v.optional(v.string()),
+  periods: v.optional(v.array(v.string())),
+  periodsMerged: v.optional(v.number()),
+  sitesMerged: v.optional(v.number()),
+  itemsMerged: v.optional(v.number()),
+  keysWritten: v.optional(v.number()),
+  keysRemoved: v.optional(v.number()),
+  durationMs: v.optional(v.number()),
+});
+export type RollupOutput = v.InferOutput<typeof RollupOutputSchema>;
 
 /** What every page and the finish step need to know about the execution. */
 export type PlanSummary = v.InferOutput<typeof PlanSummarySchema>;

@@ -20,6 +20,7 @@
 import {
   LOCK_KEY,
   PENDING_KEY,
+  parseSiteIndexMember,
   parseTouchedMember,
   parseWorkItem,
   SITES_KEY,
@@ -35,6 +36,7 @@ import {
   daysInPeriod,
   daysInRange,
   expiresAtSeconds,
+  firstDayOf,
   isoWeekOf,
   monthOf,
   type Period,
@@ -49,10 +51,10 @@ import {
   type PlanSummary,
   parseRollupInput,
   RollupInputError,
-  type RollupMode,
+  type RollupOutput,
 } from "./input.js";
 
-export type { FinishInput, MergeInput, MergeOutput, PlanInput, PlanSummary };
+export type { FinishInput, MergeInput, MergeOutput, PlanInput, PlanSummary, RollupOutput };
 
 /** The Redis commands the rollup uses; an ioredis Redis or Cluster satisfies it. */
 export interface RollupRedis {
@@ -100,20 +102,6 @@ export type PlanOutput =
       readonly plan: PlanSummary;
       readonly pages: number[];
     };
-
-export interface RollupOutput {
-  readonly status: "succeeded" | "failed";
-  readonly mode?: RollupMode["mode"];
-  readonly from?: string;
-  readonly to?: string;
-  readonly periods?: readonly string[];
-  readonly periodsMerged?: number;
-  readonly sitesMerged?: number;
-  readonly itemsMerged?: number;
-  readonly keysWritten?: number;
-  readonly keysRemoved?: number;
-  readonly durationMs?: number;
-}
 
 const DEFAULT_LEASE_MS = 15 * 60_000;
 const SCAN_COUNT = 5000;
@@ -173,12 +161,11 @@ async function scanSet(
 function periodsOverlapping(from: string, to: string): Period[] {
   const seen = new Map<string, Period>();
   for (const day of daysInRange(from, to)) {
-    for (const period of [
+    const periods: Period[] = [
       { kind: "week", label: isoWeekOf(day) },
       { kind: "month", label: monthOf(day) },
-    ] as Period[]) {
-      seen.set(period.label, period);
-    }
+    ];
+    for (const period of periods) seen.set(period.label, period);
   }
   return [...seen.values()];
 }
@@ -196,7 +183,7 @@ export async function planRollup(
   if (mode.mode === "backfill") {
     backfillPeriods = periodsOverlapping(mode.from, mode.to);
     for (const period of backfillPeriods) {
-      const first = daysInPeriod(period)[0] as string;
+      const first = firstDayOf(period);
       if (dayExpiresAtMs(dayStartMs(first), settings.retention.days) <= now) {
         throw new RollupInputError(
           `${period.label} cannot be recomputed: its day ${first} is past the ${settings.retention.days}-day retention of daily keys, so a rebuild would drop data. Choose a range whose weeks and months start within the last ${settings.retention.days} days.`,
@@ -228,7 +215,7 @@ export async function planRollup(
     });
   } else {
     await scanSet(redis, SITES_KEY, async (member) => {
-      const [siteId, event] = member.split("|") as [string, string | undefined];
+      const { siteId, event } = parseSiteIndexMember(member);
       for (const period of backfillPeriods) await work.add(workItem(siteId, period.label, event));
     });
   }
