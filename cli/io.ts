@@ -6,11 +6,12 @@
 
 import { CLI_VARIABLES, type Env, RUNTIME_VARIABLES } from "../functions/domain/runtime-env.js";
 
-/** A writable text stream; process.stdout and process.stderr are ones. */
+/**
+ * A writable text stream; process.stdout and process.stderr are ones. Progress bars and
+ * spinners appear only when it is a terminal (a tty.WriteStream).
+ */
 export interface Output {
   write(chunk: string): unknown;
-  /** True on an interactive terminal (spinners only there). */
-  readonly isTTY?: boolean;
 }
 
 export interface CliIo {

@@ -30,7 +30,8 @@ export interface RollupRequest {
 
 /** The Step Functions edge: an SFNClient, or a test double recording what it is sent. */
 export interface SfnSender {
-  send(command: StartExecutionCommand | DescribeExecutionCommand): Promise<unknown>;
+  send(command: StartExecutionCommand): Promise<StartExecutionCommandOutput>;
+  send(command: DescribeExecutionCommand): Promise<DescribeExecutionCommandOutput>;
 }
 
 export interface ProgressSpinner {
@@ -166,9 +167,11 @@ async function runLocal(request: RollupRequest, deps: RollupDeps): Promise<numbe
   return EXIT_FAILURE;
 }
 
-function sfnClient(env: CliIo["env"], region: string): SFNClient {
+/** An SFN client for the region (and SFN_ENDPOINT), with the way to close it. */
+function ownSfnClient(env: CliIo["env"], region: string): { sfn: SfnSender; close(): void } {
   const endpoint = env.SFN_ENDPOINT?.trim();
-  return new SFNClient({ region, ...(endpoint ? { endpoint } : {}) });
+  const client = new SFNClient({ region, ...(endpoint ? { endpoint } : {}) });
+  return { sfn: client, close: () => client.destroy() };
 }
 
 function awsFailure(action: string, arn: string, err: unknown): CliError {
@@ -193,9 +196,7 @@ async function waitForExecution(
   try {
     for (;;) {
       try {
-        described = (await sfn.send(
-          new DescribeExecutionCommand({ executionArn }),
-        )) as DescribeExecutionCommandOutput;
+        described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
       } catch (err) {
         throw awsFailure("DescribeExecution", executionArn, err);
       }
@@ -227,16 +228,18 @@ export async function runRollup(args: readonly string[], deps: RollupDeps): Prom
   const request = parseRollupArgs(args);
   if (request.local) return runLocal(request, deps);
   const machine = stateMachineFromEnv(deps.env);
-  const sfn = deps.sfn ?? sfnClient(deps.env, machine.region);
+  const { sfn, close } = deps.sfn
+    ? { sfn: deps.sfn, close: () => {} }
+    : ownSfnClient(deps.env, machine.region);
   try {
     let started: StartExecutionCommandOutput;
     try {
-      started = (await sfn.send(
+      started = await sfn.send(
         new StartExecutionCommand({
           stateMachineArn: machine.arn,
           input: JSON.stringify(request.input),
         }),
-      )) as StartExecutionCommandOutput;
+      );
     } catch (err) {
       throw awsFailure("StartExecution", machine.arn, err);
     }
@@ -246,6 +249,6 @@ export async function runRollup(args: readonly string[], deps: RollupDeps): Prom
     if (!request.wait) return EXIT_OK;
     return await waitForExecution(sfn, executionArn, deps);
   } finally {
-    if (!deps.sfn && sfn instanceof SFNClient) sfn.destroy();
+    close();
   }
 }

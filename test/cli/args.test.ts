@@ -9,6 +9,8 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
 import { USAGE } from "../../cli/io.js";
+import { at, first } from "../../functions/domain/arrays.js";
+import { exitFailure } from "../helpers/exec.js";
 import { captureIo } from "./capture.js";
 
 const run = promisify(execFile);
@@ -21,9 +23,7 @@ async function cli(args: readonly string[], env: Record<string, string> = {}) {
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
-    const e = err as { code?: number; stdout: string; stderr: string; killed?: boolean };
-    if (e.killed || typeof e.code !== "number") throw err;
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    return exitFailure(err);
   }
 }
 
@@ -114,7 +114,9 @@ describe("token", () => {
     expect(result.code, result.stderr).toBe(0);
     const token = result.stdout.trim();
     expect(result.stdout.split("\n")).toHaveLength(2);
-    const [host, query] = token.split("/?") as [string, string];
+    const parts = token.split("/?");
+    const host = first(parts, "host of the token");
+    const query = at(parts, 1, "query of the token");
     expect(host).toBe("sketchstream-dev");
     const params = new URLSearchParams(query);
     expect(params.get("Action")).toBe("connect");

@@ -9,16 +9,19 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Cluster } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as v from "valibot";
+import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
 import type { CountResult } from "../../cli/count.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
+import { at, first } from "../../functions/domain/arrays.js";
 import { PENDING_KEY, parseKey, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
+import { checked } from "../helpers/schema.js";
 import {
   civilFromDays,
   DAY_MS,
@@ -42,7 +45,7 @@ beforeAll(async () => {
     primaries: 3,
     users: [{ name: "reader", password: "reader-pw", rules: ACL_RULES.reader }],
   });
-  redis = new Cluster([{ host: "127.0.0.1", port: cluster.ports[0] as number }]);
+  redis = new Cluster([{ host: "127.0.0.1", port: cluster.port }]);
   env = {
     REDIS_ENDPOINT: cluster.endpoint,
     REDIS_CLUSTER: "true",
@@ -68,10 +71,25 @@ async function cli(argv: string[]) {
   return { code, ...out };
 }
 
+/** `count --json`'s output. */
+const CountResultSchema = v.object({
+  site: v.string(),
+  event: v.nullable(v.string()),
+  from: v.string(),
+  to: v.string(),
+  keys: v.array(v.string()),
+  estimate: v.number(),
+  redisCli: v.string(),
+});
+
+function parseCountResult(text: string): CountResult {
+  return checked(CountResultSchema, JSON.parse(text), "count --json output");
+}
+
 async function count(argv: string[]): Promise<CountResult> {
   const result = await cli(["count", ...argv, "--json"]);
   expect(result.code, result.stderr).toBe(0);
-  return JSON.parse(result.stdout) as CountResult;
+  return parseCountResult(result.stdout);
 }
 
 // The calendar month three months before this one, and a range of 16 days either side of it.
@@ -88,9 +106,10 @@ const to = monthEnd + 16;
 const innerWeeks: number[] = [];
 for (let z = monthStart; z + 6 <= monthEnd; z++)
   if (weekdayOfDayNumber(z) === 0) innerWeeks.push(z);
-const week = innerWeeks[1] as number;
+const week = at(innerWeeks, 1, "whole week of the month");
 const weekLabel = isoWeekLabel(week);
 const weekDays = Array.from({ length: 7 }, (_, i) => dayLabel(week + i));
+const monday = first(weekDays, "day of the week");
 
 const prefix = uniqueSitePrefix();
 const site = `${prefix}s`;
@@ -181,7 +200,7 @@ describe("count against a real Redis Cluster", () => {
     const result = await count(["--site", site, "--from", dayLabel(from), "--to", dayLabel(to)]);
     expect(result.keys.length).toBeLessThan(20);
     expect(result.keys.some((k) => /-W\d\d$/.test(k) || k === key(month))).toBe(true);
-    expect(result.keys).not.toContain(key(weekDays[0] as string));
+    expect(result.keys).not.toContain(key(monday));
     await expectExact(result);
   });
 
@@ -192,9 +211,10 @@ describe("count against a real Redis Cluster", () => {
     const w = await count(["--site", site, "--week", weekLabel]);
     expect(w.keys).toEqual([key(weekLabel)]);
     await expectExact(w, week, week + 6);
-    const d = await count(["--site", site, "--day", weekDays[2] as string, "--event", "purchase"]);
-    expect(d.keys).toEqual([key(weekDays[2] as string, "purchase")]);
-    expect(d.estimate).toBe(await redis.pfcount(key(weekDays[2] as string, "purchase")));
+    const wednesday = at(weekDays, 2, "day of the week");
+    const d = await count(["--site", site, "--day", wednesday, "--event", "purchase"]);
+    expect(d.keys).toEqual([key(wednesday, "purchase")]);
+    expect(d.estimate).toBe(await redis.pfcount(key(wednesday, "purchase")));
   });
 
   it("falls back to a week's days when a late event touched one of them, until the next rollup", async () => {
@@ -232,12 +252,12 @@ describe("count against a real Redis Cluster", () => {
       "--to",
       dayLabel(to),
     ]);
-    expect(purchase.keys).not.toContain(key(weekDays[0] as string, "purchase"));
+    expect(purchase.keys).not.toContain(key(monday, "purchase"));
     await expectExact(purchase, from, to, "purchase");
 
     expect((await cli(["rollup", "--local"])).code).toBe(0);
     const after = await count(["--site", site, "--from", dayLabel(from), "--to", dayLabel(to)]);
-    expect(after.keys).not.toContain(key(weekDays[0] as string));
+    expect(after.keys).not.toContain(key(monday));
     await expectExact(after);
     expect(after.estimate).toBe(result.estimate);
   });
@@ -252,17 +272,20 @@ describe("count against a real Redis Cluster", () => {
       await expectExact(purchase, from, to, "purchase");
       // Pending for purchase only: the all-events week key is still good.
       const all = await count(args);
-      expect(all.keys).not.toContain(key(weekDays[0] as string));
+      expect(all.keys).not.toContain(key(monday));
     } finally {
       await redis.srem(PENDING_KEY, member);
     }
   });
 
   it("does not use a week or month key that does not exist", async () => {
-    const saved = await Promise.all([
+    const [savedWeek, savedMonth] = await Promise.all([
       redis.dumpBuffer(key(weekLabel)),
       redis.dumpBuffer(key(month)),
     ]);
+    if (savedWeek === null || savedMonth === null) {
+      throw new Error(`${key(weekLabel)} and ${key(month)} must exist before this test`);
+    }
     await redis.del(key(weekLabel), key(month));
     try {
       const result = await count(["--site", site, "--month", month]);
@@ -271,9 +294,8 @@ describe("count against a real Redis Cluster", () => {
       for (const d of weekDays) expect(result.keys).toContain(key(d));
       await expectExact(result, monthStart, monthEnd);
     } finally {
-      for (const [i, k] of [key(weekLabel), key(month)].entries()) {
-        await redis.restore(k, 0, saved[i] as Buffer, "REPLACE");
-      }
+      await redis.restore(key(weekLabel), 0, savedWeek, "REPLACE");
+      await redis.restore(key(month), 0, savedMonth, "REPLACE");
     }
   });
 
@@ -285,7 +307,8 @@ describe("count against a real Redis Cluster", () => {
     );
     expect(stderr).toBe("");
     const estimate = Number(stdout.split("\n")[0]);
-    const command = /^ {2}(redis-cli .*)$/m.exec(stdout)?.[1] as string;
+    const command = /^ {2}(redis-cli .*)$/m.exec(stdout)?.[1];
+    assert.isDefined(command, `a redis-cli command in the output:\n${stdout}`);
     expect(command).toMatch(
       new RegExp(`^redis-cli -c -h 127\\.0\\.0\\.1 -p ${cluster.ports[0]} PFCOUNT '`),
     );
@@ -307,7 +330,7 @@ describe("count against a real Redis Cluster", () => {
     });
     expect(code, out.stderr).toBe(0);
     expect(out.stderr).not.toContain("warning");
-    const result = JSON.parse(out.stdout) as CountResult;
+    const result = parseCountResult(out.stdout);
     expect(result.keys).toEqual([key(month)]);
     expect(result.redisCli).toContain("--user reader --askpass PFCOUNT");
     await expectExact(result, monthStart, monthEnd);

@@ -6,38 +6,63 @@
 
 import { execFile } from "node:child_process";
 import { createServer, type IncomingMessage } from "node:http";
-import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import {
   DescribeExecutionCommand,
   type DescribeExecutionCommandOutput,
   StartExecutionCommand,
+  type StartExecutionCommandOutput,
 } from "@aws-sdk/client-sfn";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
+import type { SfnSender } from "../../cli/rollup.js";
 import { testNowMs } from "../helpers/clock.js";
+import { exitFailure } from "../helpers/exec.js";
+import { listeningPort } from "../helpers/net.js";
 import { captureIo } from "./capture.js";
 
 const ARN = "arn:aws:states:eu-west-1:123456789012:stateMachine:sketchstream-dev-rollup";
 const EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:sketchstream-dev-rollup:run-1";
 
 type Described = Partial<DescribeExecutionCommandOutput>;
+type SfnCommand = StartExecutionCommand | DescribeExecutionCommand;
+
+/** The command as the StartExecution it must be; fails naming what it was otherwise. */
+function startCommand(command: SfnCommand | undefined): StartExecutionCommand {
+  if (command instanceof StartExecutionCommand) return command;
+  throw new Error(`expected StartExecution, got ${command?.constructor.name ?? "no command"}`);
+}
 
 /** A recording SFN edge: StartExecution answers EXECUTION, DescribeExecution the given states. */
-function fakeSfn(states: Described[]) {
-  const sent: (StartExecutionCommand | DescribeExecutionCommand)[] = [];
-  let polls = 0;
-  return {
-    sent,
-    async send(command: StartExecutionCommand | DescribeExecutionCommand) {
-      sent.push(command);
-      if (command instanceof StartExecutionCommand) {
-        return { executionArn: EXECUTION, startDate: new Date(testNowMs()) };
-      }
-      const state = states[Math.min(polls++, states.length - 1)];
-      return { executionArn: EXECUTION, ...state };
-    },
-  };
+class FakeSfn implements SfnSender {
+  readonly sent: SfnCommand[] = [];
+  private polls = 0;
+
+  constructor(private readonly states: readonly Described[]) {}
+
+  send(command: StartExecutionCommand): Promise<StartExecutionCommandOutput>;
+  send(command: DescribeExecutionCommand): Promise<DescribeExecutionCommandOutput>;
+  async send(
+    command: SfnCommand,
+  ): Promise<StartExecutionCommandOutput | DescribeExecutionCommandOutput> {
+    this.sent.push(command);
+    if (command instanceof StartExecutionCommand) {
+      return { $metadata: {}, executionArn: EXECUTION, startDate: new Date(testNowMs()) };
+    }
+    const state = this.states[Math.min(this.polls++, this.states.length - 1)];
+    return {
+      $metadata: {},
+      executionArn: EXECUTION,
+      stateMachineArn: ARN,
+      startDate: new Date(testNowMs()),
+      status: "RUNNING",
+      ...state,
+    };
+  }
+}
+
+function fakeSfn(states: Described[]): FakeSfn {
+  return new FakeSfn(states);
 }
 
 function harness(states: Described[], env: Record<string, string> = { STATE_MACHINE_ARN: ARN }) {
@@ -64,9 +89,9 @@ describe("rollup on AWS (mocked SFN edge)", () => {
     const h = harness([]);
     expect(await runCli(["rollup"], h.deps)).toBe(0);
     expect(h.sfn.sent).toHaveLength(1);
-    const start = h.sfn.sent[0] as StartExecutionCommand;
+    const [start] = h.sfn.sent;
     expect(start).toBeInstanceOf(StartExecutionCommand);
-    expect(start.input).toEqual({ stateMachineArn: ARN, input: "{}" });
+    expect(startCommand(start).input).toEqual({ stateMachineArn: ARN, input: "{}" });
     expect(h.out.stdout).toBe(`${EXECUTION}\n`);
   });
 
@@ -81,12 +106,13 @@ describe("rollup on AWS (mocked SFN edge)", () => {
       h.deps,
     );
     expect(code, h.out.stderr).toBe(0);
-    const [start, ...describes] = h.sfn.sent;
-    expect((start as StartExecutionCommand).input).toEqual({
+    const [sent, ...describes] = h.sfn.sent;
+    const start = startCommand(sent);
+    expect(start.input).toEqual({
       stateMachineArn: ARN,
       input: JSON.stringify({ from: "2024-03-01", to: "2024-03-31" }),
     });
-    expect(JSON.parse((start as StartExecutionCommand).input.input as string)).toEqual({
+    expect(JSON.parse(start.input.input ?? "")).toEqual({
       from: "2024-03-01",
       to: "2024-03-31",
     });
@@ -175,7 +201,7 @@ describe("rollup through the real SDK client and SFN_ENDPOINT (child process)", 
       }
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as AddressInfo).port;
+    const port = listeningPort(server);
     try {
       const result = await promisify(execFile)(
         "node_modules/.bin/tsx",
@@ -191,10 +217,7 @@ describe("rollup through the real SDK client and SFN_ENDPOINT (child process)", 
             AWS_SECRET_ACCESS_KEY: "secret",
           },
         },
-      ).then(
-        (r) => ({ code: 0, ...r }),
-        (e: { code: number; stdout: string; stderr: string }) => e,
-      );
+      ).then((r) => ({ code: 0, ...r }), exitFailure);
       expect(result.code, result.stderr).toBe(1);
       expect(result.stdout).toBe(`${EXECUTION}\n`);
       expect(result.stderr).toContain("FAILED");

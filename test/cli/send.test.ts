@@ -1,11 +1,12 @@
-import type { AddressInfo } from "node:net";
 import {
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
   GetRecordsCommand,
   GetShardIteratorCommand,
+  type KinesisClient,
   ListShardsCommand,
   type PutRecordsCommand,
+  type PutRecordsCommandOutput,
 } from "@aws-sdk/client-kinesis";
 import kinesalite from "kinesalite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +14,7 @@ import { runCli } from "../../cli/app.js";
 import { GENERATOR_EVENTS, GENERATOR_SITES } from "../../cli/generator.js";
 import { parseSendArgs } from "../../cli/send.js";
 import { localKinesisClient } from "../../local/runtime.js";
+import { listeningPort } from "../helpers/net.js";
 import { captureIo } from "./capture.js";
 
 describe("send: arguments", () => {
@@ -38,8 +40,9 @@ describe("send: the PutRecords requests", () => {
     const requests: { stream?: string; records: { PartitionKey?: string; Data?: Uint8Array }[] }[] =
       [];
     let throttled = false;
-    const kinesis = {
-      async send(command: PutRecordsCommand) {
+    // The producer's edge is the client's send(); this one answers the PutRecords it sends.
+    const kinesis: Pick<KinesisClient, "send"> = {
+      async send(command: PutRecordsCommand): Promise<Partial<PutRecordsCommandOutput>> {
         const input = command.input;
         requests.push({
           stream: input.StreamARN ?? input.StreamName,
@@ -63,7 +66,7 @@ describe("send: the PutRecords requests", () => {
     });
     const code = await runCli(["send", "--total", "1200", "--seed", "9"], {
       ...io,
-      kinesis: kinesis as never,
+      kinesis,
     });
     expect(code, out.stderr).toBe(0);
     expect(requests.map((r) => r.records.length)).toEqual([500, 2, 500, 200]);
@@ -92,7 +95,7 @@ describe("send: into a local Kinesis", () => {
   beforeAll(async () => {
     server = kinesalite({ createStreamMs: 0 });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    endpoint = `http://127.0.0.1:${listeningPort(server)}`;
   });
   afterAll(async () => {
     await new Promise((resolve) => server.close(resolve));

@@ -14,12 +14,14 @@ import { Cluster } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { generateEvents } from "../../cli/generator.js";
 import { putAll } from "../../cli/producer.js";
+import { at } from "../../functions/domain/arrays.js";
 import { parseKey } from "../../functions/domain/keys.js";
 import { expiresAtSeconds, isoWeekOf, monthOf } from "../../functions/domain/periods.js";
 import { DEFAULT_RETENTION } from "../../functions/domain/runtime-env.js";
 import { startLocalRuntime } from "../../local/runtime.js";
 import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
+import { exitFailure } from "../helpers/exec.js";
 import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
 import { dayNumber, isoWeekLabel } from "../unit/calendar.js";
 
@@ -73,7 +75,9 @@ describe("the local pipeline", () => {
       ];
       const records = [];
       for (let i = 0; i < 20_000; i++) {
-        const e = events.next().value as ReturnType<typeof events.next>["value"] & object;
+        const next = events.next();
+        if (next.done) throw new Error(`the generator ended after ${i} events`);
+        const e = next.value;
         const day = e.event_time.slice(0, 10);
         for (const label of [day, isoWeekOf(day), monthOf(day)]) {
           const key = `uv:{site_id=${e.site_id}}:${label}`;
@@ -85,7 +89,7 @@ describe("the local pipeline", () => {
         if (i % 7000 === 3)
           records.push({
             partitionKey: `bad-${i}`,
-            data: Buffer.from(bad[records.length % 3] as string),
+            data: Buffer.from(at(bad, records.length % 3, "bad record")),
           });
       }
       const injected = records.filter((r) => r.partitionKey.startsWith("bad-"));
@@ -100,7 +104,7 @@ describe("the local pipeline", () => {
       });
       expect(rollup.status, rollup.cause).toBe("SUCCEEDED");
 
-      const redis = new Cluster([{ host: "127.0.0.1", port: runtime.redis.ports[0] as number }]);
+      const redis = new Cluster([{ host: "127.0.0.1", port: runtime.redis.port }]);
       try {
         let weeks = 0;
         let months = 0;
@@ -193,7 +197,7 @@ describe("the local pipeline", () => {
     expect(stdout).toContain("redis-cli -c -p");
     expect(stdout).not.toContain("No application metrics");
     const ports = [...stdout.matchAll(/Redis on ports ([\d, ]+);/g)].flatMap((m) =>
-      (m[1] as string).split(", ").map(Number),
+      at(m, 1, "port list").split(", ").map(Number),
     );
     expect(ports).toHaveLength(6);
     for (const port of ports) expect(await portOpen(port), `port ${port} closed`).toBe(false);
@@ -202,10 +206,7 @@ describe("the local pipeline", () => {
   it("stops with a usage message and exit code 2 on a bad flag", async () => {
     const failure = await run("npm", ["run", "--silent", "local", "--", "--total", "lots"], {
       timeout: 30_000,
-    }).then(
-      () => undefined,
-      (err: { code: number; stderr: string }) => err,
-    );
+    }).then(() => undefined, exitFailure);
     expect(failure?.code).toBe(2);
     expect(failure?.stderr).toContain("--total must be a whole number from 1 to");
     expect(failure?.stderr).toContain("usage: npm run local");

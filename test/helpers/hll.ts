@@ -1,5 +1,5 @@
 /**
- * DESIGN.md's HLL equality: two HLL values are the same when their encoding byte and their
+ * docs/contract.md: HLL equality: two HLL values are the same when their encoding byte and their
  * registers (bytes 16 onward) are equal. Bytes 8-15 cache a count that PFCOUNT rewrites.
  */
 

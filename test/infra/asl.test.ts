@@ -12,10 +12,13 @@ import { DEFAULT_SOURCES, SketchstreamStack } from "../../stacks/sketchstream-st
 import { declaredPlaceholders } from "../../state-machines/render.js";
 import {
   ACCOUNT_REF,
+  dig,
   ENVIRONMENTS,
   one,
+  parseJson,
   plannedDefinition,
   removeSynthOutputs,
+  str,
   synth,
   testApp,
 } from "./synth.js";
@@ -26,7 +29,7 @@ const FIXTURES = join(import.meta.dirname, "fixtures");
 
 describe.each(ENVIRONMENTS)("rollup definition, %s", (env) => {
   const { tf, config } = synth(env);
-  const definition = one(tf, "aws_sfn_state_machine").definition as string;
+  const definition = str(one(tf, "aws_sfn_state_machine").definition, "state machine definition");
 
   it("is valid Amazon States Language (asl-validator)", () => {
     const result = aslValidator(plannedDefinition(definition));
@@ -52,10 +55,10 @@ describe.each(ENVIRONMENTS)("rollup definition, %s", (env) => {
 
   it("fills every placeholder the template declares, the concurrency as a number", () => {
     expect(declaredPlaceholders(definition.split(ACCOUNT_REF).join(""))).toEqual([]);
-    const def = plannedDefinition(definition) as {
-      States: { MergePages: { MaxConcurrency: unknown } };
-    };
-    expect(def.States.MergePages.MaxConcurrency).toBe(config.rollup.mapMaxConcurrency);
+    const def = plannedDefinition(definition);
+    expect(dig(def, "States.MergePages.MaxConcurrency", "definition")).toBe(
+      config.rollup.mapMaxConcurrency,
+    );
   });
 });
 
@@ -66,8 +69,13 @@ describe("synth fails when the template and the stack disagree", () => {
 
   it("works with a small template of the same placeholders", () => {
     const stack = build(join(FIXTURES, "small.asl.json"))();
-    const def = JSON.parse(stack.rollup.definition.replace(/\$\{TfToken\[[^\]]+\]\}/g, "1"));
-    expect(def.States.Merge.MaxConcurrency).toBe(config.rollup.mapMaxConcurrency);
+    const def = parseJson(
+      stack.rollup.definition.replace(/\$\{TfToken\[[^\]]+\]\}/g, "1"),
+      "small definition",
+    );
+    expect(dig(def, "States.Merge.MaxConcurrency", "definition")).toBe(
+      config.rollup.mapMaxConcurrency,
+    );
   });
 
   it("names a placeholder the stack does not supply", () => {

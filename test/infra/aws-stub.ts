@@ -13,8 +13,8 @@
  */
 
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import aslValidator from "asl-validator";
+import { obj, str } from "./synth.js";
 
 export const STUB_ACCOUNT = "123456789012";
 
@@ -70,15 +70,18 @@ export async function startAwsStub(): Promise<AwsStub> {
   const unexpected: StubCall[] = [];
   const validations: AwsStub["validations"] = [];
   const server: Server = createServer((req, res) => {
-    readBody(req).then(
-      (body) => {
+    readBody(req)
+      .then((body) => {
         const target = req.headers["x-amz-target"];
         const action = new URLSearchParams(body).get("Action");
         const operation =
           typeof target === "string" ? target : (action ?? `${req.method} ${req.url}`);
         calls.push({ operation, body });
         if (operation === "AWSStepFunctions.ValidateStateMachineDefinition") {
-          const { definition } = JSON.parse(body) as { definition: string };
+          const definition = str(
+            obj(JSON.parse(body), "ValidateStateMachineDefinition request").definition,
+            "ValidateStateMachineDefinition definition",
+          );
           const answer = validateDefinition(definition);
           validations.push({ definition, result: answer.result });
           res.writeHead(200, { "content-type": "application/x-amz-json-1.0" });
@@ -112,15 +115,19 @@ export async function startAwsStub(): Promise<AwsStub> {
             message: `the test stub does not answer ${operation}`,
           }),
         );
-      },
-      () => {
-        res.writeHead(500);
-        res.end();
-      },
-    );
+      })
+      // An unreadable body, or a request the stub cannot read: a 500 naming why, not a hang.
+      .catch((error: unknown) => {
+        res.writeHead(500, { "content-type": "application/x-amz-json-1.0" });
+        res.end(JSON.stringify({ __type: "InternalFailure", message: String(error) }));
+      });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const address = server.address();
+  if (address === null || typeof address === "string") {
+    throw new Error(`the stub listens on a TCP port, not ${address}`);
+  }
+  const { port } = address;
   return {
     url: `http://127.0.0.1:${port}`,
     calls,

@@ -1,12 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
   availabilityZones,
+  type ConfigOverrides,
   ENVIRONMENT_NAMES,
   ENVIRONMENTS,
   LOG_RETENTION_DAYS,
   loadConfig,
   parameterGroupFamily,
   StackConfigError,
+  type StateMachineLogLevel,
   validateConfig,
 } from "../../stacks/config.js";
 import { subnetCidrs } from "../../stacks/network.js";
@@ -59,6 +61,7 @@ describe("stack config", () => {
   });
 
   it("the error names the environment, the file, the field and the allowed values", () => {
+    // A value outside the engine type on purpose: the cast is what lets the test pass it.
     expect(() => loadConfig("dev", { memorydb: { engine: "redis6" as "redis" } })).toThrow(
       /invalid stack configuration for "dev" \(stacks\/config\.ts\):\n {2}- memorydb\.engine: "redis6" is not allowed; allowed: valkey, redis/,
     );
@@ -82,7 +85,7 @@ describe("stack config", () => {
     ]);
   });
 
-  it.each([
+  it.each<[ConfigOverrides, RegExp]>([
     [
       { memorydb: { engine: "redis", engineVersion: "6.2" } },
       /memorydb\.engineVersion: "6\.2" is not allowed; allowed: redis 7\.0 or later/,
@@ -119,7 +122,8 @@ describe("stack config", () => {
       /rollup\.scheduleExpression: "every hour" is not allowed; allowed: rate\(N minutes\|hours\|days\)/,
     ],
     [
-      { rollup: { logLevel: "DEBUG" } },
+      // Outside the log level type on purpose: the cast is what lets the test pass it.
+      { rollup: { logLevel: "DEBUG" as StateMachineLogLevel } },
       /rollup\.logLevel: "DEBUG" is not allowed; allowed: ALL, ERROR, FATAL, OFF/,
     ],
     [
@@ -136,9 +140,8 @@ describe("stack config", () => {
       { retention: { days: 0 } },
       /retention\.days: 0 is not allowed; allowed: a whole number from 1 to 3660/,
     ],
-  ] as const)("refuses %j", (overrides, message) => {
-    // biome-ignore lint/suspicious/noExplicitAny: deliberately invalid values
-    expect(() => loadConfig("dev", overrides as any)).toThrow(message);
+  ])("refuses %j", (overrides, message) => {
+    expect(() => loadConfig("dev", overrides)).toThrow(message);
   });
 
   it("requires explicit zones outside eu-west-1, as names or AZ IDs", () => {

@@ -7,7 +7,7 @@
 
 import { LOG_RETENTION_DAYS } from "../../stacks/config.js";
 import { UNSCOPABLE_ACTIONS } from "../../stacks/policy.js";
-import { resources, type TfJson, type TfResource } from "./synth.js";
+import { objs, peek, policyDocument, resources, strs, type TfJson } from "./synth.js";
 
 type Violation = string;
 
@@ -18,26 +18,28 @@ function list(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [value];
 }
 
+function isOpenCidr(cidr: unknown): boolean {
+  return typeof cidr === "string" && OPEN_CIDRS.includes(cidr);
+}
+
 /** Rule: no ingress from the internet, in any of the ways the provider can express one. */
 export function noOpenIngress(tf: TfJson): Violation[] {
   const out: Violation[] = [];
   for (const [address, type, body] of resources(tf)) {
     if (type === "aws_vpc_security_group_ingress_rule") {
       for (const field of ["cidr_ipv4", "cidr_ipv6"]) {
-        if (OPEN_CIDRS.includes(body[field] as string))
-          out.push(`${address}: ${field} ${body[field]}`);
+        if (isOpenCidr(body[field])) out.push(`${address}: ${field} ${body[field]}`);
       }
     }
     if (type === "aws_security_group_rule" && body.type === "ingress") {
       for (const cidr of [...list(body.cidr_blocks), ...list(body.ipv6_cidr_blocks)]) {
-        if (OPEN_CIDRS.includes(cidr as string)) out.push(`${address}: ingress from ${cidr}`);
+        if (isOpenCidr(cidr)) out.push(`${address}: ingress from ${cidr}`);
       }
     }
     if (type === "aws_security_group" || type === "aws_default_security_group") {
-      for (const rule of list(body.ingress) as TfResource[]) {
+      for (const rule of objs(list(body.ingress), `${address} ingress`)) {
         for (const cidr of [...list(rule.cidr_blocks), ...list(rule.ipv6_cidr_blocks)]) {
-          if (OPEN_CIDRS.includes(cidr as string))
-            out.push(`${address}: inline ingress from ${cidr}`);
+          if (isOpenCidr(cidr)) out.push(`${address}: inline ingress from ${cidr}`);
         }
       }
     }
@@ -82,13 +84,10 @@ export function policyDocuments(tf: TfJson): { docs: PolicyDoc[]; problems: Viol
       const text = body[field];
       if (text === undefined) continue;
       try {
-        const doc = JSON.parse(text as string) as { Statement: unknown };
-        docs.push({
-          address,
-          field,
-          kind,
-          statements: list(doc.Statement) as Record<string, unknown>[],
-        });
+        // One statement or a list of them, each an object.
+        const { Statement } = policyDocument(text, `${address} ${field}`);
+        const statements = objs(list(Statement), `${address} ${field} Statement`);
+        docs.push({ address, field, kind, statements });
       } catch {
         problems.push(`${address}: ${field} is not a JSON policy document`);
       }
@@ -115,12 +114,12 @@ export function leastPrivilege(tf: TfJson): Violation[] {
   for (const doc of docs) {
     doc.statements.forEach((s, i) => {
       const where = `${doc.address}: ${doc.field} statement ${s.Sid ?? i}`;
-      const actions = list(s.Action) as string[];
+      const actions = strs(list(s.Action), `${where}: Action`);
       if (actions.includes("*") || list(s.NotAction).length > 0) {
         out.push(`${where}: Action "*" or NotAction`);
       }
       if (s.Effect !== "Allow" || doc.kind === "key" || doc.kind === "trust") return;
-      if ((list(s.Resource) as string[]).includes("*")) {
+      if (list(s.Resource).includes("*")) {
         const scopable = actions.filter((a) => !(a in UNSCOPABLE_ACTIONS));
         if (scopable.length > 0) out.push(`${where}: Resource "*" for ${scopable.join(", ")}`);
       }
@@ -157,9 +156,13 @@ export function encryptedAtRest(tf: TfJson): Violation[] {
         if (!cmk(body.kms_key_id)) out.push(`${address}: kms_key_id is not the stack's key`);
         break;
       case "aws_launch_template":
-        for (const bdm of list(body.block_device_mappings) as TfResource[]) {
-          const ebs = (list(bdm.ebs)[0] ?? {}) as TfResource;
-          if (String(ebs.encrypted) !== "true") out.push(`${address}: EBS volume not encrypted`);
+        for (const bdm of objs(
+          list(body.block_device_mappings),
+          `${address} block_device_mappings`,
+        )) {
+          const [ebs] = list(bdm.ebs);
+          if (String(peek(ebs, "encrypted")) !== "true")
+            out.push(`${address}: EBS volume not encrypted`);
         }
         break;
       case "aws_instance":
@@ -178,13 +181,12 @@ export function encryptedAtRest(tf: TfJson): Violation[] {
 /** Rule: TLS required on every data path: MemoryDB, every function's client, SQS and SNS. */
 export function tlsRequired(tf: TfJson): Violation[] {
   const out: Violation[] = [];
-  const denied = new Map<string, string[]>();
+  const denied = new Map<string, unknown[]>();
   const { docs } = policyDocuments(tf);
   for (const doc of docs) {
     for (const s of doc.statements) {
-      const cond = s.Condition as Record<string, Record<string, string>> | undefined;
-      if (s.Effect === "Deny" && cond?.Bool?.["aws:SecureTransport"] === "false") {
-        denied.set(doc.address, list(s.Resource) as string[]);
+      if (s.Effect === "Deny" && peek(s.Condition, "Bool.aws:SecureTransport") === "false") {
+        denied.set(doc.address, list(s.Resource));
       }
     }
   }
@@ -193,11 +195,8 @@ export function tlsRequired(tf: TfJson): Violation[] {
       out.push(`${address}: tls_enabled is not true`);
     }
     if (type === "aws_lambda_function") {
-      const vars = ((body.environment as TfResource | undefined)?.variables ?? {}) as Record<
-        string,
-        string
-      >;
-      if (vars.REDIS_ENDPOINT !== undefined && vars.REDIS_TLS !== "true") {
+      const vars = peek(body, "environment.variables");
+      if (peek(vars, "REDIS_ENDPOINT") !== undefined && peek(vars, "REDIS_TLS") !== "true") {
         out.push(`${address}: REDIS_TLS is not "true"`);
       }
     }
@@ -238,15 +237,12 @@ export function noPlaintextSecrets(tf: TfJson, json: string): Violation[] {
       out.push(`${address}: stores a secret value in Terraform state`);
     }
     if (type === "aws_memorydb_user") {
-      const mode = (list(body.authentication_mode)[0] ?? {}) as TfResource;
-      if (mode.type !== "iam") out.push(`${address}: authentication_mode is not iam`);
+      const [mode] = list(body.authentication_mode);
+      if (peek(mode, "type") !== "iam") out.push(`${address}: authentication_mode is not iam`);
     }
     if (type === "aws_lambda_function") {
-      const vars = ((body.environment as TfResource | undefined)?.variables ?? {}) as Record<
-        string,
-        string
-      >;
-      if (vars.REDIS_ENDPOINT !== undefined && vars.REDIS_AUTH !== "iam") {
+      const vars = peek(body, "environment.variables");
+      if (peek(vars, "REDIS_ENDPOINT") !== undefined && peek(vars, "REDIS_AUTH") !== "iam") {
         out.push(`${address}: REDIS_AUTH is not iam`);
       }
     }
@@ -265,7 +261,7 @@ export function logRetention(tf: TfJson): Violation[] {
     if (type !== "aws_cloudwatch_log_group") continue;
     groups.add(address);
     const days = body.retention_in_days;
-    if (!(LOG_RETENTION_DAYS as readonly unknown[]).includes(days)) {
+    if (!LOG_RETENTION_DAYS.some((allowed) => allowed === days)) {
       out.push(`${address}: retention_in_days ${String(days)} (never expires or invalid)`);
     }
   }
@@ -273,16 +269,14 @@ export function logRetention(tf: TfJson): Violation[] {
     typeof value === "string" && [...groups].some((g) => value.startsWith(`\${${g}.`));
   for (const [address, type, body] of resources(tf)) {
     if (type === "aws_lambda_function") {
-      const logging = (body.logging_config ?? {}) as TfResource;
-      if (!refersToGroup(logging.log_group)) {
+      if (!refersToGroup(peek(body, "logging_config.log_group"))) {
         out.push(
           `${address}: logs to a group the stack does not declare (Lambda would create one without retention)`,
         );
       }
     }
     if (type === "aws_sfn_state_machine") {
-      const logging = (body.logging_configuration ?? {}) as TfResource;
-      if (!refersToGroup(logging.log_destination)) {
+      if (!refersToGroup(peek(body, "logging_configuration.log_destination"))) {
         out.push(`${address}: no logging to a declared log group`);
       }
     }

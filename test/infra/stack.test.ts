@@ -17,6 +17,7 @@ import { Testing } from "cdktf";
 import { unzipSync } from "fflate";
 import { afterAll, describe, expect, it } from "vitest";
 import { ACL_RULES } from "../../functions/domain/acl.js";
+import { first } from "../../functions/domain/arrays.js";
 import {
   loadConsumerRuntimeConfig,
   loadRuntimeConfig,
@@ -26,11 +27,19 @@ import { subnetCidrs } from "../../stacks/network.js";
 import {
   ACCOUNT_REF,
   address,
+  defined,
+  dig,
   ENVIRONMENTS,
+  objs,
   one,
+  parseJson,
+  peek,
+  policyStatements,
+  record,
   ref,
   removeSynthOutputs,
   resourcesOfType,
+  str,
   synth,
   type TfResource,
 } from "./synth.js";
@@ -56,6 +65,19 @@ function resolved(vars: Record<string, string>, prefix: string): Record<string, 
   );
 }
 
+/** A function's environment variables, each a string. */
+function variables(fn: TfResource, what: string): Record<string, string> {
+  return record(dig(fn, "environment.variables", what), `${what} variables`, str);
+}
+
+/** Policy statements by Sid, as Object.fromEntries keys them ("undefined" for none). */
+function bySid(statements: readonly TfResource[]): Record<string, TfResource> {
+  return Object.fromEntries(statements.map((st) => [String(st.Sid), st]));
+}
+
+/** The MemoryDB ACL rules of a role, undefined for a name that is not one. */
+const aclRules: Readonly<Record<string, string>> = ACL_RULES;
+
 function zipEntries(zip: Buffer): Map<string, Buffer> {
   return new Map(Object.entries(unzipSync(zip)).map(([name, data]) => [name, Buffer.from(data)]));
 }
@@ -68,7 +90,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
   it("uses only the hashicorp/aws provider, pinned to the mirrored 5.100.0", () => {
     expect(Object.keys(tf.provider)).toEqual(["aws"]);
     expect(tf.terraform.required_providers).toEqual({ aws: { source: "aws", version: "5.100.0" } });
-    const provider = tf.provider.aws?.[0] as TfResource;
+    const provider = first(tf.provider.aws ?? [], "aws provider");
     expect(provider.region).toBe(config.region);
     expect(provider.default_tags).toEqual([
       {
@@ -115,8 +137,8 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       const sqs = one(tf, "aws_vpc_endpoint", "sqs");
       expect(sqs.private_dns_enabled).toBe(true);
       expect(sqs.subnet_ids).toHaveLength(config.network.azCount);
-      const s3 = JSON.parse(one(tf, "aws_vpc_endpoint", "s3").policy as string);
-      expect(s3.Statement).toEqual([
+      const s3 = policyStatements(one(tf, "aws_vpc_endpoint", "s3").policy, "s3 endpoint policy");
+      expect(s3).toEqual([
         expect.objectContaining({
           Action: "s3:GetObject",
           Resource: `arn:aws:s3:::al2023-repos-${config.region}-de612dc2/*`,
@@ -201,12 +223,15 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         ["consumer", "reader", "rollup"].map((r) => `${prefix}-${r}`),
       );
       for (const u of users) {
-        const role = (u.user_name as string).slice(prefix.length + 1) as keyof typeof ACL_RULES;
+        const role = str(u.user_name, "memorydb user_name").slice(prefix.length + 1);
         expect(u.authentication_mode).toEqual({ type: "iam" });
-        expect(u.access_string).toBe(`on ${ACL_RULES[role]}`);
+        expect(u.access_string).toBe(`on ${aclRules[role]}`);
       }
       // The reader may only read: no write command in its access string.
-      const reader = users.find((u) => u.user_name === `${prefix}-reader`) as TfResource;
+      const reader = defined(
+        users.find((u) => u.user_name === `${prefix}-reader`),
+        `memorydb user ${prefix}-reader`,
+      );
       expect(reader.access_string).not.toMatch(
         /\+(pfadd|pfmerge|set|del|sadd|expireat|eval|@write|@all)\b/,
       );
@@ -239,7 +264,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         subnet_ids: resourcesOfType(tf, "aws_subnet").map(([a]) => `\${${a}.id}`),
         security_group_ids: [ref(tf, "aws_security_group", "network_functions", "id")],
       });
-      const zip = readFileSync(join(s.stackDir, fn.filename as string));
+      const zip = readFileSync(join(s.stackDir, str(fn.filename, "consumer filename")));
       expect(fn.source_code_hash).toBe(createHash("sha256").update(zip).digest("base64"));
       const entries = zipEntries(zip);
       expect([...entries.keys()]).toEqual(["index.mjs", "index.mjs.map"]);
@@ -247,7 +272,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
 
     it("environment: the runtime contract, accepted by the functions' own config loader", () => {
-      const vars = (fn.environment as { variables: Record<string, string> }).variables;
+      const vars = variables(fn, "consumer environment");
       expect(Object.keys(vars).sort()).toEqual(
         [
           "MEMORYDB_CLUSTER_NAME",
@@ -325,16 +350,15 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
 
     it("IAM: reads its stream, sends to its queues, connects as its MemoryDB user only", () => {
-      const policy = JSON.parse(one(tf, "aws_iam_role_policy", "consumer").policy as string);
-      const bySid = Object.fromEntries(
-        (policy.Statement as TfResource[]).map((st) => [st.Sid, st]),
+      const statements = bySid(
+        policyStatements(one(tf, "aws_iam_role_policy", "consumer").policy, "consumer policy"),
       );
-      expect(bySid.ReadStream?.Resource).toBe(ref(tf, "aws_kinesis_stream", "stream", "arn"));
-      expect(bySid.SendToOwnQueues?.Resource).toEqual([
+      expect(statements.ReadStream?.Resource).toBe(ref(tf, "aws_kinesis_stream", "stream", "arn"));
+      expect(statements.SendToOwnQueues?.Resource).toEqual([
         ref(tf, "aws_sqs_queue", "quarantine", "arn"),
         ref(tf, "aws_sqs_queue", "failures", "arn"),
       ]);
-      expect(bySid.MemoryDbConnect).toEqual({
+      expect(statements.MemoryDbConnect).toEqual({
         Sid: "MemoryDbConnect",
         Effect: "Allow",
         Action: "memorydb:Connect",
@@ -359,12 +383,13 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(new Set(fns.map((f) => f.filename)).size).toBe(1);
       expect(new Set(fns.map((f) => f.source_code_hash)).size).toBe(1);
       expect(fns[0]?.filename).not.toBe(one(tf, "aws_lambda_function", "consumer").filename);
-      expect(existsSync(join(s.stackDir, fns[0]?.filename as string))).toBe(true);
+      const filename = str(first(fns, "rollup function").filename, "rollup filename");
+      expect(existsSync(join(s.stackDir, filename))).toBe(true);
       for (const f of fns) {
         expect(f.runtime).toBe("nodejs22.x");
         expect(f.tracing_config).toEqual({ mode: "Active" });
         expect(f.timeout).toBe(config.rollup.timeoutSeconds);
-        const vars = (f.environment as { variables: Record<string, string> }).variables;
+        const vars = variables(f, `${f.function_name} environment`);
         expect(vars.QUARANTINE_QUEUE_URL).toBeUndefined();
         expect(vars.REDIS_USER).toBe(ref(tf, "aws_memorydb_user", "user-rollup", "user_name"));
         const loaded = loadRuntimeConfig({ ...resolved(vars, prefix), AWS_REGION: config.region });
@@ -386,28 +411,35 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         }),
       ).toBe(true);
       const sm = one(tf, "aws_sfn_state_machine");
-      const def = JSON.parse(sm.definition as string);
+      const def = parseJson(sm.definition, "state machine definition");
       const account = ACCOUNT_REF;
       const arnOf = (h: string) =>
         `arn:aws:lambda:${config.region}:${account}:function:${prefix}-rollup-${h}`;
-      expect(def.States.Plan.Resource).toBe(arnOf("plan"));
-      expect(def.States.MergePages.ItemProcessor.States.MergePage.Resource).toBe(arnOf("merge"));
-      expect(def.States.Finish.Resource).toBe(arnOf("finish"));
-      expect(def.States.MergePages.MaxConcurrency).toBe(config.rollup.mapMaxConcurrency);
+      const state = (path: string) => dig(def, path, "definition");
+      expect(state("States.Plan.Resource")).toBe(arnOf("plan"));
+      expect(state("States.MergePages.ItemProcessor.States.MergePage.Resource")).toBe(
+        arnOf("merge"),
+      );
+      expect(state("States.Finish.Resource")).toBe(arnOf("finish"));
+      expect(state("States.MergePages.MaxConcurrency")).toBe(config.rollup.mapMaxConcurrency);
       // The ARNs are built, not referenced: depends_on keeps the functions first.
       expect(sm.depends_on).toEqual(
         expect.arrayContaining(
           ["plan", "merge", "finish"].map((h) => {
-            const [address] = resourcesOfType(tf, "aws_lambda_function").find(([a]) =>
-              a.includes(`rollup_${h}`),
-            ) as [string, TfResource];
+            const [address] = defined(
+              resourcesOfType(tf, "aws_lambda_function").find(([a]) => a.includes(`rollup_${h}`)),
+              `rollup_${h} function`,
+            );
             return address;
           }),
         ),
       );
       // The state machine may invoke exactly the three functions.
-      const policy = JSON.parse(one(tf, "aws_iam_role_policy", "state-machine").policy as string);
-      expect(policy.Statement[0].Resource).toEqual(
+      const policy = policyStatements(
+        one(tf, "aws_iam_role_policy", "state-machine").policy,
+        "state machine policy",
+      );
+      expect(first(policy, "state machine policy statement").Resource).toEqual(
         ["plan", "merge", "finish"].flatMap((h) => [arnOf(h), `${arnOf(h)}:*`]),
       );
     });
@@ -426,12 +458,18 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
           },
         }),
       ).toBe(true);
-      const trust = JSON.parse(
-        one(tf, "aws_iam_role", "scheduler-role").assume_role_policy as string,
+      const trust = policyStatements(
+        one(tf, "aws_iam_role", "scheduler-role").assume_role_policy,
+        "scheduler trust policy",
       );
-      expect(trust.Statement[0].Principal).toEqual({ Service: "scheduler.amazonaws.com" });
-      const policy = JSON.parse(one(tf, "aws_iam_role_policy", "scheduler-role").policy as string);
-      expect(policy.Statement).toEqual([
+      expect(first(trust, "scheduler trust statement").Principal).toEqual({
+        Service: "scheduler.amazonaws.com",
+      });
+      const policy = policyStatements(
+        one(tf, "aws_iam_role_policy", "scheduler-role").policy,
+        "scheduler policy",
+      );
+      expect(policy).toEqual([
         {
           Sid: "StartRollup",
           Effect: "Allow",
@@ -479,18 +517,17 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
 
     it("operator policy: reader token, tunnel to this endpoint, key to this instance", () => {
-      const policy = JSON.parse(one(tf, "aws_iam_policy", "operator").policy as string);
-      const bySid = Object.fromEntries(
-        (policy.Statement as TfResource[]).map((st) => [st.Sid, st]),
+      const statements = bySid(
+        policyStatements(one(tf, "aws_iam_policy", "operator").policy, "operator policy"),
       );
-      expect(bySid.MemoryDbConnect?.Resource).toEqual([
+      expect(statements.MemoryDbConnect?.Resource).toEqual([
         ref(tf, "aws_memorydb_cluster", "cluster", "arn"),
         ref(tf, "aws_memorydb_user", "user-reader", "arn"),
       ]);
-      expect(bySid.TunnelThroughEndpoint?.Resource).toBe(
+      expect(statements.TunnelThroughEndpoint?.Resource).toBe(
         ref(tf, "aws_ec2_instance_connect_endpoint", "eice", "arn"),
       );
-      expect(bySid.PushSshKeyToOperatorInstance?.Condition).toEqual({
+      expect(statements.PushSshKeyToOperatorInstance?.Condition).toEqual({
         StringEquals: { "ec2:osuser": "ec2-user" },
       });
     });
@@ -526,13 +563,13 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
           kms_master_key_id: ref(tf, "aws_kms_key", "kms", "arn"),
         }),
       ).toBe(true);
-      const keyPolicy = JSON.parse(one(tf, "aws_kms_key").policy as string);
-      const cw = (keyPolicy.Statement as TfResource[]).find(
-        (st) => (st.Principal as TfResource).Service === "cloudwatch.amazonaws.com",
+      const keyPolicy = policyStatements(one(tf, "aws_kms_key").policy, "key policy");
+      const cw = keyPolicy.find(
+        (st) => peek(st, "Principal.Service") === "cloudwatch.amazonaws.com",
       );
       expect(cw?.Action).toEqual(["kms:Decrypt", "kms:GenerateDataKey*"]);
-      const topicPolicy = JSON.parse(one(tf, "aws_sns_topic_policy").policy as string);
-      expect(topicPolicy.Statement[0]).toMatchObject({
+      const topicPolicy = policyStatements(one(tf, "aws_sns_topic_policy").policy, "topic policy");
+      expect(first(topicPolicy, "topic policy statement")).toMatchObject({
         Principal: { Service: "cloudwatch.amazonaws.com" },
         Action: "sns:Publish",
       });
@@ -541,7 +578,10 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
 
     it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory", () => {
       const alarms: Record<string, TfResource> = Object.fromEntries(
-        resourcesOfType(tf, "aws_cloudwatch_metric_alarm").map(([, b]) => [b.alarm_name, b]),
+        resourcesOfType(tf, "aws_cloudwatch_metric_alarm").map(([, b]) => [
+          str(b.alarm_name, "alarm_name"),
+          b,
+        ]),
       );
       expect(Object.keys(alarms).sort()).toEqual(
         [
@@ -583,8 +623,11 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         threshold: config.alarms.memoryUsagePercent,
       });
       expect(alarms[`${prefix}-memorydb-memory`]?.dimensions).toBeUndefined();
-      const rollup = alarms[`${prefix}-rollup-failed`]?.metric_query as TfResource[];
-      expect(rollup.map((q) => (q.metric as TfResource | undefined)?.metric_name)).toEqual([
+      const rollup = objs(
+        alarms[`${prefix}-rollup-failed`]?.metric_query,
+        "rollup-failed metric_query",
+      );
+      expect(rollup.map((q) => peek(q, "metric.metric_name"))).toEqual([
         "ExecutionsFailed",
         "ExecutionsTimedOut",
         "ExecutionsAborted",
@@ -674,9 +717,10 @@ describe("stack with overrides", () => {
     const { tf } = synth("dev", { accountId: "123456789012" });
     expect(tf.data).toBeUndefined();
     expect(tf.provider.aws?.[0]?.allowed_account_ids).toEqual(["123456789012"]);
-    expect(
-      JSON.parse(one(tf, "aws_sfn_state_machine").definition as string).States.Plan.Resource,
-    ).toBe("arn:aws:lambda:eu-west-1:123456789012:function:sketchstream-dev-rollup-plan");
+    const definition = parseJson(one(tf, "aws_sfn_state_machine").definition, "definition");
+    expect(dig(definition, "States.Plan.Resource", "definition")).toBe(
+      "arn:aws:lambda:eu-west-1:123456789012:function:sketchstream-dev-rollup-plan",
+    );
   });
 
   it("alarm email: an email subscription to the topic", () => {

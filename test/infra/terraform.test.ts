@@ -7,8 +7,19 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { first } from "../../functions/domain/arrays.js";
 import { type AwsStub, STUB_ACCOUNT, startAwsStub } from "./aws-stub.js";
-import { ENVIRONMENTS, removeSynthOutputs, synth } from "./synth.js";
+import {
+  dig,
+  ENVIRONMENTS,
+  obj,
+  objs,
+  parseJson,
+  removeSynthOutputs,
+  str,
+  strs,
+  synth,
+} from "./synth.js";
 import {
   editConfig,
   findProviderMirror,
@@ -87,6 +98,22 @@ interface PlannedResource {
   change: { actions: string[]; after: Record<string, unknown> };
 }
 
+/** The resource_changes of `terraform show -json`, checked for the fields the tests read. */
+function plannedResources(show: unknown): PlannedResource[] {
+  return objs(obj(show, "plan").resource_changes, "plan resource_changes").map((c, i) => {
+    const what = `resource_changes[${i}]`;
+    const change = obj(c.change, `${what}.change`);
+    return {
+      address: str(c.address, `${what}.address`),
+      type: str(c.type, `${what}.type`),
+      change: {
+        actions: strs(change.actions, `${what}.change.actions`),
+        after: obj(change.after, `${what}.change.after`),
+      },
+    };
+  });
+}
+
 interface Pipeline {
   validated: Promise<string>;
   /** `terraform graph`: the dependency edges Terraform orders the apply by. */
@@ -132,6 +159,11 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
   let stub: AwsStub;
   let mirror: string;
   const pipelines: Record<string, Pipeline> = {};
+  const pipeline = (env: string): Pipeline => {
+    const p = pipelines[env];
+    if (!p) throw new Error(`no terraform pipeline for ${env}: beforeAll did not start it`);
+    return p;
+  };
 
   beforeAll(async () => {
     const found = findProviderMirror();
@@ -161,8 +193,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
           "-lock=false",
           "-out=plan.bin",
         ]);
-        const show = JSON.parse(await terraformOk(w, ["show", "-json", "plan.bin"]));
-        return show.resource_changes as PlannedResource[];
+        return plannedResources(JSON.parse(await terraformOk(w, ["show", "-json", "plan.bin"])));
       });
       // Failures surface in the tests that await them, not as unhandled rejections.
       validated.catch(() => {});
@@ -184,7 +215,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
       "terraform init (provider from the mirror) and validate succeed",
       { timeout: 180_000 },
       async () => {
-        expect(await pipelines[env]?.validated).toMatch(/Success! The configuration is valid/);
+        expect(await pipeline(env).validated).toMatch(/Success! The configuration is valid/);
       },
     );
 
@@ -192,20 +223,21 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
       "orders the first apply: the instance after its subnet's routing, the mapping after its network",
       { timeout: 180_000 },
       async () => {
-        const graph = (await pipelines[env]?.graph) as string;
+        const graph = await pipeline(env).graph;
         const instance: [string, string] = ["aws_instance", "access_instance"];
         expect(dependsOn(graph, instance, ["aws_route_table_association", "private-0-rt"])).toBe(
           true,
         );
         expect(dependsOn(graph, instance, ["aws_vpc_endpoint", "access_s3"])).toBe(true);
         const mapping: [string, string] = ["aws_lambda_event_source_mapping", "stream-mapping"];
-        for (const rule of [
+        const rules: [string, string][] = [
           ["aws_vpc_security_group_egress_rule", "functions-to-memorydb"],
           ["aws_vpc_security_group_ingress_rule", "memorydb-from-functions"],
           ["aws_vpc_security_group_egress_rule", "functions-to-endpoints"],
           ["aws_vpc_security_group_ingress_rule", "endpoints-from-functions"],
           ["aws_vpc_endpoint", "sqs-endpoint"],
-        ] as [string, string][]) {
+        ];
+        for (const rule of rules) {
           expect(dependsOn(graph, mapping, rule), rule.join(" ")).toBe(true);
         }
         // The search is not trivially true: the association does not wait for the instance.
@@ -218,7 +250,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
       `plans exactly the ${PLANNED_COUNT[env]} resources of the design, with the key settings`,
       { timeout: 180_000 },
       async () => {
-        const changes = (await pipelines[env]?.planned) as PlannedResource[];
+        const changes = await pipeline(env).planned;
         const byType: Record<string, number> = {};
         for (const c of changes) byType[c.type] = (byType[c.type] ?? 0) + 1;
         expect(byType).toEqual(PLANNED[env]);
@@ -229,7 +261,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
         const planned = (type: string, fragment = "") => {
           const found = changes.filter((c) => c.type === type && c.address.includes(fragment));
           expect(found, `${type} ${fragment}`).toHaveLength(1);
-          return (found[0] as PlannedResource).change.after;
+          return first(found, `${type} ${fragment}`).change.after;
         };
         const prefix = `sketchstream-${env}`;
         expect(planned("aws_memorydb_cluster")).toMatchObject({
@@ -263,8 +295,11 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
           state: "ENABLED",
         });
         // The definition is fully known at plan: the ARNs carry the account the data source read.
-        const definition = JSON.parse(planned("aws_sfn_state_machine").definition as string);
-        expect(definition.States.Plan.Resource).toBe(
+        const definition = parseJson(
+          planned("aws_sfn_state_machine").definition,
+          "planned aws_sfn_state_machine definition",
+        );
+        expect(dig(definition, "States.Plan.Resource", "definition")).toBe(
           `arn:aws:lambda:eu-west-1:${STUB_ACCOUNT}:function:${prefix}-rollup-plan`,
         );
         for (const c of changes.filter((x) => x.type === "aws_cloudwatch_log_group")) {

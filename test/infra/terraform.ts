@@ -8,6 +8,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { obj, objs } from "./synth.js";
 
 /** terraform's version line, or undefined when it is not on PATH. */
 export function terraformVersion(): string | undefined {
@@ -80,7 +81,7 @@ export function prepareWorkdir(stackDir: string, mirror: string, label: string):
   workdirs.push(dir);
   cpSync(stackDir, dir, { recursive: true });
   editConfig(dir, (tf) => {
-    const terraform = tf.terraform as Record<string, unknown>;
+    const terraform = obj(tf.terraform, "cdk.tf.json terraform");
     terraform.backend = { local: { path: join(dir, "terraform.tfstate") } };
   });
   const cli = join(dir, "offline.tfrc");
@@ -114,7 +115,7 @@ export function prepareWorkdir(stackDir: string, mirror: string, label: string):
 
 export function editConfig(dir: string, edit: (tf: Record<string, unknown>) => void): void {
   const file = join(dir, "cdk.tf.json");
-  const tf = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  const tf = obj(JSON.parse(readFileSync(file, "utf8")), file);
   edit(tf);
   writeFileSync(file, JSON.stringify(tf, null, 2));
 }
@@ -125,7 +126,7 @@ export function editConfig(dir: string, edit: (tf: Record<string, unknown>) => v
  */
 export function offlineProvider(dir: string, stubUrl: string): void {
   editConfig(dir, (tf) => {
-    const providers = (tf.provider as Record<string, Record<string, unknown>[]>).aws ?? [];
+    const providers = objs(obj(tf.provider, "cdk.tf.json provider").aws ?? [], "provider.aws");
     for (const p of providers) {
       Object.assign(p, {
         access_key: "AKIAOFFLINEPLANTEST0",

@@ -8,8 +8,9 @@
  */
 
 import { Cluster, Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { at, first } from "../../functions/domain/arrays.js";
 import { TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { lambdaContext } from "../../local/lambda-context.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
@@ -24,7 +25,7 @@ let redis: Cluster;
 beforeAll(async () => {
   // A long node timeout: the paused node must not be declared failed while it is paused.
   cluster = await startRedisCluster({ primaries: 3, nodeTimeoutMs: 30_000 });
-  redis = new Cluster([{ host: "127.0.0.1", port: cluster.ports[0] as number }]);
+  redis = new Cluster([{ host: "127.0.0.1", port: cluster.port }]);
 });
 
 afterAll(async () => {
@@ -57,7 +58,7 @@ describe("Redis unreachable mid-batch", () => {
     const victim = cluster.ports.find(
       (p) => p !== touchedOwner && [...owners.values()].includes(p),
     );
-    expect(victim, "a primary without the touched set that owns some sites").toBeDefined();
+    assert.isDefined(victim, "a primary without the touched set that owns some sites");
     const safeSites = sites.filter((s) => owners.get(s) !== victim);
     const victimSites = sites.filter((s) => owners.get(s) === victim);
     // Records 0..199 only touch healthy nodes; from 200 on, sites of every node are mixed.
@@ -68,8 +69,8 @@ describe("Redis unreachable mid-batch", () => {
       event_time: `${day} 08:00:00`,
     });
     const sitesInOrder = [
-      ...Array.from({ length: 200 }, (_, i) => safeSites[i % safeSites.length] as string),
-      ...Array.from({ length: 1800 }, (_, i) => sites[(i * 7) % sites.length] as string),
+      ...Array.from({ length: 200 }, (_, i) => at(safeSites, i % safeSites.length, "safe site")),
+      ...Array.from({ length: 1800 }, (_, i) => at(sites, (i * 7) % sites.length, "site")),
     ];
     const payloads = sitesInOrder.map((site, i) => payloadFor(site, i));
     const expectedFirst = sitesInOrder.findIndex((s) => victimSites.includes(s));
@@ -82,10 +83,10 @@ describe("Redis unreachable mid-batch", () => {
     };
     const handler = createConsumerHandler(env, { now: () => now });
     // Warm the connection and slot map, as a warm Lambda would have them.
-    await handler(kinesisEvent([payloadFor(safeSites[0] as string, 0)]));
+    await handler(kinesisEvent([payloadFor(first(safeSites, "safe site"), 0)]));
 
     const event = kinesisEvent(payloads);
-    const victimPid = cluster.pids[cluster.ports.indexOf(victim as number)] as number;
+    const victimPid = at(cluster.pids, cluster.ports.indexOf(victim), "pid of the victim");
     process.kill(victimPid, "SIGSTOP");
     let result: Awaited<ReturnType<typeof handler>>;
     const started = Date.now();
@@ -150,7 +151,7 @@ describe("a slot moved under a warm consumer", () => {
     });
     // Sites whose keys land on different primaries, so one pipeline mixes replies.
     const sites = Array.from({ length: 12 }, (_, i) => `${prefix}mv${i}`);
-    const moved = sites[0] as string;
+    const moved = first(sites, "site");
     try {
       // Warm: the client learns the slot map.
       expect((await handler(kinesisEvent(sites.map(payload)))).batchItemFailures).toEqual([]);
@@ -159,10 +160,13 @@ describe("a slot moved under a warm consumer", () => {
       const fresh = `${moved}x`;
       const slot = Number(await redis.cluster("KEYSLOT", `uv:{site_id=${fresh}}:${day}`));
       const from = await ownerPort(slot);
-      const to = cluster.ports.find((p) => p !== from && cluster.ports.indexOf(p) < 3) as number;
+      const to = cluster.ports.find((p) => p !== from && cluster.ports.indexOf(p) < 3);
+      assert.isDefined(to, "another primary to move the slot to");
       const nodes = cluster.ports.map((port) => new Redis({ port, host: "127.0.0.1" }));
       try {
-        const target = String(await (nodes[cluster.ports.indexOf(to)] as Redis).cluster("MYID"));
+        const target = String(
+          await at(nodes, cluster.ports.indexOf(to), "target node").cluster("MYID"),
+        );
         for (const node of nodes) await node.cluster("SETSLOT", slot, "NODE", target);
         expect(await ownerPort(slot)).toBe(to);
       } finally {

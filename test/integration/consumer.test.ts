@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
 import { Cluster } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { at, isNonEmpty } from "../../functions/domain/arrays.js";
 import { parseKey, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
-import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
+import { consumerEnv, redisSeed, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
 
@@ -13,8 +14,7 @@ const EVENTS = ["view", "like", "cart", "purchase"] as const;
 
 let redis: Cluster;
 beforeAll(async () => {
-  const [host, port] = inject("redisEndpoint").split(":");
-  redis = new Cluster([{ host: host as string, port: Number(port) }]);
+  redis = new Cluster([redisSeed()]);
 });
 afterAll(async () => {
   await redis.quit();
@@ -34,10 +34,10 @@ describe("consumer handler against a real Redis Cluster", () => {
   const truth = new Map<string, Set<string>>();
   const payloads: object[] = [];
   for (let i = 0; i < 3000; i++) {
-    const site = sites[Math.floor(random() * sites.length)] as string;
+    const site = at(sites, Math.floor(random() * sites.length), "site");
     const t =
-      (days[Math.floor(random() * days.length)] as number) - Math.floor(random() * 3_600_000);
-    const event = EVENTS[Math.floor(random() * EVENTS.length)] as string;
+      at(days, Math.floor(random() * days.length), "day") - Math.floor(random() * 3_600_000);
+    const event = at(EVENTS, Math.floor(random() * EVENTS.length), "event type");
     const user = `u-${Math.floor(random() * 900)}-${Math.floor(random() * 9)}`;
     payloads.push({
       user_id: user,
@@ -87,10 +87,11 @@ describe("consumer handler against a real Redis Cluster", () => {
     for (const site of sites) {
       const keys = [...truth.keys()].filter((k) => k.startsWith(`uv:{site_id=${site}}:`));
       expect(keys.length).toBeGreaterThan(4);
+      if (!isNonEmpty(keys)) throw new Error(`no keys for site ${site}`);
       const slots = new Set(await Promise.all(keys.map((k) => redis.cluster("KEYSLOT", k))));
       expect(slots.size).toBe(1);
       // And multi-key commands across the site's days really work (no CROSSSLOT).
-      await expect(redis.pfcount(...(keys as [string, ...string[]]))).resolves.toBeGreaterThan(0);
+      await expect(redis.pfcount(...keys)).resolves.toBeGreaterThan(0);
     }
   });
 
@@ -105,8 +106,8 @@ describe("consumer handler against a real Redis Cluster", () => {
     const members = await redis.smembers(TOUCHED_KEY);
     for (const key of truth.keys()) {
       const m = /^uv:\{site_id=([^}]+)\}:(?:event=([a-z]+):)?(\d{4}-\d{2}-\d{2})$/.exec(key);
-      expect(m).not.toBeNull();
-      const [, site, event, day] = m as RegExpExecArray;
+      assert.isNotNull(m, key);
+      const [, site, event, day] = m;
       expect(members).toContain(event ? `${site}|${day}|${event}` : `${site}|${day}`);
     }
   });
@@ -249,7 +250,7 @@ describe("malformed records", () => {
       const event = kinesisEvent(raw, { raw: true });
       const result = await handler(event);
       expect(result.batchItemFailures).toEqual([]);
-      const lines = readFileSync(env.QUARANTINE_FILE as string, "utf8")
+      const lines = readFileSync(env.QUARANTINE_FILE, "utf8")
         .trim()
         .split("\n")
         .map((l) => JSON.parse(l));

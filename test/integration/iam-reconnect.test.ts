@@ -11,6 +11,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, createMemoryDbIamToken } from "../../functions/adapters/redis.js";
+import { at } from "../../functions/domain/arrays.js";
 import type { RedisSettings } from "../../functions/domain/runtime-env.js";
 import { freePorts } from "../../local/redis-cluster.js";
 import { testNowMs } from "../helpers/clock.js";
@@ -38,7 +39,7 @@ async function setPassword(password: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  [port] = (await freePorts(1)) as [number];
+  port = at(await freePorts(1), 0, "free port");
   server = spawn(
     "redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

@@ -1,15 +1,14 @@
 import { Cluster } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
+import { consumerEnv, redisSeed, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
 
 let redis: Cluster;
 beforeAll(() => {
-  const [host, port] = inject("redisEndpoint").split(":");
-  redis = new Cluster([{ host: host as string, port: Number(port) }]);
+  redis = new Cluster([redisSeed()]);
 });
 afterAll(async () => {
   await redis.quit();

@@ -5,7 +5,6 @@
  */
 
 import { mkdtempSync, readFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -15,10 +14,14 @@ import {
 } from "@aws-sdk/client-kinesis";
 import type { KinesisStreamBatchResponse, KinesisStreamEvent } from "aws-lambda";
 import kinesalite from "kinesalite";
+import * as v from "valibot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { putAll } from "../../cli/producer.js";
+import { at, first } from "../../functions/domain/arrays.js";
 import { EventSourcePoller, type OnFailureRecord } from "../../local/event-source-poller.js";
 import { localKinesisClient } from "../../local/runtime.js";
+import { listeningPort } from "../helpers/net.js";
+import { checked } from "../helpers/schema.js";
 
 let server: ReturnType<typeof kinesalite>;
 let kinesis: KinesisClient;
@@ -27,7 +30,7 @@ let streamCount = 0;
 beforeAll(async () => {
   server = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0 });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  kinesis = localKinesisClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  kinesis = localKinesisClient(`http://127.0.0.1:${listeningPort(server)}`);
 });
 
 afterAll(async () => {
@@ -53,10 +56,12 @@ async function streamWith(count: number, shards = 1): Promise<{ name: string; ar
   return { name, arn };
 }
 
-const numbers = (event: KinesisStreamEvent) =>
-  event.Records.map(
-    (r) => (JSON.parse(Buffer.from(r.kinesis.data, "base64").toString()) as { n: number }).n,
-  );
+/** The record's `{"n":i}` payload, as streamWith wrote it. */
+const NumberedSchema = v.object({ n: v.number() });
+const numberOf = (data: string) =>
+  checked(NumberedSchema, JSON.parse(Buffer.from(data, "base64").toString()), "record data").n;
+
+const numbers = (event: KinesisStreamEvent) => event.Records.map((r) => numberOf(r.kinesis.data));
 
 async function run(
   count: number,
@@ -114,7 +119,7 @@ describe("event-source poller", () => {
           failedOnce = true;
           return {
             batchItemFailures: [
-              { itemIdentifier: event.Records[k]?.kinesis.sequenceNumber as string },
+              { itemIdentifier: at(event.Records, k, "record").kinesis.sequenceNumber },
             ],
           };
         }
@@ -192,9 +197,9 @@ describe("event-source poller", () => {
       400,
       async (event) => {
         for (const r of event.Records) {
-          const shard = r.eventID.split(":")[0] as string;
+          const shard = first(r.eventID.split(":"), "shard of the event id");
           const list = perShard.get(shard) ?? [];
-          list.push(JSON.parse(Buffer.from(r.kinesis.data, "base64").toString()).n);
+          list.push(numberOf(r.kinesis.data));
           perShard.set(shard, list);
         }
         return { batchItemFailures: [] };

@@ -11,20 +11,20 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { Cluster } from "ioredis";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
-import type { QuarantinedRecord } from "../../functions/domain/quarantine.js";
+import { at } from "../../functions/domain/arrays.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
+import { consumerEnv, redisSeed, uniqueSitePrefix } from "../helpers/env.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
+import { parseQuarantinedRecord } from "../helpers/quarantine.js";
 
 const UNWRITABLE = "/dev/null/sketchstream/quarantine.jsonl";
 
 let redis: Cluster;
 beforeAll(async () => {
-  const [host, port] = inject("redisEndpoint").split(":");
-  redis = new Cluster([{ host: host as string, port: Number(port) }]);
+  redis = new Cluster([redisSeed()]);
 });
 afterAll(async () => {
   await redis.quit();
@@ -46,14 +46,14 @@ describe("a failing quarantine sink", () => {
   const after = `${prefix}after`;
   const now = testNowMs();
   const day = utcDay(now);
-  const at = (hh: string) => `${day} ${hh}:00:00`;
+  const timeAt = (hh: string) => `${day} ${hh}:00:00`;
   const click = (site: string, user: string, event = "view", hh = "08") => ({
     user_id: user,
     site_id: site,
     event,
     sku: "sku-1",
     amount: 3,
-    event_time: at(hh),
+    event_time: timeAt(hh),
   });
 
   // 0..39 valid (site `before`, 25 distinct users, repeats included); 40 rejected (bad
@@ -74,7 +74,7 @@ describe("a failing quarantine sink", () => {
     .filter((p) => p.site_id === after)
     .map((p) => p.user_id);
   const event = kinesisEvent(payloads);
-  const seq = (i: number) => event.Records[i]?.kinesis.sequenceNumber as string;
+  const seq = (i: number) => at(event.Records, i, "record").kinesis.sequenceNumber;
   const dailyKey = (site: string) => `uv:{site_id=${site}}:${day}`;
 
   it("fails the batch from the first rejected record, with the records before it stored", async () => {
@@ -110,7 +110,7 @@ describe("a failing quarantine sink", () => {
 
   it("stores everything and quarantines each rejected record on a replay from the failed one", async () => {
     const env = consumerEnv();
-    const file = env.QUARANTINE_FILE as string;
+    const file = env.QUARANTINE_FILE;
     const handler = createConsumerHandler(env, { now: () => now });
     const replay = { Records: event.Records.slice(FIRST_REJECTED) };
     try {
@@ -123,14 +123,14 @@ describe("a failing quarantine sink", () => {
     const lines = readFileSync(file, "utf8")
       .split("\n")
       .filter((l) => l !== "")
-      .map((l) => JSON.parse(l) as QuarantinedRecord);
+      .map(parseQuarantinedRecord);
     expect(lines.map((r) => r.sequenceNumber)).toEqual(REJECTED.map(seq));
     expect(lines.map((r) => [r.reason, r.field])).toEqual([
       ["invalid_site_id", "site_id"],
       ["bad_json", undefined],
     ]);
     for (const [n, r] of lines.entries()) {
-      const original = event.Records[REJECTED[n] as number];
+      const original = event.Records[at(REJECTED, n, "rejected record")];
       expect(r.data).toBe(original?.kinesis.data);
       expect(r.partitionKey).toBe(original?.kinesis.partitionKey);
       expect(r.eventId).toBe(original?.eventID);

@@ -6,17 +6,19 @@
  */
 
 import { Cluster } from "ioredis";
+import * as v from "valibot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { at, isNonEmpty } from "../../functions/domain/arrays.js";
 import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
-import type { RollupRedis } from "../../functions/rollup/rollup.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
-import { runRollupLocally } from "../../state-machines/local-runner.js";
+import { type LocalRollupResult, runRollupLocally } from "../../state-machines/local-runner.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
+import { checked } from "../helpers/schema.js";
 import {
   dayLabel,
   dayNumber,
@@ -33,7 +35,7 @@ let env: Record<string, string>;
 
 beforeAll(async () => {
   cluster = await startRedisCluster({ primaries: 3 });
-  redis = new Cluster([{ host: "127.0.0.1", port: cluster.ports[0] as number }]);
+  redis = new Cluster([{ host: "127.0.0.1", port: cluster.port }]);
   env = {
     REDIS_ENDPOINT: cluster.endpoint,
     REDIS_TLS: "false",
@@ -51,6 +53,18 @@ interface Event {
   readonly site_id: string;
   readonly event: string;
   readonly event_time: string;
+}
+
+/** What the rollup's Finish step answers after a successful run: the parts these tests read. */
+const RollupOutputSchema = v.object({
+  periods: v.array(v.string()),
+  sitesMerged: v.number(),
+  itemsMerged: v.number(),
+  keysWritten: v.number(),
+});
+
+function rollupOutput(result: LocalRollupResult): v.InferOutput<typeof RollupOutputSchema> {
+  return checked(RollupOutputSchema, result.output, "the rollup's output");
 }
 
 async function consume(
@@ -104,7 +118,8 @@ async function expectRolledUp(
     for (const [label, periodDays] of periodsOf(days)) {
       for (const event of events) {
         const prefix = event ? `uv:{site_id=${site}}:event=${event}:` : `uv:{site_id=${site}}:`;
-        const dayKeys = periodDays.map((d) => `${prefix}${d}`) as [string, ...string[]];
+        const dayKeys = periodDays.map((d) => `${prefix}${d}`);
+        if (!isNonEmpty(dayKeys)) throw new Error(`no days in ${label}`);
         if ((await redis.exists(...dayKeys)) === 0) continue;
         const key = `${prefix}${label}`;
         const ref = `ref${key.slice(2)}`;
@@ -156,7 +171,7 @@ describe("rollup over 60 days and 50 sites", () => {
           events.push({
             user_id: `u-${Math.floor(random() * 400)}`,
             site_id: site,
-            event: EVENTS[Math.floor(random() * EVENTS.length)] as string,
+            event: at(EVENTS, Math.floor(random() * EVENTS.length), "event type"),
             event_time: `${day} ${String(Math.floor(random() * 24)).padStart(2, "0")}:15:00`,
           });
         }
@@ -177,7 +192,7 @@ describe("rollup over 60 days and 50 sites", () => {
       fastTimers: true,
     });
     expect(result.status, result.cause).toBe("SUCCEEDED");
-    const output = result.output as Record<string, number>;
+    const output = rollupOutput(result);
     expect(output.sitesMerged).toBe(50);
     // One merge per touched pair and period (its week and its month): only what changed.
     expect(output.itemsMerged).toBe(touched.size * 2);
@@ -198,7 +213,7 @@ describe("rollup over 60 days and 50 sites", () => {
       fastTimers: true,
     });
     expect(again.status).toBe("SUCCEEDED");
-    expect((again.output as Record<string, number>).itemsMerged).toBe(0);
+    expect(rollupOutput(again).itemsMerged).toBe(0);
     const from = `${days[59]?.slice(0, 7)}-01`;
     for (let run = 0; run < 2; run++) {
       const backfill = await runRollupLocally({
@@ -217,7 +232,7 @@ describe("rollup over 60 days and 50 sites", () => {
   });
 
   it("reflects late data for a day three weeks back after the next scheduled run", async () => {
-    const lateDay = days[59 - 21] as string;
+    const lateDay = at(days, 59 - 21, "day");
     const site = "big7";
     const week = isoWeekLabel(dayNumber(lateDay));
     const month = lateDay.slice(0, 7);
@@ -239,7 +254,7 @@ describe("rollup over 60 days and 50 sites", () => {
       fastTimers: true,
     });
     expect(result.status).toBe("SUCCEEDED");
-    expect((result.output as { periods: string[] }).periods.sort()).toEqual([month, week].sort());
+    expect(rollupOutput(result).periods.sort()).toEqual([month, week].sort());
     for (const [key, old] of await snapshot([...before.keys()])) {
       expect(hllSame(old, before.get(key) ?? null), `${key} changed`).toBe(false);
     }
@@ -363,7 +378,7 @@ describe("exclusive and crash-safe", () => {
           events.push({
             user_id: `x${i}`,
             site_id: site,
-            event: EVENTS[i % 4] as string,
+            event: at(EVENTS, i % 4, "event type"),
             event_time: `${d} 11:00:00`,
           });
         }
@@ -400,12 +415,12 @@ describe("exclusive and crash-safe", () => {
     const spans = (label: string) => log.filter((e) => e.label === label);
     expect(spans("a").length).toBeGreaterThan(0);
     expect(spans("b").length).toBeGreaterThan(0);
-    const [first, second] =
+    const [first, second]: [string, string] =
       Math.min(...spans("a").map((e) => e.start)) < Math.min(...spans("b").map((e) => e.start))
         ? ["a", "b"]
         : ["b", "a"];
-    const firstEnd = Math.max(...spans(first as string).map((e) => e.end));
-    const secondStart = Math.min(...spans(second as string).map((e) => e.start));
+    const firstEnd = Math.max(...spans(first).map((e) => e.end));
+    const secondStart = Math.min(...spans(second).map((e) => e.start));
     expect(firstEnd, "no merge of the second execution while the first merges").toBeLessThanOrEqual(
       secondStart,
     );
@@ -429,13 +444,13 @@ describe("exclusive and crash-safe", () => {
           new Proxy(client, {
             get(target, prop, receiver) {
               if (prop !== "pfmerge") return Reflect.get(target, prop, receiver);
-              return (...args: string[]) => {
+              return (destination: string, ...sources: string[]) => {
                 merges++;
                 if (merges % 25 === 0 && (failAlways || crashes === 0)) {
                   crashes++;
                   throw new Error(`injected crash after ${merges} merges`);
                 }
-                return (target as RollupRedis).pfmerge(args[0] as string, ...args.slice(1));
+                return target.pfmerge(destination, ...sources);
               };
             },
           }),
@@ -486,7 +501,7 @@ describe("exclusive and crash-safe", () => {
     });
     handlers.close();
     expect(result.status, result.cause).toBe("SUCCEEDED");
-    const output = result.output as Record<string, number>;
+    const output = rollupOutput(result);
     // 60 sites x 2 days x (site + 4 events) -> weeks and months; at most 25 items a page.
     expect(output.itemsMerged).toBeGreaterThan(25 * 10);
     await expectRolledUp(sites, days, [undefined, ...EVENTS]);

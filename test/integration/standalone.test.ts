@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { first } from "../../functions/domain/arrays.js";
 import { freePorts } from "../../local/redis-cluster.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
@@ -16,7 +17,7 @@ let port: number;
 let redis: Redis;
 
 beforeAll(async () => {
-  [port] = (await freePorts(1)) as [number];
+  port = first(await freePorts(1), "free port");
   server = spawn(
     "redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

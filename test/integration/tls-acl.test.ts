@@ -27,12 +27,18 @@ const ROLLUP_PASSWORD = `m-${Math.random().toString(36).slice(2)}`;
 let cluster: RunningRedisCluster;
 let reader: RedisConnection;
 
+/** The CA file of the TLS cluster, which startRedisCluster writes when asked for TLS. */
+function caFile(): string {
+  if (cluster.caFile === undefined) throw new Error("the test cluster has no CA file (no TLS?)");
+  return cluster.caFile;
+}
+
 function tlsEnv(user: string, password: string): Record<string, string> {
   return {
     REDIS_ENDPOINT: cluster.endpoint,
     REDIS_CLUSTER: "true",
     REDIS_TLS: "true",
-    REDIS_TLS_CA_FILE: cluster.caFile as string,
+    REDIS_TLS_CA_FILE: caFile(),
     REDIS_AUTH: "password",
     REDIS_USER: user,
     REDIS_PASSWORD: password,
@@ -66,7 +72,7 @@ describe("TLS cluster with least-privilege ACL users", () => {
 
   it("serves TLS only, with a certificate from the throwaway CA", () => {
     expect(cluster.tls).toBe(true);
-    expect(readFileSync(cluster.caFile as string, "utf8")).toContain("BEGIN CERTIFICATE");
+    expect(readFileSync(caFile(), "utf8")).toContain("BEGIN CERTIFICATE");
   });
 
   it("runs the consumer over TLS as the consumer ACL user", async () => {
@@ -189,7 +195,7 @@ describe("TLS cluster with least-privilege ACL users", () => {
         new Redis({
           host: "127.0.0.1",
           port,
-          tls: { ca: readFileSync(cluster.caFile as string) },
+          tls: { ca: readFileSync(caFile()) },
           maxRetriesPerRequest: 0,
         }),
     );

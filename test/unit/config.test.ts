@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { assert, describe, expect, it } from "vitest";
 import {
   ConfigError,
   type Env,
@@ -25,8 +25,8 @@ function configError(load: () => unknown): ConfigError {
   try {
     load();
   } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
+    assert.instanceOf(err, ConfigError);
+    return err;
   }
   throw new Error("expected a ConfigError, but the configuration loaded");
 }

@@ -5,6 +5,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { at, last } from "../../functions/domain/arrays.js";
 import { candidatePeriods, coverRange } from "../../functions/domain/cover.js";
 import type { Period } from "../../functions/domain/periods.js";
 import {
@@ -54,7 +55,7 @@ function greedyCount(from: number, to: number, usable: (p: Period) => boolean): 
     const week: Period = { kind: "week", label: isoWeekLabel(z) };
     const monthDays = daysOf(month);
     const weekDays = daysOf(week);
-    if (monthDays[0] === z && (monthDays.at(-1) as number) <= to && usable(month)) {
+    if (monthDays[0] === z && last(monthDays, "day of the month") <= to && usable(month)) {
       z += monthDays.length;
     } else if (weekDays[0] === z && z + 6 <= to && usable(week)) {
       z += 7;
@@ -137,12 +138,13 @@ describe("coverRange", () => {
         const [a, b] = [dayNumber(from), dayNumber(to)];
         const expected = new Set<string>();
         for (let z = a; z <= b; z++) {
-          for (const p of [
+          const periods: Period[] = [
             { kind: "week", label: isoWeekLabel(z) },
             { kind: "month", label: dayLabel(z).slice(0, 7) },
-          ] as Period[]) {
+          ];
+          for (const p of periods) {
             const days = daysOf(p);
-            if ((days[0] as number) >= a && (days.at(-1) as number) <= b) expected.add(p.label);
+            if (at(days, 0, "day") >= a && last(days, "day") <= b) expected.add(p.label);
           }
         }
         expect(new Set(candidatePeriods(from, to).map((p) => p.label))).toEqual(expected);

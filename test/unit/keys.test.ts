@@ -50,7 +50,7 @@ function count(s: string, c: string): number {
   return s.split(c).length - 1;
 }
 
-describe("key formats (DESIGN.md contract)", () => {
+describe("key formats (docs/contract.md)", () => {
   it("daily, weekly and monthly keys", () => {
     expect(uniqueVisitorsKey("715", "2024-03-09")).toBe("uv:{site_id=715}:2024-03-09");
     expect(uniqueVisitorsKey("715", "2024-W10")).toBe("uv:{site_id=715}:2024-W10");

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { at } from "../../functions/domain/arrays.js";
 import {
   addDays,
   dayOf,
@@ -300,7 +301,7 @@ describe("daysInWeek", () => {
         const week = isoWeekOf(dayLabel(z));
         const days = daysInWeek(week);
         expect(days).toHaveLength(7);
-        const first = dayNumber(days[0] as string);
+        const first = dayNumber(at(days, 0, "day of the week"));
         expect(weekdayOfDayNumber(first)).toBe(0);
         expect(days).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => dayLabel(first + i)));
         for (const d of days) expect(isoWeekOf(d)).toBe(week);

@@ -13,6 +13,7 @@ import {
   SendMessageBatchCommand,
   type SendMessageBatchCommandInput,
   type SendMessageBatchCommandOutput,
+  type SendMessageBatchRequestEntry,
   type SendMessageBatchResultEntry,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
@@ -20,9 +21,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FileQuarantineSink, SqsQuarantineSink } from "../../functions/adapters/quarantine.js";
 import { planBatch, QUARANTINE_DATA_LIMIT } from "../../functions/consumer/ingest.js";
+import { at } from "../../functions/domain/arrays.js";
 import type { QuarantinedRecord } from "../../functions/domain/quarantine.js";
 import { DEFAULT_RETENTION } from "../../functions/domain/runtime-env.js";
 import { testNowMs } from "../helpers/clock.js";
+import { parseQuarantinedRecord } from "../helpers/quarantine.js";
 
 const QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/sketchstream-dev-quarantine";
 /** The sink's own limit on the message bodies of one request (SQS allows 256 KiB). */
@@ -65,7 +68,8 @@ type Answer = Partial<SendMessageBatchCommandOutput> | Error;
  */
 function fakeSqs(answer?: (input: SendMessageBatchCommandInput, call: number) => Answer) {
   const inputs: SendMessageBatchCommandInput[] = [];
-  const edge = {
+  // The sink asks for SQSClient's send; the fake answers the one command it uses.
+  const sqs: Pick<SQSClient, "send"> = {
     async send(command: unknown): Promise<Partial<SendMessageBatchCommandOutput>> {
       if (!(command instanceof SendMessageBatchCommand)) {
         throw new Error(`unexpected command ${String(command)}`);
@@ -76,15 +80,28 @@ function fakeSqs(answer?: (input: SendMessageBatchCommandInput, call: number) =>
       return out;
     },
   };
-  // The sink asks for SQSClient's send; the fake answers the one command it uses.
-  return { inputs, sqs: edge as unknown as Pick<SQSClient, "send"> };
+  return { inputs, sqs };
+}
+
+/** An entry's Id, which SQS requires (the SDK's type leaves it optional). */
+function entryId(entry: SendMessageBatchRequestEntry): string {
+  if (entry.Id === undefined) throw new Error("a SendMessageBatch entry without an Id");
+  return entry.Id;
+}
+
+/** An entry's MessageBody, which SQS requires (the SDK's type leaves it optional). */
+function entryBody(entry: SendMessageBatchRequestEntry): string {
+  if (entry.MessageBody === undefined) {
+    throw new Error(`SendMessageBatch entry ${entry.Id} without a MessageBody`);
+  }
+  return entry.MessageBody;
 }
 
 function allSuccessful(
   input: SendMessageBatchCommandInput,
 ): Partial<SendMessageBatchCommandOutput> {
   const Successful: SendMessageBatchResultEntry[] = (input.Entries ?? []).map((e) => ({
-    Id: e.Id as string,
+    Id: entryId(e),
     MessageId: `m-${e.Id}`,
     MD5OfMessageBody: "0",
   }));
@@ -94,7 +111,7 @@ function allSuccessful(
 /** Every message body sent, request by request, parsed back. */
 function sentRecords(inputs: readonly SendMessageBatchCommandInput[]): QuarantinedRecord[] {
   return inputs.flatMap((input) =>
-    (input.Entries ?? []).map((e) => JSON.parse(e.MessageBody as string) as QuarantinedRecord),
+    (input.Entries ?? []).map((e) => parseQuarantinedRecord(entryBody(e))),
   );
 }
 
@@ -105,10 +122,10 @@ function expectValidRequests(inputs: readonly SendMessageBatchCommandInput[]): v
     expect(input.QueueUrl, `request ${n} queue`).toBe(QUEUE_URL);
     expect(entries.length, `request ${n} entries`).toBeGreaterThan(0);
     expect(entries.length, `request ${n} entries`).toBeLessThanOrEqual(BATCH_COUNT);
-    const ids = entries.map((e) => e.Id as string);
+    const ids = entries.map(entryId);
     expect(new Set(ids).size, `request ${n} ids unique`).toBe(ids.length);
     for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
-    const bytes = entries.reduce((sum, e) => sum + Buffer.byteLength(e.MessageBody as string), 0);
+    const bytes = entries.reduce((sum, e) => sum + Buffer.byteLength(entryBody(e)), 0);
     expect(bytes, `request ${n} body bytes`).toBeLessThanOrEqual(BATCH_BYTES);
   }
 }
@@ -117,8 +134,8 @@ function expectValidRequests(inputs: readonly SendMessageBatchCommandInput[]): v
 function expectPacked(inputs: readonly SendMessageBatchCommandInput[]): void {
   for (let n = 0; n + 1 < inputs.length; n++) {
     const entries = inputs[n]?.Entries ?? [];
-    const next = inputs[n + 1]?.Entries?.[0]?.MessageBody as string;
-    const bytes = entries.reduce((sum, e) => sum + Buffer.byteLength(e.MessageBody as string), 0);
+    const next = entryBody(at(inputs[n + 1]?.Entries ?? [], 0, `entry of request ${n + 1}`));
+    const bytes = entries.reduce((sum, e) => sum + Buffer.byteLength(entryBody(e)), 0);
     expect(
       entries.length === BATCH_COUNT || bytes + Buffer.byteLength(next) > BATCH_BYTES,
       `request ${n} (${entries.length} entries, ${bytes} bytes) could have taken the next entry`,
@@ -231,8 +248,8 @@ describe("SqsQuarantineSink", () => {
     await new SqsQuarantineSink(sqs, QUEUE_URL).send(records);
     const refused = /[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/gu;
     for (const entry of inputs.flatMap((i) => i.Entries ?? [])) {
-      const bad = [...(entry.MessageBody as string).matchAll(refused)].map(
-        ([c]) => `U+${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, "0")}`,
+      const bad = [...entryBody(entry).matchAll(refused)].map(
+        ([c]) => `U+${c.codePointAt(0)?.toString(16).toUpperCase().padStart(4, "0")}`,
       );
       expect(bad, `characters SQS refuses in the body of entry ${entry.Id}`).toEqual([]);
     }
@@ -252,7 +269,7 @@ describe("SqsQuarantineSink", () => {
     expect(rejected[0]?.detail).toContain("\uffff");
     const { inputs, sqs } = fakeSqs();
     await new SqsQuarantineSink(sqs, QUEUE_URL).send(rejected);
-    const body = inputs[0]?.Entries?.[0]?.MessageBody as string;
+    const body = entryBody(at(inputs[0]?.Entries ?? [], 0, "entry of request 0"));
     expect(/[\ufffe\uffff]/.test(body)).toBe(false);
     expect(sentRecords(inputs)).toEqual(rejected);
   });
@@ -313,7 +330,7 @@ describe("FileQuarantineSink", () => {
     readFileSync(path, "utf8")
       .split("\n")
       .filter((l) => l !== "")
-      .map((l) => JSON.parse(l) as QuarantinedRecord);
+      .map(parseQuarantinedRecord);
 
   it("appends one JSON line per record, creating missing directories", async () => {
     const path = join(tempDir(), "a", "b", "quarantine.jsonl");
