@@ -6,9 +6,9 @@
  * against exact distinct counts.
  *
  * One clock drives every date: `--now` (default: the machine's clock) is where it starts, and
- * it advances in real time from there. The generator's "today", the consumer's time window and
- * the rollup's start time all read it, so a run pinned to another instant is consistent end to
- * end.
+ * it advances in real time from there. The generated events end at `--now` (the report's
+ * "today" is its day); the consumer's time window and the rollup's start time read the
+ * advancing clock, so a run pinned to another instant is consistent end to end.
  */
 
 import { mkdir, mkdtemp, readFile } from "node:fs/promises";
@@ -155,18 +155,15 @@ function table(rows: readonly (readonly string[])[]): string {
 type Log = (message: string) => void;
 
 /** Puts the generator's events (and the malformed ones) and waits until all are consumed. */
-async function sendEvents(
-  runtime: LocalRuntime,
-  opts: LocalOptions,
-  clock: () => number,
-  log: Log,
-): Promise<Truth> {
+async function sendEvents(runtime: LocalRuntime, opts: LocalOptions, log: Log): Promise<Truth> {
   const truth = new Truth();
   const events = generateEvents({
     seed: opts.seed,
     users: opts.users,
     days: opts.days,
-    endMs: clock(),
+    // The events end at --now itself: "today" of the report is that instant's day, however
+    // long the cluster took to start.
+    endMs: opts.nowMs,
   });
   function* records() {
     for (let i = 0; i < opts.total; i++) {
@@ -317,9 +314,9 @@ async function main(): Promise<void> {
   });
   log(`Redis on ports ${runtime.redis.ports.join(", ")}; Kinesis at ${runtime.kinesisEndpoint}`);
 
-  const truth = await sendEvents(runtime, opts, clock, log);
+  const truth = await sendEvents(runtime, opts, log);
   await rollUp(runtime, clock, log);
-  const today = dayOf(clock());
+  const today = dayOf(opts.nowMs);
   await printTable(runtime, truth, opts, today);
 
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)}s`);
