@@ -209,7 +209,6 @@ async function rollUp(runtime: LocalRuntime, clock: () => number, log: Log): Pro
     env: runtime.env,
     input: {},
     startTime: new Date(clock()),
-    handlerOptions: { now: clock },
   });
   if (rollup.status !== "SUCCEEDED")
     throw new Error(`the rollup failed: ${rollup.error}: ${rollup.cause}`);

@@ -11,6 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { at } from "../functions/domain/arrays.js";
+import {
+  DEFAULT_RETENTION,
+  type QuarantineTarget,
+  toEnv,
+} from "../functions/domain/runtime-env.js";
 
 const run = promisify(execFile);
 
@@ -56,6 +61,24 @@ export interface RunningRedisCluster {
   stop(): Promise<void>;
   /** Leaves the servers running after this process exits (for `--keep`). */
   detach(): void;
+}
+
+/**
+ * The runtime contract's variables for a cluster started here: plain TCP, no auth, the default
+ * retention (and a quarantine target, for a consumer).
+ */
+export function localClusterEnv(
+  endpoint: string,
+  quarantine?: QuarantineTarget,
+): Record<string, string> {
+  return toEnv({
+    endpoint,
+    cluster: true,
+    tls: false,
+    auth: { mode: "none" },
+    retention: DEFAULT_RETENTION,
+    ...(quarantine ? { quarantine } : {}),
+  });
 }
 
 export class RedisServerMissingError extends Error {

@@ -15,9 +15,8 @@ import { NodeHttpHandler } from "@smithy/node-http-handler";
 import kinesalite from "kinesalite";
 import { type ConsumerHandler, createConsumerHandler } from "../functions/consumer/handler.js";
 import { messageOf } from "../functions/domain/errors.js";
-import { DEFAULT_RETENTION, toEnv } from "../functions/domain/runtime-env.js";
 import { type EventSourceMappingSettings, EventSourcePoller } from "./event-source-poller.js";
-import { type RunningRedisCluster, startRedisCluster } from "./redis-cluster.js";
+import { localClusterEnv, type RunningRedisCluster, startRedisCluster } from "./redis-cluster.js";
 
 export interface LocalRuntimeOptions {
   readonly dataDir: string;
@@ -123,14 +122,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
     const quarantineFile = join(options.dataDir, "quarantine.jsonl");
     const onFailureFile = join(options.dataDir, "on-failure.jsonl");
     const env = {
-      ...toEnv({
-        endpoint: redis.endpoint,
-        cluster: true,
-        tls: false,
-        auth: { mode: "none" },
-        retention: DEFAULT_RETENTION,
-        region: LOCAL_REGION,
-      }),
+      ...localClusterEnv(redis.endpoint),
+      AWS_REGION: LOCAL_REGION,
       STREAM_NAME: streamName,
       KINESIS_ENDPOINT: kinesisEndpoint,
       ...options.consumerEnv,

@@ -22,23 +22,32 @@ export interface RedisEnvironment {
 }
 
 /**
- * A function's environment: the runtime contract (functions/domain/runtime-env.ts) for its
- * MemoryDB user over TLS with IAM auth, plus what the Node.js runtime itself reads.
+ * The runtime contract's variables (functions/domain/runtime-env.ts) for a MemoryDB user of this
+ * stack, over TLS with IAM auth: what the functions and the CLI's `cli_env` output share.
  */
+export function memorydbEnvironment(
+  config: SketchstreamConfig,
+  redis: RedisEnvironment,
+  extra: Pick<RuntimeEnvInput, "quarantine" | "region"> = {},
+): Record<string, string> {
+  return toEnv({
+    endpoint: redis.endpoint,
+    cluster: true,
+    tls: true,
+    auth: { mode: "iam", user: redis.user, clusterName: redis.clusterName },
+    retention: config.retention,
+    ...extra,
+  });
+}
+
+/** A function's environment: the contract for its MemoryDB user, and what Node.js reads. */
 export function runtimeEnvironment(
   config: SketchstreamConfig,
   redis: RedisEnvironment,
   extra: Pick<RuntimeEnvInput, "quarantine"> = {},
 ): Record<string, string> {
   return {
-    ...toEnv({
-      endpoint: redis.endpoint,
-      cluster: true,
-      tls: true,
-      auth: { mode: "iam", user: redis.user, clusterName: redis.clusterName },
-      retention: config.retention,
-      ...extra,
-    }),
+    ...memorydbEnvironment(config, redis, extra),
     // The bundle ships its source map: stack traces point at the TypeScript sources.
     NODE_OPTIONS: "--enable-source-maps",
   };

@@ -11,12 +11,11 @@ import { DataAwsCallerIdentity } from "@cdktf/provider-aws/lib/data-aws-caller-i
 import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { TerraformOutput, TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
-import { toEnv } from "../functions/domain/runtime-env.js";
 import { Access } from "./access.js";
 import { bundleEntry, projectRootFrom } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
 import { Consumer, quarantineQueueName } from "./consumer.js";
-import { bundleAsset } from "./function.js";
+import { bundleAsset, memorydbEnvironment } from "./function.js";
 import { DataKey } from "./kms.js";
 import { MemoryDb, redisUserName } from "./memorydb.js";
 import { Network } from "./network.js";
@@ -209,14 +208,11 @@ export class SketchstreamStack extends TerraformStack {
       "Run on the operator instance after `export REDISCLI_AUTH='<token>'`, the token made on a workstation by `npm run cli -- token` (it opens connections for 15 minutes)",
     );
     const cliEnv = {
-      ...toEnv({
-        endpoint: this.memorydb.endpoint,
-        cluster: true,
-        tls: true,
-        auth: { mode: "iam", user: reader, clusterName: this.memorydb.clusterName },
-        retention: config.retention,
-        region: config.region,
-      }),
+      ...memorydbEnvironment(
+        config,
+        { endpoint: this.memorydb.endpoint, clusterName: this.memorydb.clusterName, user: reader },
+        { region: config.region },
+      ),
       STREAM_NAME: this.stream.stream.name,
       STATE_MACHINE_ARN: this.rollup.stateMachine.arn,
     };

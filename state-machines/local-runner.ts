@@ -104,7 +104,7 @@ export async function runRollupLocally(options: LocalRollupOptions): Promise<Loc
   const executionArn = `arn:aws:states:us-east-1:000000000000:execution:sketchstream-rollup:${name}`;
   const input = asJson(options.input ?? {});
   const task =
-    (handler: (event: unknown) => Promise<unknown>): TaskHandler =>
+    (handler: (event: Json) => Promise<unknown>): TaskHandler =>
     async (event) =>
       asJson(await handler(event));
   const run = stateMachineFor(text).run(input, {
@@ -119,7 +119,7 @@ export async function runRollupLocally(options: LocalRollupOptions): Promise<Loc
     },
     overrides: {
       taskResourceLocalHandlers: {
-        Plan: task((event) => handlers.plan(withStartTime(asJson(event), options.startTime))),
+        Plan: task((event) => handlers.plan(withStartTime(event, options.startTime))),
         MergePage: task(handlers.merge),
         Finish: task(handlers.finish),
         ReleaseLockAfterFailure: task(handlers.finish),

@@ -38,12 +38,11 @@ export function respCommand(args: readonly string[]): string {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
 }
 
-/** Sends AUTH on a connected socket and waits for its one-line reply. */
+/** Sends AUTH on a connected socket and waits for its one-line reply (the caller bounds it). */
 async function authenticate(
   stream: Socket | TLSSocket,
   user: string,
   password: string,
-  timeoutMs: number,
 ): Promise<void> {
   let received = Buffer.alloc(0);
   let onData: (chunk: Buffer) => void = () => {};
@@ -60,11 +59,7 @@ async function authenticate(
   });
   stream.write(respCommand(["AUTH", user, password]));
   try {
-    const line = await withTimeout(
-      Promise.race([reply, closedBeforeReply(stream)]),
-      timeoutMs,
-      "AUTH",
-    );
+    const line = await Promise.race([reply, closedBeforeReply(stream)]);
     if (!line.startsWith("+")) throw new Error(`AUTH as ${user} was refused: ${line.slice(1)}`);
   } finally {
     stream.removeListener("data", onData);
@@ -122,7 +117,7 @@ export function authenticatingConnector(
           (async () => {
             if (stream.connecting) await once(stream, tls ? "secureConnect" : "connect");
             const password = await credential();
-            await authenticate(stream, user, password, timeoutMs);
+            await authenticate(stream, user, password);
           })(),
           timeoutMs,
           `connecting to ${host}:${port} as ${user}`,

@@ -326,18 +326,18 @@ export async function ingestBatch(
   let resent = 0;
   for (let round = 0; round < MAX_RETRY_ROUNDS && !timedOut; round++) {
     const transient = calls.filter(
-      (call) =>
+      (call): call is PendingCall & { readonly command: HllCommand } =>
         call.command !== undefined &&
         call.state?.status === "rejected" &&
         TRANSIENT_ERROR.test(messageOf(call.state.reason)),
     );
     if (transient.length === 0) break;
     resent += transient.length;
-    // Let the client learn the new slot owners (a Cluster re-reads its slot map), then resend.
-    await beforeDeadline(deps.beforeRetry?.() ?? Promise.resolve(), options.deadlineMs, deps);
-    await beforeDeadline(sleep(50 * 2 ** round), options.deadlineMs, deps);
+    // Let the client learn the new slot owners (a Cluster re-reads its slot map) while the
+    // backoff runs, then resend.
+    const pause = Promise.allSettled([deps.beforeRetry?.(), sleep(50 * 2 ** round)]);
+    await beforeDeadline(pause, options.deadlineMs, deps);
     for (const call of transient) {
-      if (call.command === undefined) continue;
       call.state = undefined;
       call.promise = sendCommand(deps.redis, call.command);
     }

@@ -128,9 +128,13 @@ function rejection(reason: RejectReason, detail: string, field?: string): Reject
 export function parseEventTime(text: string): number | undefined {
   const m = TIME_RE.exec(text);
   if (!m) return undefined;
-  const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((group) => Number(m[group]));
-  if (y === undefined || mo === undefined || d === undefined) return undefined;
-  if (h === undefined || mi === undefined || s === undefined) return undefined;
+  // Groups 1-6 are not optional in TIME_RE: each is two or four digits.
+  const y = Number(m[1]);
+  const mo = Number(m[2]);
+  const d = Number(m[3]);
+  const h = Number(m[4]);
+  const mi = Number(m[5]);
+  const s = Number(m[6]);
   // Date.UTC reads years 0-99 as 1900-1999; no click stream has events before year 1000.
   if (y < 1000 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined;
   const base = Date.UTC(y, mo - 1, d, h, mi, s);

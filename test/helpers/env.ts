@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inject } from "vitest";
-import { DEFAULT_RETENTION, toEnv } from "../../functions/domain/runtime-env.js";
+import { localClusterEnv } from "../../local/redis-cluster.js";
 
 /** A fresh, unique prefix for site ids, so test files never share keys on the shared cluster. */
 export function uniqueSitePrefix(): string {
@@ -26,14 +26,7 @@ export type ConsumerTestEnv = Record<string, string> & { readonly QUARANTINE_FIL
 export function consumerEnv(extra: Record<string, string> = {}): ConsumerTestEnv {
   const file = join(mkdtempSync(join(tmpdir(), "sketchstream-q-")), "quarantine.jsonl");
   const env = {
-    ...toEnv({
-      endpoint: inject("redisEndpoint"),
-      cluster: true,
-      tls: false,
-      auth: { mode: "none" },
-      retention: DEFAULT_RETENTION,
-      quarantine: { file },
-    }),
+    ...localClusterEnv(inject("redisEndpoint"), { file }),
     ...extra,
   };
   return { ...env, QUARANTINE_FILE: env.QUARANTINE_FILE ?? file };
