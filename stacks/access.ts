@@ -12,7 +12,8 @@
  *
  * The operator policy (attach it to the people or roles that operate the stack) allows
  * exactly the operator's actions: connect through this endpoint to this instance, get a
- * MemoryDB token for the read-only `reader` user, send test events, start and watch rollups.
+ * MemoryDB token for the read-only `reader` user, call the read API's function URL, send test
+ * events, start and watch rollups.
  */
 
 import { Ec2InstanceConnectEndpoint } from "@cdktf/provider-aws/lib/ec2-instance-connect-endpoint/index.js";
@@ -25,6 +26,7 @@ import { VpcSecurityGroupEgressRule } from "@cdktf/provider-aws/lib/vpc-security
 import { VpcSecurityGroupIngressRule } from "@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js";
 import { Fn, type ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
+import { READ_API_AUTH_TYPE } from "./api.js";
 import type { SketchstreamConfig } from "./config.js";
 import { arn, memorydbConnectStatement, policyDocument, type Statement } from "./policy.js";
 
@@ -85,6 +87,8 @@ export interface AccessProps {
   readonly kmsKeyArn: string;
   readonly stateMachineArn: string;
   readonly stateMachineName: string;
+  /** The read API's function (api.ts): operators may call its AWS_IAM function URL. */
+  readonly readApiFunctionArn: string;
 }
 
 export class Access extends Construct {
@@ -116,7 +120,7 @@ export class Access extends Construct {
     }
     this.operatorPolicy = new IamPolicy(this, "operator-policy", {
       name: `${config.namePrefix}-operator`,
-      description: `${config.namePrefix}: read counts with redis-cli (reader), send test events, run rollups`,
+      description: `${config.namePrefix}: read counts with redis-cli (reader) and the read API, send test events, run rollups`,
       policy: policyDocument(statements),
     });
   }
@@ -252,11 +256,26 @@ export class Access extends Construct {
   }
 }
 
-/** What every operator may do: a reader token, test events, rollups. */
+/** What every operator may do: a reader token, the read API, test events, rollups. */
 function operatorStatements(props: AccessProps): Statement[] {
   const region = props.config.region;
   return [
     memorydbConnectStatement(props.redis.clusterArn, props.redis.readerUserArn),
+    {
+      // Through its URL, and only while the URL requires IAM auth.
+      Sid: "CallReadApiUrl",
+      Effect: "Allow",
+      Action: "lambda:InvokeFunctionUrl",
+      Resource: props.readApiFunctionArn,
+      Condition: { StringEquals: { "lambda:FunctionUrlAuthType": READ_API_AUTH_TYPE } },
+    },
+    {
+      // Function URLs created since October 2025 also check InvokeFunction on the function.
+      Sid: "InvokeReadApi",
+      Effect: "Allow",
+      Action: "lambda:InvokeFunction",
+      Resource: props.readApiFunctionArn,
+    },
     {
       Sid: "SendTestEvents",
       Effect: "Allow",

@@ -161,6 +161,13 @@ const FIELDS = v.object({
     logLevel: oneOf(["ALL", "ERROR", "FATAL", "OFF"]),
     includeExecutionData: bool,
   }),
+  api: v.object({
+    memoryMb: int(128, 10240),
+    timeoutSeconds: int(3, 900),
+    architecture,
+    // The limits functions/api/handler.ts accepts for API_REDIS_DEADLINE_MS.
+    redisDeadlineMs: int(100, 60_000),
+  }),
   // The same limits the functions accept for RETENTION_* (functions/domain/runtime-env.ts).
   retention: v.object({
     days: int(RETENTION_LIMITS.days.min, RETENTION_LIMITS.days.max),
@@ -298,6 +305,13 @@ const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
       k.reservedConcurrency === undefined ||
       k.provisionedConcurrency <= k.reservedConcurrency,
     allowed: (c) => `at most consumer.reservedConcurrency (${c.consumer.reservedConcurrency})`,
+  },
+  {
+    field: "api.redisDeadlineMs",
+    value: (c) => c.api.redisDeadlineMs,
+    ok: ({ api }) => api.redisDeadlineMs * 2 <= api.timeoutSeconds * 1000,
+    allowed: (c) =>
+      `at most half of api.timeoutSeconds x 1000 (${(c.api.timeoutSeconds * 1000) / 2}), so a request that gives up on Redis answers 503 before Lambda stops it`,
   },
   {
     field: "access.architecture",

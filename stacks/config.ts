@@ -107,6 +107,17 @@ export interface RollupFunctionConfig {
   readonly includeExecutionData: boolean;
 }
 
+export interface ApiFunctionConfig {
+  readonly memoryMb: number;
+  readonly timeoutSeconds: number;
+  readonly architecture: Architecture;
+  /**
+   * How long a request waits for Redis before answering 503 with Retry-After
+   * (API_REDIS_DEADLINE_MS): at most half the timeout, so the answer is a 503, not a timeout.
+   */
+  readonly redisDeadlineMs: number;
+}
+
 export interface RetentionConfig {
   readonly days: number;
   readonly weeks: number;
@@ -147,6 +158,8 @@ export interface SketchstreamConfig {
   readonly stream: StreamConfig;
   readonly consumer: ConsumerFunctionConfig;
   readonly rollup: RollupFunctionConfig;
+  /** The read API's function (stacks/api.ts). */
+  readonly api: ApiFunctionConfig;
   readonly retention: RetentionConfig;
   /** CloudWatch Logs retention of every log group, in days (one of LOG_RETENTION_DAYS). */
   readonly logRetentionDays: number;
@@ -199,6 +212,9 @@ const DEV: SketchstreamConfig = {
     logLevel: "ALL",
     includeExecutionData: true,
   },
+  // A request is a few Redis round trips: a small function, and a timeout that ends a stuck
+  // request long before a caller would give up.
+  api: { memoryMb: 256, timeoutSeconds: 10, architecture: "arm64", redisDeadlineMs: 3000 },
   retention: { days: 62, weeks: 104, months: 36 },
   logRetentionDays: 14,
   // 1 GiB: dnf on AL2023 can be killed for memory on 512 MiB (t4g.nano); see access.ts.

@@ -12,12 +12,13 @@ import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { TerraformOutput, TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
 import { Access } from "./access.js";
+import { ReadApi } from "./api.js";
 import { bundleEntry, projectRootFrom } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
 import { Consumer, quarantineQueueName } from "./consumer.js";
 import { bundleAsset, memorydbEnvironment } from "./function.js";
 import { DataKey } from "./kms.js";
-import { MemoryDb, redisUserName } from "./memorydb.js";
+import { MemoryDb, type RedisRole, redisUserName } from "./memorydb.js";
 import { Network } from "./network.js";
 import { Observability } from "./observability.js";
 import { arn } from "./policy.js";
@@ -31,12 +32,14 @@ export interface StackSources {
   readonly consumerEntry: string;
   readonly rollupEntry: string;
   readonly rollupAsl: string;
+  readonly apiEntry: string;
 }
 
 export const DEFAULT_SOURCES: StackSources = {
   consumerEntry: join(PROJECT_ROOT, "functions/consumer/handler.ts"),
   rollupEntry: join(PROJECT_ROOT, "functions/rollup/handler.ts"),
   rollupAsl: join(PROJECT_ROOT, "state-machines/rollup.asl.json"),
+  apiEntry: join(PROJECT_ROOT, "functions/api/handler.ts"),
 };
 
 export interface SketchstreamStackProps {
@@ -53,6 +56,7 @@ export class SketchstreamStack extends TerraformStack {
   readonly stream: Stream;
   readonly consumer: Consumer;
   readonly rollup: Rollup;
+  readonly readApi: ReadApi;
   readonly access: Access;
   readonly observability: Observability;
 
@@ -81,6 +85,7 @@ export class SketchstreamStack extends TerraformStack {
     // Bundled before any resource, so a missing or incomplete handler file fails synth first.
     const consumerBundle = bundleEntry(sources.consumerEntry, ["handler"], PROJECT_ROOT);
     const rollupBundle = bundleEntry(sources.rollupEntry, ROLLUP_HANDLERS, PROJECT_ROOT);
+    const apiBundle = bundleEntry(sources.apiEntry, ["handler"], PROJECT_ROOT);
 
     const key = new DataKey(this, "kms", {
       config,
@@ -96,7 +101,7 @@ export class SketchstreamStack extends TerraformStack {
     });
     this.stream = new Stream(this, "stream", { config, kmsKeyArn: key.arn });
 
-    const redisFor = (role: "consumer" | "rollup") => ({
+    const redisFor = (role: RedisRole) => ({
       endpoint: this.memorydb.endpoint,
       clusterName: this.memorydb.clusterName,
       clusterArn: this.memorydb.cluster.arn,
@@ -141,6 +146,32 @@ export class SketchstreamStack extends TerraformStack {
       redis: redisFor("rollup"),
     });
 
+    this.observability = new Observability(this, "observability", {
+      config,
+      accountId,
+      kmsKeyArn: key.arn,
+      consumerFunctionName: this.consumer.functionName,
+      quarantineQueueName: this.consumer.quarantineQueue.name,
+      failureQueueName: this.consumer.failureQueue.name,
+      stateMachineArn: this.rollup.stateMachine.arn,
+      clusterName: this.memorydb.clusterName,
+    });
+
+    // The read API reads as the reader, the read-only user people use with redis-cli. It calls
+    // no AWS API (its MemoryDB token is signed locally), so it needs no endpoint.
+    this.readApi = new ReadApi(this, "read-api", {
+      config,
+      accountId,
+      asset: bundleAsset(this, "api-code", apiBundle),
+      bundle: apiBundle,
+      subnetIds: this.network.subnetIds,
+      securityGroupIds: [this.network.functionsSg.id],
+      kmsKeyArn: key.arn,
+      alarmTopicArn: this.observability.topic.arn,
+      networkReady: this.network.functionRules,
+      redis: redisFor("reader"),
+    });
+
     const [operatorSubnet] = this.network.subnets;
     const [operatorRouting] = this.network.routeTableAssociations;
     if (!operatorSubnet || !operatorRouting) throw new Error("the network has no subnet");
@@ -160,17 +191,7 @@ export class SketchstreamStack extends TerraformStack {
       kmsKeyArn: key.arn,
       stateMachineArn: this.rollup.stateMachine.arn,
       stateMachineName: this.rollup.stateMachineName,
-    });
-
-    this.observability = new Observability(this, "observability", {
-      config,
-      accountId,
-      kmsKeyArn: key.arn,
-      consumerFunctionName: this.consumer.functionName,
-      quarantineQueueName: this.consumer.quarantineQueue.name,
-      failureQueueName: this.consumer.failureQueue.name,
-      stateMachineArn: this.rollup.stateMachine.arn,
-      clusterName: this.memorydb.clusterName,
+      readApiFunctionArn: this.readApi.function.fn.arn,
     });
 
     this.outputs(config);
@@ -203,6 +224,11 @@ export class SketchstreamStack extends TerraformStack {
     out("alarm_topic_arn", this.observability.topic.arn, "SNS topic of the alarms");
     out("operator_policy_arn", this.access.operatorPolicy.arn, "IAM policy to attach to operators");
     out(
+      "api_url",
+      this.readApi.url.functionUrl,
+      "Read API (function URL, AWS_IAM auth): requests are SigV4-signed for service lambda; the operator policy allows them",
+    );
+    out(
       "redis_cli_command",
       `redis-cli -c --tls -h ${this.memorydb.endpointAddress} -p ${this.memorydb.port} --user ${reader} PFCOUNT ${EXAMPLE_KEY}`,
       "Run on the operator instance after `export REDISCLI_AUTH='<token>'`, the token made on a workstation by `npm run cli -- token` (it opens connections for 15 minutes)",
@@ -215,6 +241,7 @@ export class SketchstreamStack extends TerraformStack {
       ),
       STREAM_NAME: this.stream.stream.name,
       STATE_MACHINE_ARN: this.rollup.stateMachine.arn,
+      API_URL: this.readApi.url.functionUrl,
     };
     out(
       "cli_env",

@@ -17,7 +17,10 @@ import { at } from "../domain/arrays.js";
 import { messageOf } from "../domain/errors.js";
 import { EventParser, isRejection, type Rejection, type RejectReason } from "../domain/events.js";
 import {
+  AS_OF_CONSUMER,
+  AS_OF_KEY,
   SITES_KEY,
+  siteEventTypesKey,
   siteIndexMember,
   TOUCHED_KEY,
   touchedMember,
@@ -40,6 +43,7 @@ export interface HllWriter {
   pfadd(key: string, ...elements: string[]): Promise<number>;
   expireat(key: string, unixTimeSeconds: number, nx: "NX"): Promise<number>;
   sadd(key: string, ...members: string[]): Promise<number>;
+  zadd(key: string, gt: "GT", score: number, member: string): Promise<unknown>;
 }
 
 export interface IngestLogger {
@@ -93,6 +97,7 @@ export type HllCommand = { readonly dependsFrom: number } & (
   | { readonly name: "pfadd"; readonly key: string; readonly args: readonly string[] }
   | { readonly name: "expireat"; readonly key: string; readonly at: number }
   | { readonly name: "sadd"; readonly key: string; readonly args: readonly string[] }
+  | { readonly name: "asOf"; readonly key: string; readonly member: string; readonly at: number }
 );
 
 export interface RejectedRecord {
@@ -215,16 +220,35 @@ export function planBatch(
       args: [...groups.keys()],
       dependsFrom: firstValidIndex,
     });
-    // The site index a backfill reads: every site and site event type seen.
+    // The site index a backfill reads (every site and site event type seen), and each site's
+    // event types in the site's own slot beside its HLLs (the read API's events route).
     const sites: string[] = [];
+    const eventTypes: HllCommand[] = [];
     for (const [siteId, days] of bySite) {
-      sites.push(siteIndexMember(siteId));
       const events = new Set<string>();
-      for (const siteDay of days.values())
+      let siteFirstIndex = records.length;
+      for (const siteDay of days.values()) {
+        siteFirstIndex = Math.min(siteFirstIndex, siteDay.daily.firstIndex);
         for (const event of siteDay.byEvent.keys()) events.add(event);
-      for (const event of events) sites.push(siteIndexMember(siteId, event));
+      }
+      sites.push(siteIndexMember(siteId), ...[...events].map((e) => siteIndexMember(siteId, e)));
+      eventTypes.push({
+        name: "sadd",
+        key: siteEventTypesKey(siteId),
+        args: [...events],
+        dependsFrom: siteFirstIndex,
+      });
     }
     commands.push({ name: "sadd", key: SITES_KEY, args: sites, dependsFrom: firstValidIndex });
+    // The read API's `asOf`: same slot as the SADDs above, so the same round trip.
+    commands.push({
+      name: "asOf",
+      key: AS_OF_KEY,
+      member: AS_OF_CONSUMER,
+      at: options.nowMs,
+      dependsFrom: firstValidIndex,
+    });
+    commands.push(...eventTypes);
   }
   return { commands, rejected, rejectedByReason, keys: groups.size };
 }
@@ -252,7 +276,7 @@ function quarantineEntry(
 }
 
 /** Issues one planned command (callers issue all before awaiting any, to pipeline them). */
-export function sendCommand(redis: HllWriter, command: HllCommand): Promise<number> {
+export function sendCommand(redis: HllWriter, command: HllCommand): Promise<unknown> {
   switch (command.name) {
     case "pfadd":
       return redis.pfadd(command.key, ...command.args);
@@ -260,6 +284,8 @@ export function sendCommand(redis: HllWriter, command: HllCommand): Promise<numb
       return redis.expireat(command.key, command.at, "NX");
     case "sadd":
       return redis.sadd(command.key, ...command.args);
+    case "asOf":
+      return redis.zadd(command.key, "GT", command.at, command.member);
   }
 }
 

@@ -6,13 +6,19 @@
  * CLUSTER SLOTS (slot map), INFO (ready check), PING.
  */
 
-import { PENDING_KEY, SITES_KEY, TOUCHED_KEY } from "./keys.js";
+import { AS_OF_KEY, PENDING_KEY, SITES_KEY, TIME_ZONES_KEY, TOUCHED_KEY } from "./keys.js";
+
+/** Every site's event-type set (keys.ts siteEventTypesKey), as an ACL key pattern. */
+const EVENT_TYPES = "sketchstream:{site_id=*}:event-types";
 
 const CONNECT = "+ping +info +cluster|slots +cluster|info";
 
 export const ACL_RULES = {
-  /** The Kinesis consumer: add ids to daily HLLs, set their deadlines, note touched days. */
-  consumer: `~uv:* ~${TOUCHED_KEY} ~${SITES_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd`,
+  /**
+   * The Kinesis consumer: add ids to daily HLLs, set their deadlines, note touched days, sites
+   * and event types, and stamp the time of its last stored batch (ZADD GT on `as-of`).
+   */
+  consumer: `~uv:* ~${TOUCHED_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd +zadd`,
   /**
    * The rollup: merge days into weeks and months, rebuild through a temporary key, and keep its
    * bookkeeping (lock, touched/pending/work sets). EVAL runs the lock's compare-and-delete; a
@@ -20,9 +26,10 @@ export const ACL_RULES = {
    */
   rollup: `~uv:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
   /**
-   * Operators with redis-cli and the CLI's `count`: read counts and expiries, and ask the
-   * rollup's touched/pending sets whether a week or month key is up to date (every command
-   * allowed on them reads: SMISMEMBER, EXISTS, TYPE).
+   * Operators with redis-cli, the CLI's `count` and the read API: read counts and expiries, ask
+   * the rollup's touched/pending sets whether a week or month key is up to date, page through
+   * the site index (SSCAN, SISMEMBER), list a site's event types (SMEMBERS), read the `asOf`
+   * times (ZMSCORE) and a site's time zone (HGET). Every command allowed here only reads.
    */
-  reader: `~uv:* ~${TOUCHED_KEY} ~${PENDING_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember`,
+  reader: `~uv:* ~${TOUCHED_KEY} ~${PENDING_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} ~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember +sscan +sismember +smembers +zmscore +hget`,
 } as const;

@@ -88,6 +88,10 @@ export function parseKey(key: string): ParsedKey {
  *   work:    sorted set; the (site, period[, event]) items of the running execution, paged by
  *            rank. Rebuilt by each execution's plan.
  *   lock:    string; the execution id holding the rollup, with a lease (PX).
+ *   as-of:   sorted set; the read API's `asOf`: member `consumer` scored with the epoch ms of the
+ *            last batch the consumer stored, member `rollup` with the time the last successful
+ *            rollup finished. Written with ZADD GT, so concurrent writers keep the latest time;
+ *            the consumer's goes in the same pipeline as its SADDs to this slot (no round trip).
  */
 export const ROLLUP_TAG = "{rollup}";
 export const TOUCHED_KEY = `sketchstream:${ROLLUP_TAG}:touched`;
@@ -95,6 +99,23 @@ export const PENDING_KEY = `sketchstream:${ROLLUP_TAG}:pending`;
 export const SITES_KEY = `sketchstream:${ROLLUP_TAG}:sites`;
 export const WORK_KEY = `sketchstream:${ROLLUP_TAG}:work`;
 export const LOCK_KEY = `sketchstream:${ROLLUP_TAG}:lock`;
+export const AS_OF_KEY = `sketchstream:${ROLLUP_TAG}:as-of`;
+export const AS_OF_CONSUMER = "consumer";
+export const AS_OF_ROLLUP = "rollup";
+
+/**
+ * The event types a site has had, one set per site in the site's own slot (`{site_id=715}`), so
+ * the read API lists them with one SMEMBERS instead of scanning the whole site index. The
+ * consumer adds to it in the pipeline that writes the site's HLLs; no expiry (a handful of
+ * short members per site).
+ */
+export function siteEventTypesKey(siteId: string): string {
+  assertSiteId(siteId);
+  return `sketchstream:${siteTag(siteId)}:event-types`;
+}
+
+/** The per-site time-zone registry (field: site id, value: a zone name); absent means UTC. */
+export const TIME_ZONES_KEY = "sketchstream:{config}:time-zones";
 
 /** A touched-set member: `715|2024-03-09` for a site's day, `715|2024-03-09|purchase` per event. */
 export function touchedMember(siteId: string, day: string, event?: string): string {

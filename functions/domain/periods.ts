@@ -151,6 +151,29 @@ export function periodOf(kind: PeriodKind, day: string): Period {
   }
 }
 
+/** A period of a range, with the range's days in it (the edges of the range clip it). */
+export interface PeriodInRange {
+  readonly period: Period;
+  readonly from: string;
+  readonly to: string;
+}
+
+/** The days, ISO weeks or months that `from`..`to` touches, in order, each clipped to it. */
+export function periodsInRange(from: string, to: string, kind: PeriodKind): PeriodInRange[] {
+  const out: PeriodInRange[] = [];
+  let current: { period: Period; from: string; to: string } | undefined;
+  for (const day of daysInRange(from, to)) {
+    const period = periodOf(kind, day);
+    if (current?.period.label === period.label) current.to = day;
+    else {
+      if (current) out.push(current);
+      current = { period, from: day, to: day };
+    }
+  }
+  if (current) out.push(current);
+  return out;
+}
+
 export function daysInPeriod(period: Period): string[] {
   switch (period.kind) {
     case "day":

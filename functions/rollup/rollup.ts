@@ -18,6 +18,8 @@
  */
 
 import {
+  AS_OF_KEY,
+  AS_OF_ROLLUP,
   LOCK_KEY,
   PENDING_KEY,
   parseSiteIndexMember,
@@ -360,6 +362,8 @@ export async function finishRollup(
     // Everything planned was merged: only now may the pending set go.
     // UNLINK frees a large work set in the background instead of blocking the shard.
     await redis.unlink(WORK_KEY, ...(plan.mode === "scheduled" ? [PENDING_KEY] : []));
+    // The read API's `asOf` for weeks and months (GT: a slower, older run never moves it back).
+    await redis.zadd(AS_OF_KEY, "GT", nowMs, AS_OF_ROLLUP);
   }
   if (executionId) await redis.eval(RELEASE_LOCK, 1, LOCK_KEY, executionId);
   if (!plan) return { status: input.outcome };

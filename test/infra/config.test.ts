@@ -137,6 +137,14 @@ describe("stack config", () => {
       /network\.availabilityZones: .* is not allowed; allowed: network\.azCount \(2\) distinct AZ names of eu-west-1 \(e\.g\. eu-west-1a\) or AZ IDs/,
     ],
     [
+      { api: { redisDeadlineMs: 6000 } },
+      /api\.redisDeadlineMs: 6000 is not allowed; allowed: at most half of api\.timeoutSeconds x 1000 \(5000\), so a request that gives up on Redis answers 503 before Lambda stops it/,
+    ],
+    [
+      { api: { timeoutSeconds: 1 } },
+      /api\.timeoutSeconds: 1 is not allowed; allowed: a whole number from 3 to 900/,
+    ],
+    [
       { retention: { days: 0 } },
       /retention\.days: 0 is not allowed; allowed: a whole number from 1 to 3660/,
     ],

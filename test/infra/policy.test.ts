@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import {
   encryptedAtRest,
+  functionUrlsRequireIam,
   ingressOnlyFromSecurityGroups,
   leastPrivilege,
   logRetention,
@@ -37,15 +38,18 @@ describe.each(ENVIRONMENTS)("policy rules, %s", (env) => {
     const { docs, problems } = policyDocuments(s.tf);
     expect(problems).toEqual([]);
     const kinds = docs.map((d) => `${d.address.split(".")[0]}:${d.kind}`);
-    // 4 roles (consumer, rollup functions, state machine, scheduler), their policies, the
-    // operator policy, the key, 2 queue policies, the topic policy, 2 endpoint policies.
-    expect(kinds.filter((k) => k === "aws_iam_role:trust")).toHaveLength(4);
-    expect(kinds.filter((k) => k === "aws_iam_role_policy:identity")).toHaveLength(4);
+    // 5 roles (consumer, rollup functions, state machine, scheduler, read API), their
+    // policies, the operator policy, the key, 2 queue policies, the topic policy, 2 endpoint
+    // policies.
+    expect(kinds.filter((k) => k === "aws_iam_role:trust")).toHaveLength(5);
+    expect(kinds.filter((k) => k === "aws_iam_role_policy:identity")).toHaveLength(5);
     expect(kinds).toContain("aws_iam_policy:identity");
     expect(kinds).toContain("aws_kms_key:key");
     expect(kinds.filter((k) => k === "aws_sqs_queue_policy:resource")).toHaveLength(2);
     expect(kinds).toContain("aws_sns_topic_policy:resource");
     expect(kinds.filter((k) => k === "aws_vpc_endpoint:resource")).toHaveLength(2);
+    // The function-URL rule has a URL to check.
+    expect(Object.keys(s.tf.resource.aws_lambda_function_url ?? {})).toHaveLength(1);
   });
 });
 
@@ -86,6 +90,18 @@ const BAD: TfJson = {
           variables: { REDIS_ENDPOINT: "h:1", REDIS_TLS: "false", REDIS_AUTH: "password" },
         },
         logging_config: { log_group: "/aws/lambda/f" },
+      },
+    },
+    aws_lambda_function_url: {
+      public: { function_name: "f", authorization_type: "NONE" },
+      signed: { function_name: "f", authorization_type: "AWS_IAM" },
+    },
+    aws_lambda_permission: {
+      anyone: {
+        function_name: "f",
+        action: "lambda:InvokeFunctionUrl",
+        principal: "*",
+        function_url_auth_type: "NONE",
       },
     },
   },
@@ -136,6 +152,13 @@ describe("the rules report what they exist to catch, with the resource address",
       "aws_lambda_function.f: REDIS_AUTH is not iam",
     ]);
     expect(noPlaintextSecrets(BAD, '{"k":"AKIAABCDEFGHIJKLMNOP"}')[0]).toMatch(/access key id/);
+  });
+
+  it("function URLs open to anyone, but not the one that requires IAM", () => {
+    expect(functionUrlsRequireIam(BAD)).toEqual([
+      "aws_lambda_function_url.public: authorization_type NONE (not AWS_IAM: anyone who finds the URL can call it)",
+      "aws_lambda_permission.anyone: grants invocation through a function URL without IAM auth",
+    ]);
   });
 
   it("log groups without retention and functions without a declared group", () => {

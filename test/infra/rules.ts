@@ -284,6 +284,26 @@ export function logRetention(tf: TfJson): Violation[] {
   return out;
 }
 
+/**
+ * Rule: every Lambda function URL requires IAM auth (SigV4-signed requests of principals a
+ * policy allows), and no resource-based permission opens one to unauthenticated callers.
+ * A URL with authorization_type NONE is a public endpoint to the data.
+ */
+export function functionUrlsRequireIam(tf: TfJson): Violation[] {
+  const out: Violation[] = [];
+  for (const [address, type, body] of resources(tf)) {
+    if (type === "aws_lambda_function_url" && body.authorization_type !== "AWS_IAM") {
+      out.push(
+        `${address}: authorization_type ${String(body.authorization_type)} (not AWS_IAM: anyone who finds the URL can call it)`,
+      );
+    }
+    if (type === "aws_lambda_permission" && body.function_url_auth_type === "NONE") {
+      out.push(`${address}: grants invocation through a function URL without IAM auth`);
+    }
+  }
+  return out;
+}
+
 export const RULES = {
   "no security-group ingress from 0.0.0.0/0 or ::/0": (tf: TfJson) => noOpenIngress(tf),
   "ingress only from security groups": (tf: TfJson) => ingressOnlyFromSecurityGroups(tf),
@@ -292,4 +312,5 @@ export const RULES = {
   "encryption at rest with the stack's KMS key": (tf: TfJson) => encryptedAtRest(tf),
   "TLS required": (tf: TfJson) => tlsRequired(tf),
   "every log group has retention": (tf: TfJson) => logRetention(tf),
+  "no function URL without IAM auth": (tf: TfJson) => functionUrlsRequireIam(tf),
 } as const;

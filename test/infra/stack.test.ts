@@ -24,6 +24,7 @@ import {
 } from "../../functions/domain/runtime-env.js";
 import { availabilityZones } from "../../stacks/config.js";
 import { subnetCidrs } from "../../stacks/network.js";
+import { policyDocuments } from "./rules.js";
 import {
   ACCOUNT_REF,
   address,
@@ -40,6 +41,7 @@ import {
   removeSynthOutputs,
   resourcesOfType,
   str,
+  strs,
   synth,
   type TfResource,
 } from "./synth.js";
@@ -73,6 +75,11 @@ function variables(fn: TfResource, what: string): Record<string, string> {
 /** Policy statements by Sid, as Object.fromEntries keys them ("undefined" for none). */
 function bySid(statements: readonly TfResource[]): Record<string, TfResource> {
   return Object.fromEntries(statements.map((st) => [String(st.Sid), st]));
+}
+
+/** A literal string as a regular expression (for IAM wildcard patterns). */
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** The MemoryDB ACL rules of a role, undefined for a name that is not one. */
@@ -480,6 +487,194 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
   });
 
+  describe("read API", () => {
+    const fn = one(tf, "aws_lambda_function", "read-api");
+    const fnArn = ref(tf, "aws_lambda_function", "read-api", "arn");
+    const name = `${prefix}-read-api`;
+
+    it("Lambda: Node.js 22, its own bundle, in the VPC, timeout and memory from config", () => {
+      expect(fn).toMatchObject({
+        function_name: name,
+        runtime: "nodejs22.x",
+        handler: "index.handler",
+        architectures: [config.api.architecture],
+        timeout: config.api.timeoutSeconds,
+        memory_size: config.api.memoryMb,
+        role: ref(tf, "aws_iam_role", "read-api", "arn"),
+      });
+      expect(fn.vpc_config).toEqual({
+        subnet_ids: resourcesOfType(tf, "aws_subnet").map(([a]) => `\${${a}.id}`),
+        security_group_ids: [ref(tf, "aws_security_group", "network_functions", "id")],
+      });
+      const zip = readFileSync(join(s.stackDir, str(fn.filename, "read API filename")));
+      expect(fn.source_code_hash).toBe(createHash("sha256").update(zip).digest("base64"));
+      expect(fn.filename).not.toBe(one(tf, "aws_lambda_function", "consumer").filename);
+      // The role's policy exists before the function (its ENIs), the log group before its logs.
+      expect(fn.depends_on).toEqual([
+        address(tf, "aws_cloudwatch_log_group", "read-api"),
+        address(tf, "aws_iam_role_policy", "read-api"),
+      ]);
+    });
+
+    it("function URL: AWS_IAM auth, created once the network rules to MemoryDB exist", () => {
+      expect(one(tf, "aws_lambda_function_url")).toMatchObject({
+        function_name: ref(tf, "aws_lambda_function", "read-api", "function_name"),
+        authorization_type: "AWS_IAM",
+        depends_on: [
+          address(tf, "aws_vpc_security_group_egress_rule", "functions-to-memorydb"),
+          address(tf, "aws_vpc_security_group_ingress_rule", "memorydb-from-functions"),
+          address(tf, "aws_vpc_security_group_egress_rule", "functions-to-endpoints"),
+          address(tf, "aws_vpc_security_group_ingress_rule", "endpoints-from-functions"),
+        ],
+      });
+      // No CORS (the dashboard signs through its local proxy) and no resource-based grant.
+      expect(one(tf, "aws_lambda_function_url").cors).toBeUndefined();
+      expect(resourcesOfType(tf, "aws_lambda_permission")).toEqual([]);
+    });
+
+    it("environment: the runtime contract as the reader, and a Redis deadline below the timeout", () => {
+      const vars = variables(fn, "read API environment");
+      expect(Object.keys(vars).sort()).toEqual(
+        [
+          "API_REDIS_DEADLINE_MS",
+          "MEMORYDB_CLUSTER_NAME",
+          "NODE_OPTIONS",
+          "REDIS_AUTH",
+          "REDIS_CLUSTER",
+          "REDIS_ENDPOINT",
+          "REDIS_TLS",
+          "REDIS_USER",
+          "RETENTION_DAYS",
+          "RETENTION_MONTHS",
+          "RETENTION_WEEKS",
+        ].sort(),
+      );
+      expect(vars.REDIS_USER).toBe(ref(tf, "aws_memorydb_user", "user-reader", "user_name"));
+      const loaded = loadRuntimeConfig({ ...resolved(vars, prefix), AWS_REGION: config.region });
+      expect(loaded.redis).toMatchObject({
+        port: 6379,
+        cluster: true,
+        tls: true,
+        auth: { mode: "iam", user: `${prefix}-reader`, clusterName: prefix },
+      });
+      expect(loaded.retention).toEqual(config.retention);
+      expect(vars.API_REDIS_DEADLINE_MS).toBe(String(config.api.redisDeadlineMs));
+      expect(Number(vars.API_REDIS_DEADLINE_MS)).toBeLessThan(config.api.timeoutSeconds * 1000);
+    });
+
+    it("IAM: its logs, its network interfaces, and MemoryDB as the reader only", () => {
+      const statements = policyStatements(
+        one(tf, "aws_iam_role_policy", "read-api").policy,
+        "read API policy",
+      );
+      const sids = bySid(statements);
+      expect(Object.keys(sids)).toEqual([
+        "WriteOwnLogs",
+        "VpcNetworkInterfaces",
+        "MemoryDbConnect",
+      ]);
+      expect(sids.WriteOwnLogs?.Resource).toEqual([
+        `arn:aws:logs:${config.region}:${ACCOUNT_REF}:log-group:/aws/lambda/${name}:*`,
+      ]);
+      expect(sids.MemoryDbConnect).toEqual({
+        Sid: "MemoryDbConnect",
+        Effect: "Allow",
+        Action: "memorydb:Connect",
+        Resource: [
+          ref(tf, "aws_memorydb_cluster", "cluster", "arn"),
+          ref(tf, "aws_memorydb_user", "user-reader", "arn"),
+        ],
+      });
+      // Neither writer's user appears anywhere in the role's policy.
+      const text = str(one(tf, "aws_iam_role_policy", "read-api").policy, "read API policy");
+      for (const writer of ["consumer", "rollup"]) {
+        expect(text).not.toContain(ref(tf, "aws_memorydb_user", `user-${writer}`, "arn"));
+      }
+      const trust = policyStatements(
+        one(tf, "aws_iam_role", "read-api").assume_role_policy,
+        "read API trust policy",
+      );
+      expect(trust.map((st) => st.Principal)).toEqual([{ Service: "lambda.amazonaws.com" }]);
+    });
+
+    it("operator policy: both invoke actions on this function, and nothing else grants them", () => {
+      const operator = bySid(
+        policyStatements(one(tf, "aws_iam_policy", "operator").policy, "operator policy"),
+      );
+      expect(operator.CallReadApiUrl).toEqual({
+        Sid: "CallReadApiUrl",
+        Effect: "Allow",
+        Action: "lambda:InvokeFunctionUrl",
+        Resource: fnArn,
+        Condition: { StringEquals: { "lambda:FunctionUrlAuthType": "AWS_IAM" } },
+      });
+      expect(operator.InvokeReadApi).toEqual({
+        Sid: "InvokeReadApi",
+        Effect: "Allow",
+        Action: "lambda:InvokeFunction",
+        Resource: fnArn,
+      });
+      // Every Allow in every policy of the stack whose actions could invoke the read function
+      // (wildcards included) on a resource that could be it (ARN, qualified ARN, wildcard).
+      const builtArn = `arn:aws:lambda:${config.region}:${ACCOUNT_REF}:function:${name}`;
+      const matches = (pattern: string, value: string) =>
+        new RegExp(`^${pattern.split("*").map(escapeRegExp).join(".*")}$`).test(value);
+      const grants = policyDocuments(tf).docs.flatMap((doc) =>
+        doc.statements
+          .filter((st) => st.Effect === "Allow")
+          .filter((st) =>
+            strs([st.Action].flat(), `${doc.address} Action`).some((a) =>
+              ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"].some((x) => matches(a, x)),
+            ),
+          )
+          .filter((st) =>
+            [st.Resource ?? []].flat().some((r) => {
+              const pattern = str(r, `${doc.address} Resource`);
+              return [fnArn, `${fnArn}:live`, builtArn].some((x) => matches(pattern, x));
+            }),
+          )
+          .map((st) => `${doc.address.split(".")[0]} ${String(st.Sid)}`),
+      );
+      expect(grants.sort()).toEqual([
+        "aws_iam_policy CallReadApiUrl",
+        "aws_iam_policy InvokeReadApi",
+      ]);
+    });
+
+    it("alarms: errors and p99 duration near the timeout, to the alarm topic", () => {
+      const alarms = resourcesOfType(tf, "aws_cloudwatch_metric_alarm")
+        .map(([, b]) => b)
+        .filter((b) => String(b.alarm_name).startsWith(name));
+      const topic = ref(tf, "aws_sns_topic", "alarms", "arn");
+      expect(alarms).toEqual([
+        expect.objectContaining({
+          alarm_name: `${name}-errors`,
+          namespace: "AWS/Lambda",
+          metric_name: "Errors",
+          dimensions: { FunctionName: name },
+          statistic: "Sum",
+          threshold: 0,
+          comparison_operator: "GreaterThanThreshold",
+          alarm_actions: [topic],
+          ok_actions: [topic],
+        }),
+        expect.objectContaining({
+          alarm_name: `${name}-p99-duration`,
+          namespace: "AWS/Lambda",
+          metric_name: "Duration",
+          dimensions: { FunctionName: name },
+          extended_statistic: "p99",
+          threshold: config.api.timeoutSeconds * 1000 * 0.8,
+          comparison_operator: "GreaterThanThreshold",
+          alarm_actions: [topic],
+          ok_actions: [topic],
+        }),
+      ]);
+      // One statistic per alarm: the p99 alarm has no plain statistic beside it.
+      expect(alarms[1]?.statistic).toBeUndefined();
+    });
+  });
+
   describe("operator access", () => {
     it("EC2 Instance Connect Endpoint to a private instance with IMDSv2 and redis-cli", () => {
       const eice = one(tf, "aws_ec2_instance_connect_endpoint");
@@ -539,6 +734,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(groups.map((g) => g.name).sort()).toEqual(
         [
           `/aws/lambda/${prefix}-consumer`,
+          `/aws/lambda/${prefix}-read-api`,
           `/aws/lambda/${prefix}-rollup-finish`,
           `/aws/lambda/${prefix}-rollup-merge`,
           `/aws/lambda/${prefix}-rollup-plan`,
@@ -576,7 +772,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(resourcesOfType(tf, "aws_sns_topic_subscription")).toEqual([]);
     });
 
-    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory", () => {
+    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory, read API", () => {
       const alarms: Record<string, TfResource> = Object.fromEntries(
         resourcesOfType(tf, "aws_cloudwatch_metric_alarm").map(([, b]) => [
           str(b.alarm_name, "alarm_name"),
@@ -590,6 +786,8 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
           "failure-queue-depth",
           "memorydb-memory",
           "quarantine-depth",
+          "read-api-errors",
+          "read-api-p99-duration",
           "rollup-failed",
         ].map((n) => `${prefix}-${n}`),
       );
@@ -636,7 +834,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
   });
 
-  it("outputs: endpoint, stream, state machine, queues and the exact redis-cli command", () => {
+  it("outputs: endpoint, stream, state machine, queues, API URL and the exact redis-cli command", () => {
     const cluster = resourcesOfType(tf, "aws_memorydb_cluster")[0]?.[0];
     const host = `\${${cluster}.cluster_endpoint[0].address}`;
     expect(tf.output.redis_endpoint?.value).toBe(`${host}:6379`);
@@ -652,6 +850,9 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     expect(tf.output.redis_cli_command?.value).toBe(
       `redis-cli -c --tls -h ${host} -p 6379 --user ${prefix}-reader PFCOUNT 'uv:{site_id=715}:2024-03-09'`,
     );
+    const apiUrl = ref(tf, "aws_lambda_function_url", "read-api", "function_url");
+    expect(tf.output.api_url?.value).toBe(apiUrl);
+    expect(str(tf.output.cli_env?.value, "cli_env").split("\n")).toContain(`API_URL=${apiUrl}`);
     expect(tf.output.operator_connect_command?.value).toBe(
       `aws ec2-instance-connect ssh --region ${config.region} --instance-id ${ref(tf, "aws_instance", "instance", "id")} --os-user ec2-user --connection-type eice`,
     );
@@ -711,6 +912,25 @@ describe("stack with overrides", () => {
     ]);
     expect(resourcesOfType(tf, "aws_iam_policy")).toHaveLength(1);
     expect(tf.output.operator_connect_command).toBeUndefined();
+    // Without the instance, operators still read through the API (and with a token).
+    const operator = policyStatements(one(tf, "aws_iam_policy", "operator").policy, "policy");
+    expect(operator.map((st) => st.Sid)).toEqual(
+      expect.arrayContaining(["MemoryDbConnect", "CallReadApiUrl", "InvokeReadApi"]),
+    );
+    expect(tf.output.api_url).toBeDefined();
+  });
+
+  it("read API sized by config: timeout, memory, Redis deadline and the p99 alarm follow", () => {
+    const { tf } = synth("dev", {
+      api: { timeoutSeconds: 30, memoryMb: 512, redisDeadlineMs: 5000, architecture: "x86_64" },
+    });
+    const fn = one(tf, "aws_lambda_function", "read-api");
+    expect(fn).toMatchObject({ timeout: 30, memory_size: 512, architectures: ["x86_64"] });
+    expect(variables(fn, "read API environment").API_REDIS_DEADLINE_MS).toBe("5000");
+    expect(one(tf, "aws_cloudwatch_metric_alarm", "read-api_p99")).toMatchObject({
+      extended_statistic: "p99",
+      threshold: 24_000,
+    });
   });
 
   it("account id given: no caller-identity look-up, and the provider refuses other accounts", () => {

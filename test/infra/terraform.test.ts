@@ -62,12 +62,15 @@ function plannedTypes(azs: number): Record<string, number> {
     aws_lambda_event_source_mapping: 1,
     aws_sqs_queue: 2,
     aws_sqs_queue_policy: 2,
-    // Functions: consumer + plan, merge, finish; a log group each plus the state machine's.
-    aws_lambda_function: 4,
-    aws_cloudwatch_log_group: 5,
-    // Roles: consumer, rollup functions, state machine, scheduler; one inline policy each.
-    aws_iam_role: 4,
-    aws_iam_role_policy: 4,
+    // Functions: consumer + plan, merge, finish + read API; a log group each plus the state
+    // machine's; the read API's AWS_IAM function URL.
+    aws_lambda_function: 5,
+    aws_cloudwatch_log_group: 6,
+    aws_lambda_function_url: 1,
+    // Roles: consumer, rollup functions, state machine, scheduler, read API; one inline policy
+    // each.
+    aws_iam_role: 5,
+    aws_iam_role_policy: 5,
     aws_sfn_state_machine: 1,
     aws_scheduler_schedule: 1,
     // Operator access: endpoint, instance from a launch template, the operator policy.
@@ -75,8 +78,9 @@ function plannedTypes(azs: number): Record<string, number> {
     aws_launch_template: 1,
     aws_instance: 1,
     aws_iam_policy: 1,
-    // Alarms to an encrypted topic that only this account's alarms may publish to.
-    aws_cloudwatch_metric_alarm: 6,
+    // Alarms to an encrypted topic that only this account's alarms may publish to: six for the
+    // pipeline, two for the read API (errors, p99 duration).
+    aws_cloudwatch_metric_alarm: 8,
     aws_sns_topic: 1,
     aws_sns_topic_policy: 1,
   };
@@ -220,7 +224,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
     );
 
     it(
-      "orders the first apply: the instance after its subnet's routing, the mapping after its network",
+      "orders the first apply: the instance after its subnet's routing, the mapping and the API URL after their network",
       { timeout: 180_000 },
       async () => {
         const graph = await pipeline(env).graph;
@@ -237,9 +241,16 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
           ["aws_vpc_security_group_ingress_rule", "endpoints-from-functions"],
           ["aws_vpc_endpoint", "sqs-endpoint"],
         ];
+        const url: [string, string] = ["aws_lambda_function_url", "read-api"];
         for (const rule of rules) {
           expect(dependsOn(graph, mapping, rule), rule.join(" ")).toBe(true);
         }
+        // The read API's URL appears once its function can reach MemoryDB; it calls no AWS
+        // API, so it does not wait for the SQS endpoint.
+        for (const rule of rules.slice(0, 4)) {
+          expect(dependsOn(graph, url, rule), `function URL after ${rule.join(" ")}`).toBe(true);
+        }
+        expect(dependsOn(graph, url, ["aws_vpc_endpoint", "sqs-endpoint"])).toBe(false);
         // The search is not trivially true: the association does not wait for the instance.
         const association: [string, string] = ["aws_route_table_association", "private-0-rt"];
         expect(dependsOn(graph, association, instance)).toBe(false);
@@ -289,6 +300,20 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
         expect(planned("aws_lambda_function", "consumer")).toMatchObject({
           runtime: "nodejs22.x",
           handler: "index.handler",
+        });
+        expect(planned("aws_lambda_function", "read-api")).toMatchObject({
+          function_name: `${prefix}-read-api`,
+          runtime: "nodejs22.x",
+          handler: "index.handler",
+          timeout: 10,
+          memory_size: 256,
+        });
+        expect(planned("aws_lambda_function_url")).toMatchObject({
+          authorization_type: "AWS_IAM",
+        });
+        expect(planned("aws_cloudwatch_metric_alarm", "p99")).toMatchObject({
+          extended_statistic: "p99",
+          threshold: 8000,
         });
         expect(planned("aws_scheduler_schedule")).toMatchObject({
           schedule_expression: "rate(1 hour)",

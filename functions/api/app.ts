@@ -1,0 +1,369 @@
+/**
+ * The read API: one Hono app that runs unchanged in Lambda (functions/api/handler.ts, behind a
+ * function URL) and on Node (`npm run cli -- api`, the dashboard). Routes are data (ROUTES):
+ * the app registers them and functions/api/openapi.ts documents them from the same schemas.
+ *
+ * Errors are JSON `{"error","message"}`: 400 for bad input, 404 for an unknown route or site,
+ * 503 with Retry-After when Redis does not answer within the deadline, 500 (without a stack)
+ * for anything else. Never a silent zero: days past retention are listed in `missing`.
+ */
+
+import { Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import * as v from "valibot";
+import { messageOf } from "../domain/errors.js";
+import { dayOf, type PeriodKind } from "../domain/periods.js";
+import {
+  type AsOf,
+  asOf,
+  type CatalogRedis,
+  listSites,
+  siteEventTypes,
+  siteTimeZone,
+} from "../read/catalog.js";
+import { type CountRedis, countRange, countSeries } from "../read/counts.js";
+import { openApiDocument } from "./openapi.js";
+import {
+  CountBody,
+  CountQuery,
+  type ErrorBody,
+  EventsBody,
+  SeriesBody,
+  SeriesQuery,
+  SiteParams,
+  SitesBody,
+  SitesQuery,
+  TimeZoneBody,
+} from "./schemas.js";
+
+/** Every command the routes send; an ioredis Redis or Cluster satisfies it. */
+export type ReadRedis = CountRedis & CatalogRedis;
+
+export interface ApiDeps {
+  /** The Redis client, made on first use and kept; `reset` drops it after a missed deadline. */
+  readonly redis: { get(): ReadRedis; reset(): void };
+  /** Days a daily key lives (RETENTION_DAYS), to tell which days are gone. */
+  readonly retentionDays: number;
+  /** The clock: today's date for Cache-Control, and `missing`. Default Date.now. */
+  readonly now?: () => number;
+  /** ms within which a request's Redis conversation must finish. Default 3000. */
+  readonly deadlineMs?: number;
+  /** Where unexpected failures are reported (the response never carries them). */
+  readonly logError?: (message: string, extra: Record<string, unknown>) => void;
+}
+
+export const DEFAULT_DEADLINE_MS = 3000;
+/** How long a browser or proxy may keep an answer about days that no longer change. */
+export const SETTLED_MAX_AGE_S = 300;
+/** Seconds a client should wait before asking again when Redis did not answer. */
+export const RETRY_AFTER_S = 5;
+
+type ErrorKind = v.InferOutput<typeof ErrorBody>["error"];
+
+class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly kind: ErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Redis did not answer in time or could not be reached: a 503, worth retrying. */
+class Unavailable extends ApiError {
+  constructor(message: string) {
+    super(503, "unavailable", message);
+  }
+}
+
+/** Errors after which Redis is unreachable or failing over, not wrong: a 503. */
+const UNREACHABLE =
+  /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|CLUSTERDOWN|TRYAGAIN|LOADING|MaxRetriesPerRequest|None of startup nodes is available|Failed to refresh slots cache/;
+
+interface RouteResult {
+  readonly body: unknown;
+  /** Whether the answer covers today (or later): then it must not be cached. */
+  readonly live: boolean;
+}
+
+interface RouteContext {
+  readonly redis: ReadRedis;
+  readonly nowMs: number;
+  readonly retentionDays: number;
+}
+
+/** One route: its path (OpenAPI style), inputs, documented answer and what it does. */
+export interface RouteDefinition {
+  readonly operationId: string;
+  readonly path: string;
+  readonly summary: string;
+  readonly params?: v.GenericSchema<Record<string, string>, Record<string, string>>;
+  readonly query?: v.GenericSchema<Record<string, string>, unknown>;
+  readonly response: v.GenericSchema;
+  readonly run: (
+    input: { params: never; query: never },
+    context: RouteContext,
+  ) => Promise<RouteResult>;
+}
+
+function route<P, Q>(definition: {
+  operationId: string;
+  path: string;
+  summary: string;
+  params?: v.GenericSchema<Record<string, string>, P>;
+  query?: v.GenericSchema<Record<string, string>, Q>;
+  response: v.GenericSchema;
+  run: (input: { params: P; query: Q }, context: RouteContext) => Promise<RouteResult>;
+}): RouteDefinition {
+  return definition as unknown as RouteDefinition;
+}
+
+const today = (nowMs: number) => dayOf(nowMs);
+
+async function rangeAnswer<T>(
+  context: RouteContext,
+  to: string,
+  work: () => Promise<T>,
+): Promise<{ result: T; asOf: AsOf; live: boolean }> {
+  const [result, stamp] = await Promise.all([work(), asOf(context.redis)]);
+  return { result, asOf: stamp, live: to >= today(context.nowMs) };
+}
+
+export const ROUTES: readonly RouteDefinition[] = [
+  route({
+    operationId: "listSites",
+    path: "/v1/sites",
+    summary: "Sites with counted events, a page at a time (SSCAN over the site index)",
+    query: SitesQuery,
+    response: SitesBody,
+    run: async ({ query }, { redis }) => ({
+      body: await listSites(redis, {
+        prefix: query.prefix,
+        limit: query.limit,
+        ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+      }),
+      live: true,
+    }),
+  }),
+  route({
+    operationId: "listEventTypes",
+    path: "/v1/sites/{site}/events",
+    summary: "The event types a site has had",
+    params: SiteParams,
+    response: EventsBody,
+    run: async ({ params }, { redis }) => {
+      const events = await siteEventTypes(redis, params.site);
+      if (events === undefined) {
+        throw new ApiError(
+          404,
+          "unknown_site",
+          `site ${params.site} has no counted event: check the id, or list the sites with /v1/sites`,
+        );
+      }
+      return { body: { site: params.site, events }, live: true };
+    },
+  }),
+  route({
+    operationId: "countRange",
+    path: "/v1/sites/{site}/count",
+    summary: "Unique visitors over a range of days: one PFCOUNT over the fewest keys",
+    params: SiteParams,
+    query: CountQuery,
+    response: CountBody,
+    run: async ({ params, query }, context) => {
+      const request = {
+        site: params.site,
+        from: query.from,
+        to: query.to,
+        ...(query.event === undefined ? {} : { event: query.event }),
+      };
+      const {
+        result,
+        asOf: stamp,
+        live,
+      } = await rangeAnswer(context, query.to, () => countRange(context.redis, request, context));
+      return {
+        body: {
+          site: params.site,
+          event: query.event ?? null,
+          metric: query.metric,
+          from: query.from,
+          to: query.to,
+          estimate: result.estimate,
+          keys: result.keys,
+          complete: result.missing.length === 0,
+          missing: result.missing,
+          asOf: stamp,
+        },
+        live,
+      };
+    },
+  }),
+  route({
+    operationId: "countSeries",
+    path: "/v1/sites/{site}/series",
+    summary: "Unique visitors per day, ISO week or month of a range (edges clipped to it)",
+    params: SiteParams,
+    query: SeriesQuery,
+    response: SeriesBody,
+    run: async ({ params, query }, context) => {
+      const request = {
+        site: params.site,
+        from: query.from,
+        to: query.to,
+        ...(query.event === undefined ? {} : { event: query.event }),
+      };
+      const granularity: PeriodKind = query.granularity;
+      const {
+        result,
+        asOf: stamp,
+        live,
+      } = await rangeAnswer(context, query.to, () =>
+        countSeries(context.redis, request, granularity, context),
+      );
+      return {
+        body: {
+          site: params.site,
+          event: query.event ?? null,
+          metric: query.metric,
+          granularity,
+          from: query.from,
+          to: query.to,
+          points: result.map((p) => ({
+            period: p.period,
+            from: p.from,
+            to: p.to,
+            estimate: p.estimate,
+            complete: p.missing.length === 0,
+            missing: p.missing,
+          })),
+          asOf: stamp,
+        },
+        live,
+      };
+    },
+  }),
+  route({
+    operationId: "getTimeZone",
+    path: "/v1/sites/{site}/time-zone",
+    summary: "The site's time zone (UTC unless the registry names one)",
+    params: SiteParams,
+    response: TimeZoneBody,
+    run: async ({ params }, { redis }) => ({
+      body: { site: params.site, ...(await siteTimeZone(redis, params.site)) },
+      live: true,
+    }),
+  }),
+];
+
+/** The first issue of a failed validation, naming the field it is about. */
+function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
+  const [issue] = issues;
+  if (!issue) return "invalid request";
+  const path = v.getDotPath(issue);
+  if (issue.kind === "schema" && issue.received === "undefined" && path) {
+    return `${path} is required`;
+  }
+  // An unknown query parameter: strictObject reports it with its key as the path.
+  if (issue.kind === "schema" && issue.type === "strict_object" && path) {
+    return `unknown parameter "${path}": see /v1/openapi.json for this route's parameters`;
+  }
+  return path && !issue.message.includes(`"${path}"`) ? `${path}: ${issue.message}` : issue.message;
+}
+
+function parseInput<T>(
+  schema: v.GenericSchema<Record<string, string>, T> | undefined,
+  input: Record<string, string>,
+): T {
+  if (!schema) return {} as T;
+  const parsed = v.safeParse(schema, input);
+  if (!parsed.success) throw new ApiError(400, "invalid_request", describeIssues(parsed.issues));
+  return parsed.output;
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number, onMiss: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const missed = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onMiss();
+      reject(new Unavailable(`Redis did not answer within ${ms} ms: try again shortly`));
+    }, ms);
+  });
+  return Promise.race([work, missed]).finally(() => clearTimeout(timer));
+}
+
+export function createApiApp(deps: ApiDeps): Hono {
+  const now = deps.now ?? Date.now;
+  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const app = new Hono();
+
+  const errorResponse = (status: ContentfulStatusCode, kind: ErrorKind, message: string) =>
+    new Response(JSON.stringify({ error: kind, message }), {
+      status,
+      headers: {
+        "content-type": "application/json; charset=utf-8",
+        "cache-control": "no-store",
+        ...(status === 503 ? { "retry-after": String(RETRY_AFTER_S) } : {}),
+      },
+    });
+
+  for (const definition of ROUTES) {
+    const honoPath = definition.path.replace(/\{(\w+)\}/g, ":$1");
+    app.get(honoPath, async (c) => {
+      const params = parseInput(definition.params, c.req.param() as Record<string, string>);
+      const query = parseInput(definition.query, c.req.query());
+      const nowMs = now();
+      let redis: ReadRedis;
+      try {
+        redis = deps.redis.get();
+      } catch (err) {
+        throw new Unavailable(`cannot connect to Redis: ${messageOf(err)}`);
+      }
+      const result = await withDeadline(
+        definition.run(
+          { params: params as never, query: query as never },
+          { redis, nowMs, retentionDays: deps.retentionDays },
+        ),
+        deadlineMs,
+        () => deps.redis.reset(),
+      );
+      return c.json(result.body as object, 200, {
+        "cache-control": result.live ? "no-store" : `private, max-age=${SETTLED_MAX_AGE_S}`,
+      });
+    });
+  }
+
+  app.get("/v1/openapi.json", (c) => c.json(openApiDocument(ROUTES)));
+
+  app.notFound((c) =>
+    errorResponse(
+      404,
+      "not_found",
+      `no route ${c.req.method} ${new URL(c.req.url).pathname}: see /v1/openapi.json for the routes`,
+    ),
+  );
+
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return errorResponse(err.status, err.kind, err.message);
+    const message = messageOf(err);
+    if (UNREACHABLE.test(message)) {
+      return errorResponse(
+        503,
+        "unavailable",
+        `Redis is unavailable (${message}): try again shortly`,
+      );
+    }
+    deps.logError?.("read API request failed", {
+      path: new URL(c.req.url).pathname,
+      error: message,
+    });
+    return errorResponse(
+      500,
+      "internal",
+      "the request failed inside the API; its log has the cause",
+    );
+  });
+
+  return app;
+}

@@ -1,0 +1,88 @@
+/**
+ * Read API Lambda, behind a function URL with AWS_IAM auth: thin wiring of config, Redis and
+ * logs around the Hono app (functions/api/app.ts). The same wiring serves the app on Node for
+ * `npm run cli -- api` and the dashboard. The Redis connection is made on the first request
+ * and kept while the environment stays warm; a missed deadline drops it, so nothing stays
+ * queued behind an unreachable node.
+ */
+
+import { Logger } from "@aws-lambda-powertools/logger";
+import type { APIGatewayProxyResultV2, Context } from "aws-lambda";
+import type { Hono } from "hono";
+import { handle, type LambdaEvent } from "hono/aws-lambda";
+import { awsRedisDeps } from "../adapters/aws.js";
+import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
+import { ConfigError, type Env, loadRuntimeConfig } from "../domain/runtime-env.js";
+import { createApiApp, DEFAULT_DEADLINE_MS, type ReadRedis } from "./app.js";
+
+/** The variable that bounds each request's Redis conversation, in ms. */
+export const DEADLINE_VARIABLE = "API_REDIS_DEADLINE_MS";
+
+export interface ApiRuntimeOptions {
+  readonly logger?: Logger;
+  /** The clock (today, retention). Default Date.now. */
+  readonly now?: () => number;
+  /** The AWS edge of the Redis client; made from config by default. */
+  readonly redisDeps?: RedisClientDeps;
+}
+
+export interface ApiRuntime {
+  readonly app: Hono;
+  /** Closes the Redis connection, if one was made. */
+  close(): void;
+}
+
+function deadlineFrom(env: Env): number {
+  const text = env[DEADLINE_VARIABLE];
+  if (text === undefined || text === "") return DEFAULT_DEADLINE_MS;
+  if (!/^\d+$/.test(text) || Number(text) < 100 || Number(text) > 60_000) {
+    throw new ConfigError([
+      `${DEADLINE_VARIABLE} must be a whole number of milliseconds from 100 to 60000, got "${text}"`,
+    ]);
+  }
+  return Number(text);
+}
+
+/** The read app over the runtime contract's environment (functions/domain/runtime-env.ts). */
+export function createApiRuntime(env: Env, options: ApiRuntimeOptions = {}): ApiRuntime {
+  // Throws ConfigError naming every bad variable before any request is served.
+  const config = loadRuntimeConfig(env);
+  const deadlineMs = deadlineFrom(env);
+  const logger = options.logger ?? new Logger({ serviceName: "sketchstream-api" });
+  let connection: RedisConnection | undefined;
+  const reset = () => {
+    connection?.close();
+    connection = undefined;
+  };
+  const app = createApiApp({
+    redis: {
+      get(): ReadRedis {
+        connection ??= connectRedis(config.redis, options.redisDeps ?? awsRedisDeps(config.redis), {
+          connectTimeoutMs: Math.min(2000, deadlineMs),
+        });
+        return connection.client;
+      },
+      reset,
+    },
+    retentionDays: config.retention.days,
+    deadlineMs,
+    ...(options.now ? { now: options.now } : {}),
+    logError: (message, extra) => logger.error(message, extra),
+  });
+  return { app, close: reset };
+}
+
+type LambdaAdapter = (event: LambdaEvent, context: Context) => Promise<APIGatewayProxyResultV2>;
+let lambda: LambdaAdapter | undefined;
+
+/**
+ * The Lambda entry point: function URL events (payload format 2.0). `hono/aws-lambda` is marked
+ * to move to its own package in Hono 5; it is the adapter Hono 4 ships.
+ */
+export async function handler(
+  event: LambdaEvent,
+  context: Context,
+): Promise<APIGatewayProxyResultV2> {
+  lambda ??= handle(createApiRuntime(process.env).app) as LambdaAdapter;
+  return lambda(event, context);
+}

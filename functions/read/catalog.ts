@@ -1,0 +1,122 @@
+/**
+ * What the read API lists besides counts: the sites (paged through the site index with SSCAN,
+ * never one SMEMBERS of a million members), a site's event types, its time zone, and the
+ * `asOf` times. Every read here is one or a few commands on small keys, or bounded pages.
+ */
+
+import {
+  AS_OF_CONSUMER,
+  AS_OF_KEY,
+  AS_OF_ROLLUP,
+  SITES_KEY,
+  siteEventTypesKey,
+  TIME_ZONES_KEY,
+} from "../domain/keys.js";
+
+/** The Redis commands of the catalog; an ioredis Redis or Cluster satisfies it. */
+export interface CatalogRedis {
+  sscan(
+    key: string,
+    cursor: string,
+    match: "MATCH",
+    pattern: string,
+    count: "COUNT",
+    n: number,
+  ): Promise<[cursor: string, members: string[]]>;
+  sismember(key: string, member: string): Promise<number>;
+  smembers(key: string): Promise<string[]>;
+  zmscore(key: string, ...members: string[]): Promise<(string | null)[]>;
+  hget(key: string, field: string): Promise<string | null>;
+}
+
+export interface SitesPage {
+  /** Site ids, sorted within the page. */
+  readonly sites: readonly string[];
+  /** Pass back to get the next page; null when the index has been walked to its end. */
+  readonly cursor: string | null;
+}
+
+/** Where a walk of the site index stands: SSCAN's cursor and how many of its next batch were taken. */
+const CURSOR_RE = /^(\d{1,20})-(\d{1,9})$/;
+
+export function isSitesCursor(text: string): boolean {
+  return CURSOR_RE.test(text);
+}
+
+/** SSCAN calls one page may make; a sparse prefix then returns a short page and a cursor. */
+const MAX_SCANS_PER_PAGE = 50;
+
+/**
+ * One page of at most `limit` sites whose id starts with `prefix`. SSCAN's guarantees apply:
+ * every site present for the whole walk is returned at least once (a resize of the set while
+ * walking may return one twice); a page may be shorter than `limit` while `cursor` is not null.
+ */
+export async function listSites(
+  redis: CatalogRedis,
+  request: { readonly prefix: string; readonly cursor?: string; readonly limit: number },
+): Promise<SitesPage> {
+  const [, scanStart = "0", skipText = "0"] = CURSOR_RE.exec(request.cursor ?? "0-0") ?? [];
+  let scan = scanStart;
+  let skip = Number(skipText);
+  const sites: string[] = [];
+  // Site ids are [A-Za-z0-9_-]: no glob character to escape in the prefix.
+  const pattern = `${request.prefix}*`;
+  const batch = Math.max(100, request.limit);
+  for (let calls = 0; calls < MAX_SCANS_PER_PAGE; calls++) {
+    const [next, members] = await redis.sscan(SITES_KEY, scan, "MATCH", pattern, "COUNT", batch);
+    // Members `site|event` name a site's event types; the sites are the members without `|`.
+    const found = members.filter((m) => !m.includes("|")).sort();
+    const room = request.limit - sites.length;
+    const available = found.slice(skip);
+    if (available.length > room) {
+      sites.push(...available.slice(0, room));
+      return { sites, cursor: `${scan}-${skip + room}` };
+    }
+    sites.push(...available);
+    skip = 0;
+    scan = next;
+    if (scan === "0") return { sites, cursor: null };
+    if (sites.length === request.limit) break;
+  }
+  return { sites, cursor: `${scan}-0` };
+}
+
+/** A site's event types, sorted; undefined when the site has never had a counted event. */
+export async function siteEventTypes(
+  redis: CatalogRedis,
+  site: string,
+): Promise<string[] | undefined> {
+  const [known, events] = await Promise.all([
+    redis.sismember(SITES_KEY, site),
+    redis.smembers(siteEventTypesKey(site)),
+  ]);
+  return known === 1 ? events.sort() : undefined;
+}
+
+export interface SiteTimeZone {
+  readonly timeZone: string;
+  /** `registry` when set for the site, `default` when the site uses UTC for want of an entry. */
+  readonly source: "registry" | "default";
+}
+
+export async function siteTimeZone(redis: CatalogRedis, site: string): Promise<SiteTimeZone> {
+  const zone = await redis.hget(TIME_ZONES_KEY, site);
+  return zone === null
+    ? { timeZone: "UTC", source: "default" }
+    : { timeZone: zone, source: "registry" };
+}
+
+/** When the data was last brought up to date: ISO instants, null when it never was. */
+export interface AsOf {
+  /** The last batch the consumer stored (daily keys). */
+  readonly consumer: string | null;
+  /** The last rollup that succeeded (week and month keys). */
+  readonly rollup: string | null;
+}
+
+export async function asOf(redis: CatalogRedis): Promise<AsOf> {
+  const [consumer, rollup] = await redis.zmscore(AS_OF_KEY, AS_OF_CONSUMER, AS_OF_ROLLUP);
+  const iso = (score: string | null | undefined) =>
+    score === null || score === undefined ? null : new Date(Number(score)).toISOString();
+  return { consumer: iso(consumer), rollup: iso(rollup) };
+}
