@@ -15,6 +15,7 @@ import { CloudwatchMetricAlarm } from "@cdktf/provider-aws/lib/cloudwatch-metric
 import { LambdaFunctionUrl } from "@cdktf/provider-aws/lib/lambda-function-url/index.js";
 import type { ITerraformDependable, TerraformAsset } from "cdktf";
 import { Construct } from "constructs";
+import { API_DEADLINE } from "../functions/domain/runtime-env.js";
 import type { Bundle } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
 import { runtimeEnvironment, VpcFunction } from "./function.js";
@@ -39,7 +40,7 @@ export function readApiFunctionName(namePrefix: string): string {
 
 /** The variables the read API reads beside the runtime contract. */
 export function readApiEnvironment(config: SketchstreamConfig): Record<string, string> {
-  return { API_REDIS_DEADLINE_MS: String(config.api.redisDeadlineMs) };
+  return { [API_DEADLINE.variable]: String(config.api.redisDeadlineMs) };
 }
 
 export interface ReadApiProps {

@@ -6,7 +6,7 @@
 
 import * as v from "valibot";
 import { DAY_MS } from "../functions/domain/periods.js";
-import { RETENTION_LIMITS } from "../functions/domain/runtime-env.js";
+import { API_DEADLINE, RETENTION_LIMITS } from "../functions/domain/runtime-env.js";
 import type { SketchstreamConfig } from "./config.js";
 
 export type EnvironmentName = "dev" | "prod";
@@ -165,8 +165,8 @@ const FIELDS = v.object({
     memoryMb: int(128, 10240),
     timeoutSeconds: int(3, 900),
     architecture,
-    // The limits functions/api/handler.ts accepts for API_REDIS_DEADLINE_MS.
-    redisDeadlineMs: int(100, 60_000),
+    // The limits the read API accepts for API_REDIS_DEADLINE_MS (functions/domain/runtime-env.ts).
+    redisDeadlineMs: int(API_DEADLINE.min, API_DEADLINE.max),
   }),
   // The same limits the functions accept for RETENTION_* (functions/domain/runtime-env.ts).
   retention: v.object({

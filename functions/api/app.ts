@@ -13,6 +13,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as v from "valibot";
 import { messageOf } from "../domain/errors.js";
 import { dayOf, type PeriodKind } from "../domain/periods.js";
+import { API_DEADLINE } from "../domain/runtime-env.js";
 import {
   type AsOf,
   asOf,
@@ -52,7 +53,6 @@ export interface ApiDeps {
   readonly logError?: (message: string, extra: Record<string, unknown>) => void;
 }
 
-export const DEFAULT_DEADLINE_MS = 3000;
 /** How long a browser or proxy may keep an answer about days that no longer change. */
 export const SETTLED_MAX_AGE_S = 300;
 /** Seconds a client should wait before asking again when Redis did not answer. */
@@ -295,7 +295,7 @@ function withDeadline<T>(work: Promise<T>, ms: number, onMiss: () => void): Prom
 
 export function createApiApp(deps: ApiDeps): Hono {
   const now = deps.now ?? Date.now;
-  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const deadlineMs = deps.deadlineMs ?? API_DEADLINE.default;
   const app = new Hono();
 
   const errorResponse = (status: ContentfulStatusCode, kind: ErrorKind, message: string) =>

@@ -12,11 +12,8 @@ import type { Hono } from "hono";
 import { handle, type LambdaEvent } from "hono/aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
-import { ConfigError, type Env, loadRuntimeConfig } from "../domain/runtime-env.js";
-import { createApiApp, DEFAULT_DEADLINE_MS, type ReadRedis } from "./app.js";
-
-/** The variable that bounds each request's Redis conversation, in ms. */
-export const DEADLINE_VARIABLE = "API_REDIS_DEADLINE_MS";
+import { type Env, loadApiDeadlineMs, loadRuntimeConfig } from "../domain/runtime-env.js";
+import { createApiApp, type ReadRedis } from "./app.js";
 
 export interface ApiRuntimeOptions {
   readonly logger?: Logger;
@@ -32,22 +29,11 @@ export interface ApiRuntime {
   close(): void;
 }
 
-function deadlineFrom(env: Env): number {
-  const text = env[DEADLINE_VARIABLE];
-  if (text === undefined || text === "") return DEFAULT_DEADLINE_MS;
-  if (!/^\d+$/.test(text) || Number(text) < 100 || Number(text) > 60_000) {
-    throw new ConfigError([
-      `${DEADLINE_VARIABLE} must be a whole number of milliseconds from 100 to 60000, got "${text}"`,
-    ]);
-  }
-  return Number(text);
-}
-
 /** The read app over the runtime contract's environment (functions/domain/runtime-env.ts). */
 export function createApiRuntime(env: Env, options: ApiRuntimeOptions = {}): ApiRuntime {
   // Throws ConfigError naming every bad variable before any request is served.
   const config = loadRuntimeConfig(env);
-  const deadlineMs = deadlineFrom(env);
+  const deadlineMs = loadApiDeadlineMs(env);
   const logger = options.logger ?? new Logger({ serviceName: "sketchstream-api" });
   let connection: RedisConnection | undefined;
   const reset = () => {

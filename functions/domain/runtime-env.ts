@@ -35,6 +35,27 @@ export const DEFAULT_RETENTION: RetentionSettings = {
   months: RETENTION_LIMITS.months.default,
 };
 
+/** The read API's own setting: how long one request may wait for Redis before a 503. */
+export const API_DEADLINE = {
+  variable: "API_REDIS_DEADLINE_MS",
+  default: 3000,
+  min: 100,
+  max: 60_000,
+} as const;
+
+/** API_REDIS_DEADLINE_MS, or its default; a ConfigError naming the variable when invalid. */
+export function loadApiDeadlineMs(env: Env): number {
+  const text = env[API_DEADLINE.variable];
+  if (text === undefined || text === "") return API_DEADLINE.default;
+  const ms = Number(text);
+  if (!/^\d+$/.test(text) || ms < API_DEADLINE.min || ms > API_DEADLINE.max) {
+    throw new ConfigError([
+      `${API_DEADLINE.variable} must be a whole number of milliseconds from ${API_DEADLINE.min} to ${API_DEADLINE.max}, got "${text}"`,
+    ]);
+  }
+  return ms;
+}
+
 /** Every variable a function reads. */
 export const RUNTIME_VARIABLES: readonly VariableSpec[] = [
   {
@@ -94,10 +115,21 @@ export const RUNTIME_VARIABLES: readonly VariableSpec[] = [
     defaultText: "none",
     meaning: "consumer, local: JSON-lines file for rejected records",
   },
+  {
+    name: API_DEADLINE.variable,
+    defaultText: `\`${API_DEADLINE.default}\``,
+    meaning: `read API only: ms, ${API_DEADLINE.min}-${API_DEADLINE.max}, a request waits for Redis before answering 503`,
+  },
 ];
 
 /** What the operator CLI reads besides the functions' variables. */
 export const CLI_VARIABLES: readonly VariableSpec[] = [
+  {
+    name: "API_URL",
+    defaultText: "none",
+    meaning:
+      "`count`, `series`, `dashboard`: read through the read API (the stack's `api_url`), SigV4-signed with your AWS credentials",
+  },
   { name: "STREAM_NAME", defaultText: "none", meaning: "`send`: the Kinesis stream's name or ARN" },
   {
     name: "KINESIS_ENDPOINT",
