@@ -12,17 +12,16 @@ import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as v from "valibot";
 import { messageOf } from "../domain/errors.js";
-import { dayOf, type PeriodKind } from "../domain/periods.js";
+import { dayOf } from "../domain/periods.js";
 import { API_DEADLINE } from "../domain/runtime-env.js";
 import {
-  type AsOf,
   asOf,
   type CatalogRedis,
   listSites,
   siteEventTypes,
   siteTimeZone,
 } from "../read/catalog.js";
-import { type CountRedis, countRange, countSeries } from "../read/counts.js";
+import { type CountRedis, countRange, countSeries, type RangeQuery } from "../read/counts.js";
 import { openApiDocument } from "./openapi.js";
 import {
   CountBody,
@@ -121,13 +120,42 @@ function route<P, Q>(definition: {
 
 const today = (nowMs: number) => dayOf(nowMs);
 
+type RangeParams = { readonly site: string };
+type RangeQueryInput = {
+  readonly from: string;
+  readonly to: string;
+  readonly event?: string | undefined;
+  readonly metric: string;
+};
+
+/**
+ * A range route's answer: `work` counts the site's range; the body starts with what was asked
+ * (site, event, metric, from, to) and ends with `asOf`, read in parallel with the count.
+ */
 async function rangeAnswer<T>(
   context: RouteContext,
-  to: string,
-  work: () => Promise<T>,
-): Promise<{ result: T; asOf: AsOf; live: boolean }> {
-  const [result, stamp] = await Promise.all([work(), asOf(context.redis)]);
-  return { result, asOf: stamp, live: to >= today(context.nowMs) };
+  params: RangeParams,
+  query: RangeQueryInput,
+  work: (request: RangeQuery) => Promise<T>,
+  body: (result: T) => Record<string, unknown>,
+): Promise<RouteResult> {
+  const request: RangeQuery = {
+    site: params.site,
+    from: query.from,
+    to: query.to,
+    ...(query.event === undefined ? {} : { event: query.event }),
+  };
+  const [result, stamp] = await Promise.all([work(request), asOf(context.redis)]);
+  return {
+    body: {
+      site: params.site,
+      event: query.event ?? null,
+      metric: query.metric,
+      ...body(result),
+      asOf: stamp,
+    },
+    live: query.to >= today(context.nowMs),
+  };
 }
 
 export const ROUTES: readonly RouteDefinition[] = [
@@ -171,34 +199,21 @@ export const ROUTES: readonly RouteDefinition[] = [
     params: SiteParams,
     query: CountQuery,
     response: CountBody,
-    run: async ({ params, query }, context) => {
-      const request = {
-        site: params.site,
-        from: query.from,
-        to: query.to,
-        ...(query.event === undefined ? {} : { event: query.event }),
-      };
-      const {
-        result,
-        asOf: stamp,
-        live,
-      } = await rangeAnswer(context, query.to, () => countRange(context.redis, request, context));
-      return {
-        body: {
-          site: params.site,
-          event: query.event ?? null,
-          metric: query.metric,
+    run: ({ params, query }, context) =>
+      rangeAnswer(
+        context,
+        params,
+        query,
+        (request) => countRange(context.redis, request, context),
+        (result) => ({
           from: query.from,
           to: query.to,
           estimate: result.estimate,
           keys: result.keys,
           complete: result.missing.length === 0,
           missing: result.missing,
-          asOf: stamp,
-        },
-        live,
-      };
-    },
+        }),
+      ),
   }),
   route({
     operationId: "countSeries",
@@ -207,30 +222,17 @@ export const ROUTES: readonly RouteDefinition[] = [
     params: SiteParams,
     query: SeriesQuery,
     response: SeriesBody,
-    run: async ({ params, query }, context) => {
-      const request = {
-        site: params.site,
-        from: query.from,
-        to: query.to,
-        ...(query.event === undefined ? {} : { event: query.event }),
-      };
-      const granularity: PeriodKind = query.granularity;
-      const {
-        result,
-        asOf: stamp,
-        live,
-      } = await rangeAnswer(context, query.to, () =>
-        countSeries(context.redis, request, granularity, context),
-      );
-      return {
-        body: {
-          site: params.site,
-          event: query.event ?? null,
-          metric: query.metric,
-          granularity,
+    run: ({ params, query }, context) =>
+      rangeAnswer(
+        context,
+        params,
+        query,
+        (request) => countSeries(context.redis, request, query.granularity, context),
+        (points) => ({
+          granularity: query.granularity,
           from: query.from,
           to: query.to,
-          points: result.map((p) => ({
+          points: points.map((p) => ({
             period: p.period,
             from: p.from,
             to: p.to,
@@ -238,11 +240,8 @@ export const ROUTES: readonly RouteDefinition[] = [
             complete: p.missing.length === 0,
             missing: p.missing,
           })),
-          asOf: stamp,
-        },
-        live,
-      };
-    },
+        }),
+      ),
   }),
   route({
     operationId: "getTimeZone",
