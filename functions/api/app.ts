@@ -78,7 +78,7 @@ class Unavailable extends ApiError {
 
 /** Errors after which Redis is unreachable or failing over, not wrong: a 503. */
 const UNREACHABLE =
-  /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|CLUSTERDOWN|TRYAGAIN|LOADING|MaxRetriesPerRequest|None of startup nodes is available|Failed to refresh slots cache/;
+  /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|CLUSTERDOWN|TRYAGAIN|LOADING|max retries per request|None of startup nodes is available|Failed to refresh slots cache/;
 
 interface RouteResult {
   readonly body: unknown;

@@ -5,7 +5,7 @@
  * union of the range's day keys, so the numbers are equal, not merely close.
  */
 
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { serve } from "@hono/node-server";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import type { Context } from "aws-lambda";
@@ -307,26 +307,50 @@ describe("errors and caching", () => {
     expect(past.headers.get("cache-control")).toBe("private, max-age=300");
   });
 
-  it("gives 503 with Retry-After within the deadline when Redis is down", async () => {
+  it("gives 503 (not 500) when Redis refuses connections before the deadline", async () => {
     const down = createApiRuntime(
-      {
-        ...fixture.readerEnv,
-        // A port nothing listens on: every connection is refused.
-        REDIS_ENDPOINT: "127.0.0.1:1",
-        API_REDIS_DEADLINE_MS: "500",
-      },
+      { ...fixture.readerEnv, REDIS_ENDPOINT: "127.0.0.1:1", API_REDIS_DEADLINE_MS: "20000" },
       { now: () => fixture.nowMs },
     );
     try {
       const started = performance.now();
-      const response = await down.app.request(`/v1/sites/${site}/count?from=${from}&to=${to}`);
+      const response = await down.app.request(`/v1/sites/${site}/events`);
+      const body = v.parse(ErrorBody, await response.json());
+      expect(response.status, body.message).toBe(503);
+      expect(body.message).toMatch(/^Redis is unavailable/);
+      expect(performance.now() - started).toBeLessThan(20_000);
+    } finally {
+      down.close();
+    }
+  });
+
+  it("gives 503 with Retry-After within the deadline when Redis accepts but never answers", async () => {
+    // A black hole: connections are accepted, nothing is ever answered.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as AddressInfo;
+    const stuck = createApiRuntime(
+      { ...fixture.readerEnv, REDIS_ENDPOINT: `127.0.0.1:${port}`, API_REDIS_DEADLINE_MS: "500" },
+      { now: () => fixture.nowMs },
+    );
+    try {
+      const started = performance.now();
+      const response = await stuck.app.request(`/v1/sites/${site}/count?from=${from}&to=${to}`);
       const elapsed = performance.now() - started;
       expect(response.status).toBe(503);
       expect(response.headers.get("retry-after")).toBe("5");
-      expect(v.parse(ErrorBody, await response.json()).error).toBe("unavailable");
+      const body = v.parse(ErrorBody, await response.json());
+      expect(body).toEqual({
+        error: "unavailable",
+        message: "Redis did not answer within 500 ms: try again shortly",
+      });
+      expect(elapsed).toBeGreaterThanOrEqual(450);
       expect(elapsed).toBeLessThan(500 + 1500);
     } finally {
-      down.close();
+      stuck.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });
