@@ -6,7 +6,7 @@
 import * as v from "valibot";
 import { MAX_RANGE_DAYS } from "../domain/cover.js";
 import { EVENT_TYPE_RE, SITE_ID_RE } from "../domain/keys.js";
-import { daysInRange, isDay, type PeriodKind, periodsInRange } from "../domain/periods.js";
+import { dayCount, isDay, type PeriodKind, periodsInRange } from "../domain/periods.js";
 import { isSitesCursor } from "../read/catalog.js";
 
 /** Most points one series may have. */
@@ -80,7 +80,7 @@ function rangeOrdered<T extends RangeInput>() {
 /** At most MAX_RANGE_DAYS days from `from` to `to`. */
 function rangeBounded<T extends RangeInput>() {
   return v.check<T, string>(
-    (q) => !isRange(q) || daysInRange(q.from, q.to).length <= MAX_RANGE_DAYS,
+    (q) => !isRange(q) || dayCount(q.from, q.to) <= MAX_RANGE_DAYS,
     `a range may span at most ${MAX_RANGE_DAYS} days: ask for a shorter one`,
   );
 }
@@ -103,7 +103,7 @@ export const SeriesQuery = v.pipe(
   v.check(
     (q) =>
       !isRange(q) ||
-      daysInRange(q.from, q.to).length > MAX_RANGE_DAYS ||
+      dayCount(q.from, q.to) > MAX_RANGE_DAYS ||
       periodsInRange(q.from, q.to, q.granularity).length <= MAX_SERIES_POINTS,
     `a series may have at most ${MAX_SERIES_POINTS} points: use a shorter range or a coarser granularity`,
   ),

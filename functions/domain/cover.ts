@@ -11,16 +11,14 @@
  * Ties prefer the larger period.
  */
 
-import { at, last } from "./arrays.js";
+import { at } from "./arrays.js";
 import {
-  daysInPeriod,
-  daysInRange,
-  firstDayOf,
-  isoWeekOf,
-  lastDayOf,
-  monthOf,
+  dayLabel,
+  dayNumber,
+  isoWeekOfNumber,
   type Period,
-  weekStartDay,
+  periodSpan,
+  weekdayOf,
 } from "./periods.js";
 
 /** Longest range a count accepts: ten years of days. */
@@ -28,21 +26,42 @@ export const MAX_RANGE_DAYS = 3660;
 
 /** Every week and month that lies wholly inside the range (the only candidates of a cover). */
 export function candidatePeriods(from: string, to: string): Period[] {
-  const days = daysInRange(from, to);
-  const out: Period[] = [];
-  const lastDay = last(days, "day");
-  for (const day of days) {
-    if (day.endsWith("-01")) {
-      const month: Period = { kind: "month", label: monthOf(day) };
-      if (lastDayOf(month) <= lastDay) out.push(month);
+  return candidateSpans(dayNumber(from), dayNumber(to)).map((c) => c.period);
+}
+
+interface Candidate {
+  readonly period: Period;
+  readonly start: number;
+  readonly days: number;
+}
+
+/** The candidates of day numbers a..b, in day order, a month before the week starting with it. */
+function candidateSpans(a: number, b: number): Candidate[] {
+  const out: Candidate[] = [];
+  let monday = a + ((7 - weekdayOf(a)) % 7);
+  let firstOfMonth = dayNumber(`${dayLabel(a).slice(0, 8)}01`);
+  if (firstOfMonth < a) firstOfMonth += periodSpan(monthAt(firstOfMonth)).days;
+  while (monday + 6 <= b || firstOfMonth <= b) {
+    if (firstOfMonth <= monday && firstOfMonth <= b) {
+      const period = monthAt(firstOfMonth);
+      const { days } = periodSpan(period);
+      if (firstOfMonth + days - 1 <= b) out.push({ period, start: firstOfMonth, days });
+      firstOfMonth += days;
+      continue;
     }
-    const week = isoWeekOf(day);
-    if (weekStartDay(week) === day) {
-      const period: Period = { kind: "week", label: week };
-      if (lastDayOf(period) <= lastDay) out.push(period);
-    }
+    if (monday + 6 > b) break;
+    out.push({ period: weekAt(monday), start: monday, days: 7 });
+    monday += 7;
   }
   return out;
+}
+
+function monthAt(z: number): Period {
+  return { kind: "month", label: dayLabel(z).slice(0, 7) };
+}
+
+function weekAt(monday: number): Period {
+  return { kind: "week", label: isoWeekOfNumber(monday) };
 }
 
 const rank = (period: Period): number => (period.kind === "month" ? 0 : 1);
@@ -56,28 +75,27 @@ export function coverRange(
   to: string,
   usable: (period: Period) => boolean,
 ): Period[] {
-  const days = daysInRange(from, to);
-  const n = days.length;
-  // From each day index: the period starting there that begins the best cover of the rest.
+  const a = dayNumber(from);
+  const n = dayNumber(to) - a + 1;
+  if (n < 1) throw new RangeError(`range ${from}..${to} ends before it starts`);
+  // From each day offset: the period starting there that begins the best cover of the rest.
   const cost = new Array<number>(n + 1).fill(0);
-  const step: Period[] = [];
-  const index = new Map(days.map((day, i) => [day, i]));
-  const usableAt = new Map<number, Period[]>();
-  for (const period of candidatePeriods(from, to)) {
-    if (!usable(period)) continue;
-    const start = index.get(firstDayOf(period));
-    if (start === undefined) continue; // candidates lie inside the range, so never
-    usableAt.set(start, [...(usableAt.get(start) ?? []), period]);
+  const step: (Candidate | undefined)[] = new Array(n);
+  const usableAt = new Map<number, Candidate[]>();
+  for (const candidate of candidateSpans(a, a + n - 1)) {
+    if (!usable(candidate.period)) continue;
+    const i = candidate.start - a;
+    usableAt.set(i, [...(usableAt.get(i) ?? []), candidate]);
   }
   for (let i = n - 1; i >= 0; i--) {
     // Larger periods first, and only a strictly better option replaces one: ties keep the larger.
-    const options = (usableAt.get(i) ?? []).sort((a, b) => rank(a) - rank(b));
-    let best: Period = { kind: "day", label: at(days, i, "day") };
+    const options = (usableAt.get(i) ?? []).sort((x, y) => rank(x.period) - rank(y.period));
+    let best: Candidate | undefined; // undefined: the day itself
     let bestCost = 1 + at(cost, i + 1, "cost");
-    for (const period of options) {
-      const c = 1 + at(cost, i + daysInPeriod(period).length, "cost");
-      if (c < bestCost || (c === bestCost && best.kind === "day")) {
-        best = period;
+    for (const option of options) {
+      const c = 1 + at(cost, i + option.days, "cost");
+      if (c < bestCost || (c === bestCost && best === undefined)) {
+        best = option;
         bestCost = c;
       }
     }
@@ -86,9 +104,9 @@ export function coverRange(
   }
   const cover: Period[] = [];
   for (let i = 0; i < n; ) {
-    const period = at(step, i, "step");
-    cover.push(period);
-    i += daysInPeriod(period).length;
+    const chosen = step[i];
+    cover.push(chosen ? chosen.period : { kind: "day", label: dayLabel(a + i) });
+    i += chosen ? chosen.days : 1;
   }
   return cover;
 }

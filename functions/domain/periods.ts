@@ -3,8 +3,6 @@
  * ISO week-year) and months (`2024-03`). Pure functions, no clock: callers pass instants in.
  */
 
-import { first, last } from "./arrays.js";
-
 export type PeriodKind = "day" | "week" | "month";
 
 export interface Period {
@@ -23,29 +21,77 @@ function pad(n: number, width: number): string {
   return String(n).padStart(width, "0");
 }
 
+/*
+ * Dates are computed as day numbers (days since 1970-01-01) with integer arithmetic, without
+ * Date objects: the read API turns thousands of labels into days and back for one long range,
+ * and Date plus formatting cost most of its time (npm run bench:api).
+ */
+
+/** Day number of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+function daysFromCivil(y: number, m: number, d: number): number {
+  const yy = m <= 2 ? y - 1 : y;
+  const era = Math.floor(yy / 400);
+  const yoe = yy - era * 400;
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+/** The date of a day number: [year, month 1-12, day 1-31] (H. Hinnant's civil_from_days). */
+function civilFromDays(z: number): [number, number, number] {
+  const zz = z + 719_468;
+  const era = Math.floor(zz / 146_097);
+  const doe = zz - era * 146_097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
+}
+
+function isLeapYear(y: number): boolean {
+  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+}
+
+/** Days in month `m` (1-12) of year `y`. */
+export function monthLength(y: number, m: number): number {
+  return m === 2 ? (isLeapYear(y) ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31;
+}
+
+/** The label of a day number: `2024-03-09`. */
+export function dayLabel(dayNumber: number): string {
+  const [y, m, d] = civilFromDays(dayNumber);
+  return `${pad(y, 4)}-${m < 10 ? "0" : ""}${m}-${d < 10 ? "0" : ""}${d}`;
+}
+
 /** UTC day label of an instant (milliseconds since the epoch). */
 export function dayOf(epochMs: number): string {
-  const d = new Date(epochMs);
-  return `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1, 2)}-${pad(d.getUTCDate(), 2)}`;
+  return dayLabel(Math.floor(epochMs / DAY_MS));
+}
+
+/** Day number (days since 1970-01-01) of a day label, or throws when it is not a real date. */
+export function dayNumber(day: string): number {
+  const m = DAY_RE.exec(day);
+  if (!m) throw new RangeError(`"${day}" is not a day: expected YYYY-MM-DD, e.g. 2024-03-09`);
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (y < 1000) throw new RangeError(`"${day}" is before the year 1000, which is not supported`);
+  if (mo < 1 || mo > 12 || d < 1 || d > monthLength(y, mo)) {
+    throw new RangeError(`"${day}" is not a calendar date: check the month and the day`);
+  }
+  return daysFromCivil(y, mo, d);
 }
 
 /** Start of a UTC day in ms, or throws when the label is not a real calendar date. */
 export function dayStartMs(day: string): number {
-  const m = DAY_RE.exec(day);
-  if (!m) throw new RangeError(`"${day}" is not a day: expected YYYY-MM-DD, e.g. 2024-03-09`);
-  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  // Date.UTC reads years 0-99 as 1900-1999: refuse early years rather than mislabel them.
-  if (y < 1000) throw new RangeError(`"${day}" is before the year 1000, which is not supported`);
-  const ms = Date.UTC(y, mo - 1, d);
-  if (dayOf(ms) !== day) {
-    throw new RangeError(`"${day}" is not a calendar date: check the month and the day`);
-  }
-  return ms;
+  return dayNumber(day) * DAY_MS;
 }
 
 export function isDay(label: string): boolean {
   try {
-    dayStartMs(label);
+    dayNumber(label);
     return true;
   } catch {
     return false;
@@ -53,38 +99,49 @@ export function isDay(label: string): boolean {
 }
 
 export function addDays(day: string, n: number): string {
-  return dayOf(dayStartMs(day) + n * DAY_MS);
+  return dayLabel(dayNumber(day) + n);
+}
+
+/** Monday = 0 … Sunday = 6 of a day number (1970-01-01 was a Thursday). */
+export function weekdayOf(z: number): number {
+  return (((z + 3) % 7) + 7) % 7;
+}
+
+/** ISO week label of a day number. */
+export function isoWeekOfNumber(z: number): string {
+  const thursday = z - weekdayOf(z) + 3;
+  const [weekYear] = civilFromDays(thursday);
+  const week = 1 + Math.floor((thursday - daysFromCivil(weekYear, 1, 1)) / 7);
+  return `${pad(weekYear, 4)}-W${week < 10 ? "0" : ""}${week}`;
 }
 
 /** ISO-8601 week of a day: weeks start on Monday; week 1 holds the year's first Thursday. */
 export function isoWeekOf(day: string): string {
-  const start = dayStartMs(day);
-  const weekday = (new Date(start).getUTCDay() + 6) % 7; // Monday = 0
-  const thursday = new Date(start + (3 - weekday) * DAY_MS);
-  const weekYear = thursday.getUTCFullYear();
-  const jan1 = Date.UTC(weekYear, 0, 1);
-  const week = 1 + Math.floor((thursday.getTime() - jan1) / (7 * DAY_MS));
-  return `${pad(weekYear, 4)}-W${pad(week, 2)}`;
+  return isoWeekOfNumber(dayNumber(day));
 }
 
 export function monthOf(day: string): string {
-  dayStartMs(day);
+  dayNumber(day);
   return day.slice(0, 7);
 }
 
-/** Monday of an ISO week, or throws when the label is not a week that exists. */
-export function weekStartDay(week: string): string {
+/** Day number of the Monday of an ISO week, or throws when the label is not a week that exists. */
+function weekStartNumber(week: string): number {
   const m = WEEK_RE.exec(week);
   if (!m) throw new RangeError(`"${week}" is not an ISO week: expected YYYY-Www, e.g. 2024-W10`);
   const [y, w] = [Number(m[1]), Number(m[2])];
   // January 4th is always in week 1.
-  const jan4 = Date.UTC(y, 0, 4);
-  const jan4Weekday = (new Date(jan4).getUTCDay() + 6) % 7;
-  const monday = dayOf(jan4 - jan4Weekday * DAY_MS + (w - 1) * 7 * DAY_MS);
-  if (w < 1 || isoWeekOf(monday) !== week) {
+  const jan4 = daysFromCivil(y, 1, 4);
+  const monday = jan4 - weekdayOf(jan4) + (w - 1) * 7;
+  if (w < 1 || y < 1000 || isoWeekOfNumber(monday) !== week) {
     throw new RangeError(`"${week}" does not exist: ISO year ${y} has no week ${pad(w, 2)}`);
   }
   return monday;
+}
+
+/** Monday of an ISO week, or throws when the label is not a week that exists. */
+export function weekStartDay(week: string): string {
+  return dayLabel(weekStartNumber(week));
 }
 
 export function monthStartDay(month: string): string {
@@ -98,25 +155,49 @@ export function monthStartDay(month: string): string {
 
 /** Every day from `from` to `to`, both included. Throws when `to` is before `from`. */
 export function daysInRange(from: string, to: string): string[] {
-  const a = dayStartMs(from);
-  const b = dayStartMs(to);
+  const a = dayNumber(from);
+  const b = dayNumber(to);
   if (b < a) throw new RangeError(`range ${from}..${to} ends before it starts`);
   const days: string[] = [];
-  for (let t = a; t <= b; t += DAY_MS) days.push(dayOf(t));
+  for (let z = a; z <= b; z++) days.push(dayLabel(z));
   return days;
 }
 
+/** How many days from `from` to `to`, both included (0 when `to` is before `from`). */
+export function dayCount(from: string, to: string): number {
+  return Math.max(0, dayNumber(to) - dayNumber(from) + 1);
+}
+
 export function daysInWeek(week: string): string[] {
-  const monday = weekStartDay(week);
-  return daysInRange(monday, addDays(monday, 6));
+  return daysOfSpan(periodSpan({ kind: "week", label: week }));
 }
 
 export function daysInMonth(month: string): string[] {
-  const first = monthStartDay(month);
-  const y = Number(month.slice(0, 4));
-  const mo = Number(month.slice(5, 7));
-  const last = dayOf(Date.UTC(y, mo, 0));
-  return daysInRange(first, last);
+  return daysOfSpan(periodSpan({ kind: "month", label: month }));
+}
+
+/** Where a period lies, as day numbers: its first day and how many days it has. */
+export interface PeriodSpan {
+  readonly start: number;
+  readonly days: number;
+}
+
+export function periodSpan(period: Period): PeriodSpan {
+  switch (period.kind) {
+    case "day":
+      return { start: dayNumber(period.label), days: 1 };
+    case "week":
+      return { start: weekStartNumber(period.label), days: 7 };
+    case "month": {
+      const start = dayNumber(monthStartDay(period.label));
+      const [y, m] = civilFromDays(start);
+      return { start, days: monthLength(y, m) };
+    }
+  }
+}
+
+function daysOfSpan(span: PeriodSpan): string[] {
+  return Array.from({ length: span.days }, (_, i) => dayLabel(span.start + i));
 }
 
 /**
@@ -160,44 +241,44 @@ export interface PeriodInRange {
 
 /** The days, ISO weeks or months that `from`..`to` touches, in order, each clipped to it. */
 export function periodsInRange(from: string, to: string, kind: PeriodKind): PeriodInRange[] {
+  const a = dayNumber(from);
+  const b = dayNumber(to);
   const out: PeriodInRange[] = [];
-  let current: { period: Period; from: string; to: string } | undefined;
-  for (const day of daysInRange(from, to)) {
-    const period = periodOf(kind, day);
-    if (current?.period.label === period.label) current.to = day;
-    else {
-      if (current) out.push(current);
-      current = { period, from: day, to: day };
-    }
+  for (let z = a; z <= b; ) {
+    const label = dayLabel(z);
+    const period: Period =
+      kind === "day"
+        ? { kind, label }
+        : kind === "week"
+          ? { kind, label: isoWeekOfNumber(z) }
+          : { kind, label: label.slice(0, 7) };
+    const span = periodSpan(period);
+    const end = Math.min(b, span.start + span.days - 1);
+    out.push({ period, from: label, to: dayLabel(end) });
+    z = end + 1;
   }
-  if (current) out.push(current);
   return out;
 }
 
 export function daysInPeriod(period: Period): string[] {
-  switch (period.kind) {
-    case "day":
-      return [period.label];
-    case "week":
-      return daysInWeek(period.label);
-    case "month":
-      return daysInMonth(period.label);
-  }
+  return daysOfSpan(periodSpan(period));
 }
 
 /** The first day of a period. */
 export function firstDayOf(period: Period): string {
-  return first(daysInPeriod(period), "day");
+  return dayLabel(periodSpan(period).start);
 }
 
 /** The last day of a period. */
 export function lastDayOf(period: Period): string {
-  return last(daysInPeriod(period), "day");
+  const span = periodSpan(period);
+  return dayLabel(span.start + span.days - 1);
 }
 
 /** Exclusive end of a period in ms: the first instant that no longer belongs to it. */
 export function periodEndMs(period: Period): number {
-  return dayStartMs(lastDayOf(period)) + DAY_MS;
+  const span = periodSpan(period);
+  return (span.start + span.days) * DAY_MS;
 }
 
 /**

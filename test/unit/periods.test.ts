@@ -17,6 +17,7 @@ import {
   type PeriodKind,
   periodEndMs,
   periodOf,
+  periodsInRange,
   weekStartDay,
 } from "../../functions/domain/periods.js";
 import {
@@ -390,6 +391,39 @@ describe("daysInRange", () => {
           expect(daysInRange(dayLabel(a), dayLabel(b))).toEqual(
             Array.from({ length: span + 1 }, (_, i) => dayLabel(a + i)),
           );
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
+describe("periodsInRange", () => {
+  it("splits a range into its days, ISO weeks or months, the edges clipped to the range", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: MIN_DAY, max: MAX_DAY - 400 }),
+        fc.integer({ min: 0, max: 400 }),
+        fc.constantFrom<PeriodKind>("day", "week", "month"),
+        (a, span, kind) => {
+          const labelOf = (z: number) =>
+            kind === "day"
+              ? dayLabel(z)
+              : kind === "week"
+                ? isoWeekLabel(z)
+                : dayLabel(z).slice(0, 7);
+          // Expected from the independent calendar: runs of consecutive days with one label.
+          const expected: { label: string; from: string; to: string }[] = [];
+          for (let z = a; z <= a + span; z++) {
+            const run = expected.at(-1);
+            if (run?.label === labelOf(z)) run.to = dayLabel(z);
+            else expected.push({ label: labelOf(z), from: dayLabel(z), to: dayLabel(z) });
+          }
+          const points = periodsInRange(dayLabel(a), dayLabel(a + span), kind);
+          expect(points.map((p) => ({ label: p.period.label, from: p.from, to: p.to }))).toEqual(
+            expected,
+          );
+          expect(points.every((p) => p.period.kind === kind)).toBe(true);
         },
       ),
       RUNS,
