@@ -1,39 +1,28 @@
 /**
  * `count`: the unique-visitor estimate of a site over a day, week, month or any range, as one
- * PFCOUNT over the keys functions/domain/cover.ts chooses, plus the redis-cli command that gives the same.
+ * PFCOUNT over the fewest keys that cover it (functions/read/counts.ts, shared with the read
+ * API), plus the redis-cli command that gives the same.
  *
- * A week or month key is only trusted when it exists and the rollup has nothing left to merge
- * into it: none of its days is in the touched set (written since the last run) or the pending
- * set (being merged by a run now). Both are checked with SMISMEMBER on exactly the members the
- * consumer writes (`site|day`, or `site|day|event` with --event), never with a scan.
+ * With API_URL set, the count is asked of the read API (GET /v1/sites/{site}/count, signed with
+ * the caller's AWS credentials) instead of Redis, and printed the same way. The redis-cli line
+ * still comes from this environment's Redis settings (the stack's cli_env has them); without
+ * REDIS_ENDPOINT there is no command to show, so the text leaves the line out and --json says
+ * "redisCli": null rather than print a command that names no cluster.
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
+import { CountBody } from "../functions/api/schemas.js";
 import { first, last } from "../functions/domain/arrays.js";
-import { candidatePeriods, coverRange, MAX_RANGE_DAYS } from "../functions/domain/cover.js";
+import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { messageOf } from "../functions/domain/errors.js";
-import {
-  assertEventType,
-  assertSiteId,
-  PENDING_KEY,
-  parseKey,
-  TOUCHED_KEY,
-  touchedMember,
-  uniqueVisitorsKey,
-} from "../functions/domain/keys.js";
-import {
-  dayExpiresAtMs,
-  dayStartMs,
-  daysInMonth,
-  daysInPeriod,
-  daysInRange,
-  daysInWeek,
-  type Period,
-} from "../functions/domain/periods.js";
-import type { RedisSettings } from "../functions/domain/runtime-env.js";
+import { assertEventType, assertSiteId, parseKey } from "../functions/domain/keys.js";
+import { daysInMonth, daysInRange, daysInWeek } from "../functions/domain/periods.js";
+import type { Env, RedisSettings, RuntimeConfig } from "../functions/domain/runtime-env.js";
 import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
+import { type CountContext, type CountRedis, countRange } from "../functions/read/counts.js";
+import { getFromApi, type ReadApi, type ReadApiDeps, readApiFromEnv } from "./api-client.js";
 import { dayFlag, dayRangeFlags, monthFlag, parseFlags, weekFlag } from "./args.js";
-import { type CliIo, EXIT_OK, UsageError } from "./io.js";
+import { type CliIo, EXIT_OK, type Output, UsageError } from "./io.js";
 import { type ConnectRedis, withRedis } from "./redis.js";
 
 export interface CountRequest {
@@ -44,19 +33,12 @@ export interface CountRequest {
   readonly json: boolean;
 }
 
-export interface CountDeps extends CliIo {
+export interface CountDeps extends CliIo, ReadApiDeps {
   readonly connect?: ConnectRedis;
   /** The clock, for the retention warning. Default Date.now. */
   readonly now?: () => number;
-  /** Bound on the whole Redis conversation, ms. Default 15000. */
+  /** Bound on the whole Redis conversation (or the API request), ms. Default 15000. */
   readonly timeoutMs?: number;
-}
-
-/** The Redis commands `count` uses; an ioredis Redis or Cluster satisfies it. */
-export interface CountRedis {
-  smismember(key: string, ...members: string[]): Promise<number[]>;
-  exists(...keys: string[]): Promise<number>;
-  pfcount(...keys: string[]): Promise<number>;
 }
 
 export interface CountResult {
@@ -66,10 +48,9 @@ export interface CountResult {
   readonly to: string;
   readonly keys: readonly string[];
   readonly estimate: number;
-  readonly redisCli: string;
+  /** The same PFCOUNT with redis-cli; null when read through the API without REDIS_ENDPOINT. */
+  readonly redisCli: string | null;
 }
-
-const MEMBERS_PER_CALL = 5000;
 
 export function parseCountArgs(args: readonly string[]): CountRequest {
   const flags = parseFlags("count", args, {
@@ -121,58 +102,6 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
   };
 }
 
-async function membersIn(redis: CountRedis, key: string, members: string[]): Promise<Set<string>> {
-  const found = new Set<string>();
-  for (let i = 0; i < members.length; i += MEMBERS_PER_CALL) {
-    const chunk = members.slice(i, i + MEMBERS_PER_CALL);
-    const flags = await redis.smismember(key, ...chunk);
-    chunk.forEach((m, j) => {
-      if (flags[j] === 1) found.add(m);
-    });
-  }
-  return found;
-}
-
-/**
- * The weeks and months of the range whose key can answer for their days. When the pending sets
- * cannot be read (e.g. a reader user without access to them), none: days are always exact.
- */
-async function usablePeriods(
-  redis: CountRedis,
-  request: CountRequest,
-  warn: (line: string) => void,
-): Promise<Set<string>> {
-  const candidates = candidatePeriods(request.from, request.to);
-  if (candidates.length === 0) return new Set();
-  const days = [...new Set(candidates.flatMap((p) => daysInPeriod(p)))];
-  const members = days.map((day) => touchedMember(request.site, day, request.event));
-  let busy: Set<string>;
-  try {
-    const [touched, pending] = await Promise.all([
-      membersIn(redis, TOUCHED_KEY, members),
-      membersIn(redis, PENDING_KEY, members),
-    ]);
-    busy = new Set([...touched, ...pending]);
-  } catch (err) {
-    if (!/^NOPERM/.test(messageOf(err))) throw err;
-    warn(
-      `warning: cannot read ${TOUCHED_KEY} and ${PENDING_KEY} (${messageOf(err)}); counting from daily keys only, which is exact while the days are within their retention`,
-    );
-    return new Set();
-  }
-  const exists = await Promise.all(
-    candidates.map((p) => redis.exists(uniqueVisitorsKey(request.site, p.label, request.event))),
-  );
-  const usable = new Set<string>();
-  candidates.forEach((period, i) => {
-    const pendingDay = daysInPeriod(period).some((day) =>
-      busy.has(touchedMember(request.site, day, request.event)),
-    );
-    if (!pendingDay && exists[i] === 1) usable.add(period.label);
-  });
-  return usable;
-}
-
 function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
@@ -193,21 +122,18 @@ export async function countVisitors(
   redis: CountRedis,
   settings: RedisSettings,
   request: CountRequest,
-  warn: (line: string) => void = () => {},
-): Promise<CountResult> {
-  const usable = await usablePeriods(redis, request, warn);
-  const cover: Period[] = coverRange(request.from, request.to, (p) => usable.has(p.label));
-  const keys = cover.map((p) => uniqueVisitorsKey(request.site, p.label, request.event));
-  // One PFCOUNT: every key of a site shares its hash tag, so one slot and no CROSSSLOT.
-  const estimate = await redis.pfcount(...keys);
+  context: CountContext,
+): Promise<CountResult & { readonly missing: readonly string[] }> {
+  const counted = await countRange(redis, request, context);
   return {
     site: request.site,
     event: request.event ?? null,
     from: request.from,
     to: request.to,
-    keys,
-    estimate,
-    redisCli: redisCliCommand(settings, keys),
+    keys: counted.keys,
+    estimate: counted.estimate,
+    redisCli: redisCliCommand(settings, counted.keys),
+    missing: counted.missing,
   };
 }
 
@@ -219,42 +145,87 @@ function describe(result: CountResult): string {
   const parts = (["month", "week", "day"] as const)
     .filter((k) => kinds[k] > 0)
     .map((k) => `${kinds[k]} ${k}${kinds[k] === 1 ? "" : "s"}`);
-  return [
+  const lines = [
     `${result.estimate}`,
     `  unique visitors (HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}`,
-    `  from ${parts.join(", ")} in one PFCOUNT; the same with redis-cli:`,
-    `  ${result.redisCli}`,
-    "",
-  ].join("\n");
+  ];
+  if (result.redisCli === null) {
+    lines.push(
+      `  from ${parts.join(", ")} in one PFCOUNT, through the read API (set REDIS_ENDPOINT as in the stack's cli_env to see the redis-cli command)`,
+    );
+  } else {
+    lines.push(`  from ${parts.join(", ")} in one PFCOUNT; the same with redis-cli:`);
+    lines.push(`  ${result.redisCli}`);
+  }
+  return `${lines.join("\n")}\n`;
 }
 
-/** Day keys of the cover that are past their retention, so gone from Redis. */
-function expiredDays(cover: readonly string[], retentionDays: number, nowMs: number): string[] {
-  return cover
-    .map((key) => parseKey(key).period)
-    .filter(
-      (period) =>
-        period.kind === "day" && dayExpiresAtMs(dayStartMs(period.label), retentionDays) <= nowMs,
-    )
-    .map((period) => period.label);
+/** The warning for days counted from day keys past their retention (gone, so adding nothing). */
+export function warnExpired(
+  stderr: Output,
+  expired: readonly string[],
+  retentionDays: number | undefined,
+): void {
+  if (expired.length === 0) return;
+  const retention =
+    retentionDays === undefined ? "the retention" : `the ${retentionDays}-day retention`;
+  stderr.write(
+    `warning: ${expired.length} of the days counted (${expired[0]}${expired.length > 1 ? ` to ${expired[expired.length - 1]}` : ""}) are past ${retention} of daily keys (RETENTION_DAYS): their keys have expired and add nothing to the estimate. Older ranges are exact only in whole weeks and months.\n`,
+  );
+}
+
+/**
+ * The runtime config when the environment names a Redis endpoint, else undefined: reading
+ * through the API needs none, but uses it for the redis-cli line and the retention warning.
+ */
+export function optionalRuntimeConfig(env: Env): RuntimeConfig | undefined {
+  return env.REDIS_ENDPOINT?.trim() ? loadRuntimeConfig(env) : undefined;
+}
+
+async function countThroughApi(
+  api: ReadApi,
+  request: CountRequest,
+  deps: CountDeps,
+): Promise<number> {
+  const config = optionalRuntimeConfig(deps.env);
+  const body = await getFromApi(
+    api,
+    `v1/sites/${encodeURIComponent(request.site)}/count`,
+    { from: request.from, to: request.to, event: request.event },
+    CountBody,
+    deps.timeoutMs ?? 15_000,
+  );
+  const result: CountResult = {
+    site: body.site,
+    event: body.event,
+    from: body.from,
+    to: body.to,
+    keys: body.keys,
+    estimate: body.estimate,
+    redisCli: config ? redisCliCommand(config.redis, body.keys) : null,
+  };
+  warnExpired(deps.stderr, body.missing, config?.retention.days);
+  deps.stdout.write(request.json ? `${JSON.stringify(result)}\n` : describe(result));
+  return EXIT_OK;
 }
 
 export async function runCount(args: readonly string[], deps: CountDeps): Promise<number> {
   const request = parseCountArgs(args);
+  const api = readApiFromEnv(deps.env, deps);
+  if (api) return countThroughApi(api, request, deps);
   const config = loadRuntimeConfig(deps.env);
   const settings = config.redis;
-  const result = await withRedis(
+  const { missing: expired, ...result } = await withRedis(
     settings,
     { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
     (connection: RedisConnection) =>
-      countVisitors(connection.client, settings, request, (line) => deps.stderr.write(`${line}\n`)),
+      countVisitors(connection.client, settings, request, {
+        retentionDays: config.retention.days,
+        nowMs: (deps.now ?? Date.now)(),
+        warn: (line) => deps.stderr.write(`${line}\n`),
+      }),
   );
-  const expired = expiredDays(result.keys, config.retention.days, (deps.now ?? Date.now)());
-  if (expired.length > 0) {
-    deps.stderr.write(
-      `warning: ${expired.length} of the days counted (${expired[0]}${expired.length > 1 ? ` to ${expired[expired.length - 1]}` : ""}) are past the ${config.retention.days}-day retention of daily keys (RETENTION_DAYS): their keys have expired and add nothing to the estimate. Older ranges are exact only in whole weeks and months.\n`,
-    );
-  }
+  warnExpired(deps.stderr, expired, config.retention.days);
   deps.stdout.write(request.json ? `${JSON.stringify(result)}\n` : describe(result));
   return EXIT_OK;
 }

@@ -4,6 +4,8 @@
  * fails at run time exits 1 with its cause).
  */
 
+import { MAX_SERIES_POINTS } from "../functions/api/schemas.js";
+import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { CLI_VARIABLES, type Env, RUNTIME_VARIABLES } from "../functions/domain/runtime-env.js";
 
 /**
@@ -73,7 +75,29 @@ Commands:
       of one PFCOUNT over the fewest month, week and day keys that cover the days exactly, and
       the equivalent redis-cli command. A week or month key is used only when it exists and
       none of its days has pending rollup work; otherwise its days are. --json prints
-      {"site","event","from","to","keys","estimate","redisCli"}.
+      {"site","event","from","to","keys","estimate","redisCli"}. With API_URL set, asks the read
+      API instead of Redis (same output; the redis-cli command needs REDIS_ENDPOINT, else it is
+      left out, and null in --json).
+
+  series --site S --from YYYY-MM-DD --to YYYY-MM-DD [--granularity day|week|month] [--event E]
+         [--json | --csv]
+      Unique visitors of site S per day (default), ISO week or month of the range; the first and
+      last week or month count only their days inside it. Prints a table (* marks a point some
+      of whose days are past their retention), the read API's JSON with --json, or CSV with
+      --csv. The points do not add up to the range's unique visitors: use count for that.
+      At most ${MAX_SERIES_POINTS} points and ${MAX_RANGE_DAYS} days. Reads REDIS_ENDPOINT, or the read API when API_URL
+      is set.
+
+  api [--port N]
+      Serve the read API (GET /v1/sites, /v1/sites/{site}/events|count|series|time-zone,
+      /v1/openapi.json) on 127.0.0.1 only, without auth, against REDIS_ENDPOINT, until Ctrl-C
+      (SIGINT) or SIGTERM. Default port 8787; --port 0 picks a free one. Prints its URL.
+
+  dashboard [--port N]
+      Serve a dashboard on 127.0.0.1 (default port 8788; 0 picks a free one): site picker,
+      range, event type, granularity, chart, table and the range's true total. Reads the local
+      read app against REDIS_ENDPOINT, or the read API at API_URL signed with your AWS
+      credentials. Open the printed URL (it carries this run's token); Ctrl-C stops it.
 
   token [--user USER]
       Print a MemoryDB IAM auth token (valid 15 minutes) for the ACL user (default REDIS_USER,
@@ -83,11 +107,11 @@ Commands:
   help
       Print this text.
 
-Environment: the functions' variables (count, rollup --local, token; README "Runtime
-environment"):
+Environment: the functions' variables (count, series, api, dashboard, rollup --local, token;
+README "Runtime environment"):
 ${wrap(RUNTIME_VARIABLES.map((variable) => variable.name).join(", "), 92, "  ")}
 and the CLI's own:
-${CLI_VARIABLES.map((variable) => `  ${variable.name.padEnd(19)} ${variable.meaning.replaceAll("`", "")}`).join("\n")}
+${CLI_VARIABLES.map((variable) => `  ${variable.name.padEnd(19)} ${wrap(variable.meaning.replaceAll("`", ""), 92, " ".repeat(22)).trimStart()}`).join("\n")}
 
 Exit codes: 0 success, 1 runtime failure (the cause is printed), 2 usage error.
 `;

@@ -11,14 +11,17 @@
  * advancing clock, so a run pinned to another instant is consistent end to end.
  */
 
+import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { constants, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
 import * as v from "valibot";
+import { type ApiServer, DEFAULT_API_PORT, describeRoutes, startApiServer } from "../cli/api.js";
 import { instantArg, wholeNumberArg } from "../cli/args.js";
 import { generateEvents } from "../cli/generator.js";
+import { CliError } from "../cli/io.js";
 import { putAll } from "../cli/producer.js";
 import { messageOf } from "../functions/domain/errors.js";
 import { uniqueVisitorsKey } from "../functions/domain/keys.js";
@@ -44,7 +47,8 @@ const USAGE = `usage: npm run local -- [--total N] [--days N] [--users N] [--see
   --shards N     shards of the local Kinesis stream (default 4)
   --now INSTANT  the pipeline's clock starts here, e.g. 2031-06-15T10:00:00Z (default: now)
   --data-dir DIR where Redis, the quarantine and on-failure files live (default: a new temporary directory)
-  --keep         leave the Redis Cluster running for redis-cli; stop it with the printed command`;
+  --keep         leave the Redis Cluster running for redis-cli (stop it with the printed kill
+                 command), and serve the read API on 127.0.0.1:${DEFAULT_API_PORT} (or a free port) until Ctrl-C`;
 
 /** Records that are malformed on purpose, to show that they are quarantined, not counted. */
 const MALFORMED = [
@@ -256,6 +260,93 @@ async function printTable(
   }
 }
 
+/** `NAME=value ...` of the variables a command needs to reach the local cluster. */
+function localRedisVariables(env: Readonly<Record<string, string>>): string {
+  return ["REDIS_ENDPOINT", "REDIS_TLS"]
+    .filter((name) => env[name] !== undefined)
+    .map((name) => `${name}=${env[name]}`)
+    .join(" ");
+}
+
+/**
+ * --keep: the read API on 127.0.0.1 against the local cluster (port 8787, or a free one when
+ * that is taken), until Ctrl-C or SIGTERM; the cluster itself keeps running after that.
+ */
+async function serveApiUntilStopped(
+  runtime: LocalRuntime,
+  opts: LocalOptions,
+  today: string,
+  clock: () => number,
+  stopped: Promise<string>,
+): Promise<void> {
+  let api: ApiServer;
+  try {
+    api = await startApiServer(runtime.env, { port: DEFAULT_API_PORT, now: clock });
+  } catch (err) {
+    // Only a taken port is worth working around; anything else is a real failure.
+    if (!(err instanceof CliError)) throw err;
+    console.log(`port ${DEFAULT_API_PORT} is in use: serving the read API on a free port instead`);
+    api = await startApiServer(runtime.env, { port: 0, now: clock });
+  }
+  const from = addDays(today, 1 - opts.days);
+  const redisVariables = localRedisVariables(runtime.env);
+  console.log(`\nthe read API serves the local cluster on ${api.url} (loopback only, no auth):`);
+  for (const line of describeRoutes(api.url)) console.log(line);
+  console.log(
+    `  e.g. curl '${api.url}/v1/sites/715/series?from=${from}&to=${today}&granularity=week'`,
+  );
+  console.log("\nthe CLI and the dashboard against the local cluster:");
+  console.log(
+    `  ${redisVariables} npm run cli -- series --site 715 --from ${from} --to ${today} --granularity week`,
+  );
+  console.log(`  ${redisVariables} npm run cli -- dashboard`);
+  console.log(
+    `\nCtrl-C stops the read API. The Redis Cluster keeps running after that; stop it with: kill ${runtime.redis.pids.join(" ")}`,
+  );
+  const signal = await stopped;
+  await api.close();
+  console.log(
+    `\nread API stopped (${signal}). Redis is still running; stop it with: kill ${runtime.redis.pids.join(" ")}`,
+  );
+}
+
+/** Set in the environment of the process that runs the pipeline in its own process group. */
+const OWN_GROUP_VARIABLE = "SKETCHSTREAM_LOCAL_OWN_GROUP";
+
+/**
+ * With --keep, Redis must outlive the Ctrl-C that stops the read API. A terminal sends Ctrl-C's
+ * SIGINT to its whole foreground process group, and the Redis servers, children of the process
+ * that starts them, are in that process's group. So with --keep this process runs the pipeline
+ * in a child of a new process group (same program, same flags) and only passes SIGINT and
+ * SIGTERM on to it: the servers never see the terminal's signal.
+ */
+async function runInOwnProcessGroup(): Promise<never> {
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    detached: true,
+    stdio: "inherit",
+    env: { ...process.env, [OWN_GROUP_VARIABLE]: "1" },
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => child.kill(signal));
+  }
+  const code = await new Promise<number>((resolve) => {
+    child.once("error", (err) => {
+      console.error(`sketchstream local failed to start: ${messageOf(err)}`);
+      resolve(1);
+    });
+    child.once("exit", (exitCode, signal) =>
+      resolve(exitCode ?? (signal ? 128 + constants.signals[signal] : 1)),
+    );
+  });
+  process.exit(code);
+}
+
+/**
+ * Set once Ctrl-C (or SIGTERM) asked the pipeline to stop: what fails after that (a put to the
+ * Kinesis being stopped) is the stop, not an error to report.
+ */
+let stopping = false;
+
 function printExplore(port: number, today: string): void {
   console.log("\nexplore with redis-cli (while the cluster runs; use --keep to leave it running):");
   console.log(`  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", today)}'`);
@@ -273,6 +364,7 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  if (opts.keep && process.env[OWN_GROUP_VARIABLE] !== "1") return runInOwnProcessGroup();
   // The pipeline's clock: --now, advancing in real time.
   const clock = () => opts.nowMs + (Date.now() - started);
   const dataDir = opts.dataDir
@@ -285,12 +377,22 @@ async function main(): Promise<void> {
   if (opts.nowMs !== started) console.log(`clock: starts at ${new Date(opts.nowMs).toISOString()}`);
 
   let runtime: LocalRuntime | undefined;
-  let stopping = false;
-  process.once("SIGINT", () => {
+  // Until the pipeline is done, Ctrl-C stops everything; with --keep, afterwards it only ends
+  // the read API (serveApiUntilStopped), and Redis keeps running as --keep promises.
+  let onInterrupt = (signal: NodeJS.Signals) => {
+    // A second signal stops waiting. Exiting, rather than dying of the signal, still runs the
+    // exit handlers that kill the Redis servers this process started.
+    if (stopping) process.exit(128 + constants.signals[signal]);
     stopping = true;
-    console.log("\ninterrupted: stopping Redis and the local Kinesis");
-    void (runtime?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
-  });
+    console.log(`\ninterrupted (${signal}): stopping Redis and the local Kinesis`);
+    void (runtime?.stop() ?? Promise.resolve()).finally(() =>
+      process.exit(128 + constants.signals[signal]),
+    );
+  };
+  // `on`, not `once`: a second signal (one Ctrl-C can arrive twice, from the terminal and
+  // relayed by tsx) must not kill this process outright, leaving its Redis servers behind.
+  process.on("SIGINT", () => onInterrupt("SIGINT"));
+  process.on("SIGTERM", () => onInterrupt("SIGTERM"));
 
   // The demo prints its own summary; EMF metrics and per-record logs would drown it.
   process.env.POWERTOOLS_METRICS_DISABLED ??= "true";
@@ -321,14 +423,19 @@ async function main(): Promise<void> {
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   printExplore(runtime.redis.port, today);
   if (opts.keep) {
+    const stopped = new Promise<string>((resolve) => {
+      onInterrupt = resolve;
+    });
     await runtime.stop({ keepRedis: true });
-    console.log(`\nRedis is still running. Stop it with: kill ${runtime.redis.pids.join(" ")}`);
+    await serveApiUntilStopped(runtime, opts, today, clock, stopped);
     process.exit(0);
   }
   if (!stopping) await runtime.stop();
 }
 
 main().catch(async (err: unknown) => {
+  // The interrupt handler exits once everything it stops has stopped.
+  if (stopping) return;
   if (err instanceof RedisServerMissingError) console.error(err.message);
   else
     console.error(

@@ -14,10 +14,14 @@ import { messageOf } from "../domain/errors.js";
 import { PENDING_KEY, periodKey, TOUCHED_KEY, touchedMember } from "../domain/keys.js";
 import {
   dayExpiresAtMs,
+  dayLabel,
+  dayNumber,
   dayStartMs,
-  daysInPeriod,
+  firstDayOf,
+  lastDayOf,
   type Period,
   type PeriodKind,
+  periodSpan,
   periodsInRange,
 } from "../domain/periods.js";
 
@@ -81,13 +85,23 @@ export async function usablePeriods(
 ): Promise<Set<string>> {
   const candidates = candidatePeriods(query.from, query.to);
   if (candidates.length === 0) return new Set();
-  const days = [...new Set(candidates.flatMap((p) => daysInPeriod(p)))];
-  const members = days.map((day) => touchedMember(query.site, day, query.event));
+  // The touched-set member of every day of the range, made once; a candidate's members are a
+  // slice of it (weeks and months overlap, so their days would otherwise be made twice).
+  const start = dayNumber(query.from);
+  const members = Array.from({ length: dayNumber(query.to) - start + 1 }, (_, i) =>
+    touchedMember(query.site, dayLabel(start + i), query.event),
+  );
+  const spans = candidates.map((period) => {
+    const span = periodSpan(period);
+    return { period, first: span.start - start, end: span.start - start + span.days };
+  });
+  const firstUsed = Math.min(...spans.map((s) => s.first));
+  const asked = members.slice(firstUsed, Math.max(...spans.map((s) => s.end)));
   let busy: Set<string>;
   try {
     const [touched, pending] = await Promise.all([
-      membersIn(redis, TOUCHED_KEY, members),
-      membersIn(redis, PENDING_KEY, members),
+      membersIn(redis, TOUCHED_KEY, asked),
+      membersIn(redis, PENDING_KEY, asked),
     ]);
     busy = new Set([...touched, ...pending]);
   } catch (err) {
@@ -101,11 +115,10 @@ export async function usablePeriods(
     candidates.map((p) => redis.exists(periodKey(query.site, p, query.event))),
   );
   const usable = new Set<string>();
-  candidates.forEach((period, i) => {
-    const pendingDay = daysInPeriod(period).some((day) =>
-      busy.has(touchedMember(query.site, day, query.event)),
-    );
-    if (!pendingDay && exists[i] === 1) usable.add(period.label);
+  spans.forEach(({ period, first, end }, i) => {
+    if (exists[i] !== 1) return;
+    for (let d = first; d < end; d++) if (busy.has(members[d] ?? "")) return;
+    usable.add(period.label);
   });
   return usable;
 }
@@ -163,7 +176,10 @@ export async function countSeries(
 ): Promise<SeriesPoint[]> {
   const usable = await usablePeriods(redis, query, context.warn);
   const points = periodsInRange(query.from, query.to, granularity).map((p) => {
-    const cover = coverOf({ ...query, from: p.from, to: p.to }, usable);
+    // A whole period that may answer for itself is its own fewest-keys cover.
+    const whole =
+      usable.has(p.period.label) && p.from === firstDayOf(p.period) && p.to === lastDayOf(p.period);
+    const cover = whole ? [p.period] : coverOf({ ...query, from: p.from, to: p.to }, usable);
     return {
       period: p.period.label,
       from: p.from,
