@@ -6,7 +6,9 @@
 
 import { messageOf } from "../functions/domain/errors.js";
 import { ConfigError } from "../functions/domain/runtime-env.js";
+import type { ApiCommandDeps } from "./api.js";
 import { type CountDeps, runCount } from "./count.js";
+import type { DashboardDeps } from "./dashboard.js";
 import {
   CliError,
   type CliIo,
@@ -18,6 +20,7 @@ import {
 } from "./io.js";
 import { type RollupDeps, runRollup } from "./rollup.js";
 import { runSend, type SendDeps } from "./send.js";
+import { runSeries, type SeriesDeps } from "./series.js";
 import { runToken, type TokenDeps } from "./token.js";
 
 /** The streams and environment, plus any command dependency a test wants to replace. */
@@ -25,12 +28,20 @@ export type CliDeps = CliIo &
   Partial<Omit<CountDeps, keyof CliIo>> &
   Partial<Omit<RollupDeps, keyof CliIo>> &
   Partial<Omit<TokenDeps, keyof CliIo>> &
-  Partial<Omit<SendDeps, keyof CliIo>>;
+  Partial<Omit<SendDeps, keyof CliIo>> &
+  Partial<Omit<SeriesDeps, keyof CliIo>> &
+  Partial<Omit<ApiCommandDeps, keyof CliIo>> &
+  Partial<Omit<DashboardDeps, keyof CliIo>>;
 
 const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
   send: runSend,
   rollup: runRollup,
   count: runCount,
+  series: runSeries,
+  // Loaded when used: the API server (Hono, Powertools) would add ~0.2 s to every command.
+  api: async (args, deps) => (await import("./api.js")).runApi(args, deps),
+  // The same for the dashboard (esbuild bundles its page when it starts).
+  dashboard: async (args, deps) => (await import("./dashboard.js")).runDashboard(args, deps),
   token: runToken,
 };
 

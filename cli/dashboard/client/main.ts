@@ -1,0 +1,320 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+/**
+ * The dashboard page: a site picker over /v1/sites, the query controls, and for the chosen
+ * site the range's total (count route), its points (series route) as a chart and a table,
+ * and when the data was last brought up to date. Every failure is shown in the banner; a
+ * newer request aborts an older one, so a slow answer never overwrites a newer choice.
+ */
+
+import {
+  ApiFailure,
+  type CountBody,
+  createApi,
+  type EventsBody,
+  type SeriesBody,
+  type SeriesPoint,
+  type SitesBody,
+  sitePath,
+} from "./api.js";
+import { createChart } from "./chart.js";
+import type { DashboardConfig } from "./config.js";
+
+function byId<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (found === null) throw new Error(`the dashboard page has no #${id}`);
+  return found as T;
+}
+
+const config = JSON.parse(byId("dashboard-config").textContent ?? "") as DashboardConfig;
+const api = createApi(config);
+const numbers = new Intl.NumberFormat("en-US");
+const format = (n: number) => numbers.format(Math.round(n));
+
+const ui = {
+  source: byId("source"),
+  siteForm: byId<HTMLFormElement>("site-form"),
+  search: byId<HTMLInputElement>("site-search"),
+  list: byId<HTMLSelectElement>("site-list"),
+  more: byId<HTMLButtonElement>("more-sites"),
+  from: byId<HTMLInputElement>("from"),
+  to: byId<HTMLInputElement>("to"),
+  metric: byId<HTMLSelectElement>("metric"),
+  event: byId<HTMLSelectElement>("event"),
+  granularity: byId<HTMLSelectElement>("granularity"),
+  banner: byId("banner"),
+  status: byId("status"),
+  results: byId("results"),
+  title: byId("results-title"),
+  empty: byId("empty"),
+  report: byId("report"),
+  totalLabel: byId("total-label"),
+  total: byId<HTMLOutputElement>("total"),
+  totalIncomplete: byId("total-incomplete"),
+  asOf: byId("as-of"),
+  chart: byId("chart"),
+  chartCaption: byId("chart-caption"),
+  pointsCaption: byId("points-caption"),
+  points: byId<HTMLTableElement>("points"),
+};
+
+const chart = createChart(ui.chart);
+const SITES_PAGE = 50;
+
+let site: string | undefined;
+let sitesCursor: string | null = null;
+let sitesPrefix = "";
+let sitesRequest: AbortController | undefined;
+let loadRequest: AbortController | undefined;
+
+const isAbort = (err: unknown) => err instanceof DOMException && err.name === "AbortError";
+
+function showError(err: unknown): void {
+  ui.banner.textContent =
+    err instanceof ApiFailure
+      ? err.message
+      : `The page failed: ${err instanceof Error ? err.message : String(err)}`;
+  ui.banner.hidden = false;
+}
+
+function clearError(): void {
+  ui.banner.hidden = true;
+  ui.banner.textContent = "";
+}
+
+function busy(on: boolean, text = ""): void {
+  ui.results.setAttribute("aria-busy", String(on));
+  ui.status.textContent = text;
+}
+
+function showEmpty(message: string): void {
+  ui.report.hidden = true;
+  ui.empty.textContent = message;
+  ui.empty.hidden = false;
+}
+
+/** Days as short runs: "2031-04-01 to 2031-04-09 (9 days), 2031-04-12". */
+function describeDays(days: readonly string[]): string {
+  const dayNumber = (d: string) => Date.parse(`${d}T00:00:00Z`) / 86_400_000;
+  const runs: string[][] = [];
+  for (const day of days) {
+    const run = runs.at(-1);
+    const last = run?.at(-1);
+    if (run && last !== undefined && dayNumber(day) === dayNumber(last) + 1) run.push(day);
+    else runs.push([day]);
+  }
+  return runs
+    .map((run) => (run.length === 1 ? run[0] : `${run[0]} to ${run.at(-1)} (${run.length} days)`))
+    .join(", ");
+}
+
+/** "per …" for each granularity. */
+const PER: Record<string, string> = { day: "day", week: "ISO week", month: "month" };
+
+const MISSING_WHY = "past the retention, or before the first day recorded";
+
+function instant(iso: string | null): string {
+  return iso === null ? "never" : `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+}
+
+// --- Site picker ------------------------------------------------------------------------
+
+/** Lists the sites starting with `prefix` (the next page of them with `more`). */
+async function listSites(prefix: string, more: boolean): Promise<string[]> {
+  sitesRequest?.abort();
+  const request = new AbortController();
+  sitesRequest = request;
+  const found: string[] = [];
+  try {
+    let cursor = more ? sitesCursor : null;
+    // SSCAN may return a short or empty page before the end: read on until a site shows up.
+    for (let pages = 0; pages < 5; pages++) {
+      const page = await api.get<SitesBody>(
+        "/v1/sites",
+        { prefix, limit: String(SITES_PAGE), cursor: cursor ?? undefined },
+        request.signal,
+      );
+      found.push(...page.sites);
+      cursor = page.cursor;
+      if (found.length > 0 || cursor === null) break;
+    }
+    if (!more) ui.list.replaceChildren();
+    ui.list.querySelector("option[disabled]")?.remove();
+    for (const id of found) ui.list.append(new Option(id, id, false, id === site));
+    if (ui.list.options.length === 0) {
+      const none = new Option(prefix ? `No match for "${prefix}"` : "No sites yet", "");
+      none.disabled = true;
+      ui.list.append(none);
+    }
+    sitesCursor = cursor;
+    sitesPrefix = prefix;
+    ui.more.hidden = cursor === null;
+    return found;
+  } catch (err) {
+    if (!isAbort(err)) showError(err);
+    return [];
+  }
+}
+
+function chooseSite(next: string): void {
+  site = next;
+  ui.list.value = next;
+  void load();
+}
+
+// --- Report -----------------------------------------------------------------------------
+
+function fillEvents(events: readonly string[]): void {
+  const chosen = ui.event.value;
+  ui.event.replaceChildren(new Option("All events", ""), ...events.map((e) => new Option(e, e)));
+  ui.event.value = events.includes(chosen) ? chosen : "";
+}
+
+function tableRow(point: SeriesPoint): HTMLTableRowElement {
+  const row = document.createElement("tr");
+  const cells = [point.period, point.from, point.to, format(point.estimate)];
+  cells.forEach((text, i) => {
+    const cell = document.createElement(i === 0 ? "th" : "td");
+    if (i === 0) cell.setAttribute("scope", "row");
+    if (i === 3) cell.className = "num";
+    cell.textContent = text;
+    row.append(cell);
+  });
+  const complete = document.createElement("td");
+  complete.className = "complete";
+  if (point.complete) {
+    complete.textContent = "yes";
+  } else {
+    row.className = "incomplete";
+    complete.textContent = `incomplete: ${point.missing.length} day${point.missing.length === 1 ? "" : "s"} not counted (${MISSING_WHY}): ${describeDays(point.missing)}`;
+  }
+  row.append(complete);
+  return row;
+}
+
+function showReport(shown: string, count: CountBody, series: SeriesBody, event: string): void {
+  const metric = ui.metric.selectedOptions[0]?.text ?? "Unique visitors";
+  const per = PER[series.granularity] ?? series.granularity;
+  const events = event ? `event ${event}` : "all events";
+  ui.title.textContent = `Site ${shown}: ${metric.toLowerCase()}, ${events}, ${count.from} to ${count.to}`;
+  ui.totalLabel.textContent = `${metric}, ${count.from} to ${count.to} (${events})`;
+  ui.total.value = format(count.estimate);
+  ui.totalIncomplete.hidden = count.complete;
+  ui.totalIncomplete.textContent = count.complete
+    ? ""
+    : `Incomplete: ${count.missing.length} day${count.missing.length === 1 ? "" : "s"} not counted (${MISSING_WHY}): ${describeDays(count.missing)}.`;
+  ui.asOf.textContent = `As of: events stored ${instant(count.asOf.consumer)}; rollup ${instant(count.asOf.rollup)}`;
+  const incomplete = series.points.filter((p) => !p.complete).length;
+  ui.chartCaption.textContent = `${metric} per ${per}.${incomplete > 0 ? ` Hollow orange markers: ${incomplete} incomplete point${incomplete === 1 ? "" : "s"} (days not counted; see the table).` : ""} The table below lists the same points.`;
+  ui.chart.setAttribute("role", "img");
+  ui.chart.setAttribute("aria-label", `Chart of ${metric.toLowerCase()} per ${per}`);
+  ui.pointsCaption.textContent = `${metric} per ${per} (${series.points.length} point${series.points.length === 1 ? "" : "s"})`;
+  const body = ui.points.tBodies[0] ?? ui.points.createTBody();
+  body.replaceChildren(...series.points.map(tableRow));
+  ui.empty.hidden = true;
+  ui.report.hidden = false;
+  // Drawn once visible, so uPlot measures the real width.
+  chart.show(series.points, metric, format);
+}
+
+/** Loads the chosen site's events, total and points for the controls' values. */
+async function load(): Promise<void> {
+  const shown = site;
+  if (shown === undefined) return;
+  loadRequest?.abort();
+  const request = new AbortController();
+  loadRequest = request;
+  const { signal } = request;
+  clearError();
+  const from = ui.from.value;
+  const to = ui.to.value;
+  if (from === "" || to === "") {
+    busy(false);
+    showError(new ApiFailure(0, "input", "Pick both dates of the range (From and To)."));
+    return;
+  }
+  busy(true, `Loading site ${shown}…`);
+  ui.title.textContent = `Site ${shown}`;
+  try {
+    let events: EventsBody;
+    try {
+      events = await api.get<EventsBody>(sitePath(shown, "events"), {}, signal);
+    } catch (err) {
+      if (err instanceof ApiFailure && err.kind === "unknown_site") {
+        fillEvents([]);
+        showEmpty(
+          `No data for site ${shown}: it has never had a counted event. Check the id, or pick a site from the list.`,
+        );
+        return;
+      }
+      throw err;
+    }
+    fillEvents(events.events);
+    const event = ui.event.value;
+    const query = { from, to, metric: ui.metric.value, event };
+    const [count, series] = await Promise.all([
+      api.get<CountBody>(sitePath(shown, "count"), query, signal),
+      api.get<SeriesBody>(
+        sitePath(shown, "series"),
+        { ...query, granularity: ui.granularity.value },
+        signal,
+      ),
+    ]);
+    if (count.estimate === 0 && series.points.every((p) => p.estimate === 0)) {
+      showEmpty(
+        `No data for site ${shown} from ${from} to ${to}${event ? ` for event ${event}` : ""}: try a wider range${event ? " or all events" : ""}. As of: events stored ${instant(count.asOf.consumer)}.`,
+      );
+      return;
+    }
+    showReport(shown, count, series, event);
+  } catch (err) {
+    if (isAbort(err)) return;
+    ui.report.hidden = true;
+    ui.empty.hidden = true;
+    showError(err);
+  } finally {
+    if (loadRequest === request) busy(false);
+  }
+}
+
+// --- Wiring -----------------------------------------------------------------------------
+
+function debounce(run: () => void, ms: number): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(run, ms);
+  };
+}
+
+ui.source.textContent =
+  config.mode === "local"
+    ? `Local read app, Redis at ${config.source}`
+    : `Read API at ${config.source}, signed with your AWS credentials`;
+ui.from.value = config.defaultFrom;
+ui.to.value = config.today;
+
+ui.search.addEventListener(
+  "input",
+  debounce(() => void listSites(ui.search.value.trim(), false), 200),
+);
+ui.siteForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const typed = ui.search.value.trim();
+  if (typed !== "") chooseSite(typed);
+});
+ui.list.addEventListener("change", () => {
+  if (ui.list.value !== "") chooseSite(ui.list.value);
+});
+ui.more.addEventListener("click", () => void listSites(sitesPrefix, true));
+for (const control of [ui.from, ui.to, ui.metric, ui.event, ui.granularity]) {
+  control.addEventListener("change", () => void load());
+}
+
+// The first listed site, so the page shows something without a click.
+void listSites("", false).then((first) => {
+  if (first[0] !== undefined) chooseSite(first[0]);
+  else if (ui.banner.hidden) {
+    showEmpty("No site has counted events yet: send some (npm run cli -- send) and reload.");
+  }
+});
