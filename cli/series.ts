@@ -8,16 +8,14 @@
  * visitors; the table says so and names the `count` command that gives that total.
  */
 
-import type * as v from "valibot";
 import type { RedisConnection } from "../functions/adapters/redis.js";
+import { type SeriesAnswer, seriesAnswer } from "../functions/api/answers.js";
 import { GRANULARITIES, MAX_SERIES_POINTS, SeriesBody } from "../functions/api/schemas.js";
 import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { messageOf } from "../functions/domain/errors.js";
 import { assertEventType, assertSiteId } from "../functions/domain/keys.js";
-import { daysInRange, type PeriodKind, periodsInRange } from "../functions/domain/periods.js";
+import { dayCount, type PeriodKind, periodsInRange } from "../functions/domain/periods.js";
 import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
-import { asOf } from "../functions/read/catalog.js";
-import { countSeries } from "../functions/read/counts.js";
 import { getFromApi, type ReadApi, type ReadApiDeps, readApiFromEnv } from "./api-client.js";
 import { dayRangeFlags, parseFlags } from "./args.js";
 import { type CliIo, EXIT_OK, UsageError } from "./io.js";
@@ -35,7 +33,7 @@ export interface SeriesRequest {
 }
 
 /** The series as the read API answers it (GET /v1/sites/{site}/series). */
-export type Series = v.InferOutput<typeof SeriesBody>;
+export type Series = SeriesAnswer;
 
 export interface SeriesDeps extends CliIo, ReadApiDeps {
   readonly connect?: ConnectRedis;
@@ -81,7 +79,7 @@ export function parseSeriesArgs(args: readonly string[]): SeriesRequest {
       `series: --granularity must be one of ${GRANULARITIES.join(", ")}, got "${granularity}"`,
     );
   }
-  if (daysInRange(range.from, range.to).length > MAX_RANGE_DAYS) {
+  if (dayCount(range.from, range.to) > MAX_RANGE_DAYS) {
     throw new UsageError(`series: a range may span at most ${MAX_RANGE_DAYS} days`);
   }
   const points = periodsInRange(range.from, range.to, granularity).length;
@@ -101,45 +99,29 @@ export function parseSeriesArgs(args: readonly string[]): SeriesRequest {
   };
 }
 
-/** The series read from Redis, in the read API's shape (as functions/api/app.ts builds it). */
+/** The series read from Redis: the read API's own answer (functions/api/answers.ts). */
 async function seriesFromRedis(request: SeriesRequest, deps: SeriesDeps): Promise<Series> {
   const config = loadRuntimeConfig(deps.env);
-  const query = {
-    site: request.site,
-    from: request.from,
-    to: request.to,
-    ...(request.event === undefined ? {} : { event: request.event }),
-  };
   return withRedis(
     config.redis,
     { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
-    async (connection: RedisConnection) => {
-      const [points, stamp] = await Promise.all([
-        countSeries(connection.client, query, request.granularity, {
+    (connection: RedisConnection) =>
+      seriesAnswer(
+        connection.client,
+        {
+          site: request.site,
+          from: request.from,
+          to: request.to,
+          metric: "visitors",
+          ...(request.event === undefined ? {} : { event: request.event }),
+        },
+        request.granularity,
+        {
           retentionDays: config.retention.days,
           nowMs: (deps.now ?? Date.now)(),
           warn: (line) => deps.stderr.write(`${line}\n`),
-        }),
-        asOf(connection.client),
-      ]);
-      return {
-        site: request.site,
-        event: request.event ?? null,
-        metric: "visitors",
-        granularity: request.granularity,
-        from: request.from,
-        to: request.to,
-        points: points.map((p) => ({
-          period: p.period,
-          from: p.from,
-          to: p.to,
-          estimate: p.estimate,
-          complete: p.missing.length === 0,
-          missing: [...p.missing],
-        })),
-        asOf: stamp,
-      };
-    },
+        },
+      ),
   );
 }
 

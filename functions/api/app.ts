@@ -14,14 +14,8 @@ import * as v from "valibot";
 import { messageOf } from "../domain/errors.js";
 import { dayOf } from "../domain/periods.js";
 import { API_DEADLINE } from "../domain/runtime-env.js";
-import {
-  asOf,
-  type CatalogRedis,
-  listSites,
-  siteEventTypes,
-  siteTimeZone,
-} from "../read/catalog.js";
-import { type CountRedis, countRange, countSeries, type RangeQuery } from "../read/counts.js";
+import { listSites, siteEventTypes, siteTimeZone } from "../read/catalog.js";
+import { countAnswer, type RangeRequest, type ReadRedis, seriesAnswer } from "./answers.js";
 import { openApiDocument } from "./openapi.js";
 import {
   CountBody,
@@ -36,8 +30,7 @@ import {
   TimeZoneBody,
 } from "./schemas.js";
 
-/** Every command the routes send; an ioredis Redis or Cluster satisfies it. */
-export type ReadRedis = CountRedis & CatalogRedis;
+export type { ReadRedis } from "./answers.js";
 
 export interface ApiDeps {
   /** The Redis client, made on first use and kept; `reset` drops it after a missed deadline. */
@@ -120,43 +113,23 @@ function route<P, Q>(definition: {
 
 const today = (nowMs: number) => dayOf(nowMs);
 
-type RangeParams = { readonly site: string };
-type RangeQueryInput = {
-  readonly from: string;
-  readonly to: string;
-  readonly event?: string | undefined;
-  readonly metric: string;
-};
-
-/**
- * A range route's answer: `work` counts the site's range; the body starts with what was asked
- * (site, event, metric, from, to) and ends with `asOf`, read in parallel with the count.
- */
-async function rangeAnswer<T>(
-  context: RouteContext,
-  params: RangeParams,
-  query: RangeQueryInput,
-  work: (request: RangeQuery) => Promise<T>,
-  body: (result: T) => Record<string, unknown>,
-): Promise<RouteResult> {
-  const request: RangeQuery = {
+/** The range a count or series route was asked for, in the answers' terms. */
+function rangeRequest(
+  params: { readonly site: string },
+  query: { readonly from: string; readonly to: string; readonly event?: string | undefined },
+  metric: RangeRequest["metric"],
+): RangeRequest {
+  return {
     site: params.site,
     from: query.from,
     to: query.to,
+    metric,
     ...(query.event === undefined ? {} : { event: query.event }),
   };
-  const [result, stamp] = await Promise.all([work(request), asOf(context.redis)]);
-  return {
-    body: {
-      site: params.site,
-      event: query.event ?? null,
-      metric: query.metric,
-      ...body(result),
-      asOf: stamp,
-    },
-    live: query.to >= today(context.nowMs),
-  };
 }
+
+/** An answer about a range that reaches today (or later) changes until the day is over. */
+const reachesToday = (to: string, context: RouteContext) => to >= today(context.nowMs);
 
 export const ROUTES: readonly RouteDefinition[] = [
   route({
@@ -199,21 +172,10 @@ export const ROUTES: readonly RouteDefinition[] = [
     params: SiteParams,
     query: CountQuery,
     response: CountBody,
-    run: ({ params, query }, context) =>
-      rangeAnswer(
-        context,
-        params,
-        query,
-        (request) => countRange(context.redis, request, context),
-        (result) => ({
-          from: query.from,
-          to: query.to,
-          estimate: result.estimate,
-          keys: result.keys,
-          complete: result.missing.length === 0,
-          missing: result.missing,
-        }),
-      ),
+    run: async ({ params, query }, context) => ({
+      body: await countAnswer(context.redis, rangeRequest(params, query, query.metric), context),
+      live: reachesToday(query.to, context),
+    }),
   }),
   route({
     operationId: "countSeries",
@@ -222,26 +184,15 @@ export const ROUTES: readonly RouteDefinition[] = [
     params: SiteParams,
     query: SeriesQuery,
     response: SeriesBody,
-    run: ({ params, query }, context) =>
-      rangeAnswer(
+    run: async ({ params, query }, context) => ({
+      body: await seriesAnswer(
+        context.redis,
+        rangeRequest(params, query, query.metric),
+        query.granularity,
         context,
-        params,
-        query,
-        (request) => countSeries(context.redis, request, query.granularity, context),
-        (points) => ({
-          granularity: query.granularity,
-          from: query.from,
-          to: query.to,
-          points: points.map((p) => ({
-            period: p.period,
-            from: p.from,
-            to: p.to,
-            estimate: p.estimate,
-            complete: p.missing.length === 0,
-            missing: p.missing,
-          })),
-        }),
       ),
+      live: reachesToday(query.to, context),
+    }),
   }),
   route({
     operationId: "getTimeZone",

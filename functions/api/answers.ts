@@ -1,0 +1,79 @@
+/**
+ * The read API's answers to a count and a series, built from Redis: what the routes return and
+ * what the CLI's direct path prints, so the two are the same JSON by construction.
+ */
+
+import type * as v from "valibot";
+import type { PeriodKind } from "../domain/periods.js";
+import { asOf, type CatalogRedis } from "../read/catalog.js";
+import {
+  type CountContext,
+  type CountRedis,
+  countRange,
+  countSeries,
+  type RangeQuery,
+} from "../read/counts.js";
+import type { CountBody, METRICS, SeriesBody } from "./schemas.js";
+
+/** Every command the routes send; an ioredis Redis or Cluster satisfies it. */
+export type ReadRedis = CountRedis & CatalogRedis;
+
+export type CountAnswer = v.InferOutput<typeof CountBody>;
+export type SeriesAnswer = v.InferOutput<typeof SeriesBody>;
+
+/** A range of a site's days, and which metric to count over it. */
+export interface RangeRequest extends RangeQuery {
+  readonly metric: (typeof METRICS)[number];
+}
+
+/** What was asked, as every range answer starts: site, event (null for all), metric. */
+function asked(request: RangeRequest) {
+  return { site: request.site, event: request.event ?? null, metric: request.metric };
+}
+
+/** The estimate of a range: one PFCOUNT over its fewest-keys cover, read beside `asOf`. */
+export async function countAnswer(
+  redis: ReadRedis,
+  request: RangeRequest,
+  context: CountContext,
+): Promise<CountAnswer> {
+  const [counted, stamp] = await Promise.all([countRange(redis, request, context), asOf(redis)]);
+  return {
+    ...asked(request),
+    from: request.from,
+    to: request.to,
+    estimate: counted.estimate,
+    keys: [...counted.keys],
+    complete: counted.missing.length === 0,
+    missing: [...counted.missing],
+    asOf: stamp,
+  };
+}
+
+/** One point per day, ISO week or month of the range, read beside `asOf`. */
+export async function seriesAnswer(
+  redis: ReadRedis,
+  request: RangeRequest,
+  granularity: PeriodKind,
+  context: CountContext,
+): Promise<SeriesAnswer> {
+  const [points, stamp] = await Promise.all([
+    countSeries(redis, request, granularity, context),
+    asOf(redis),
+  ]);
+  return {
+    ...asked(request),
+    granularity,
+    from: request.from,
+    to: request.to,
+    points: points.map((p) => ({
+      period: p.period,
+      from: p.from,
+      to: p.to,
+      estimate: p.estimate,
+      complete: p.missing.length === 0,
+      missing: [...p.missing],
+    })),
+    asOf: stamp,
+  };
+}
