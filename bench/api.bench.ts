@@ -78,12 +78,13 @@ import {
   RETENTION_LIMITS,
 } from "../functions/domain/runtime-env.js";
 import { RollupOutputSchema } from "../functions/rollup/input.js";
-import { kinesisEvent } from "../local/kinesis-event.js";
 import { runRollupLocally } from "../state-machines/local-runner.js";
 import {
+  type BenchConsumer,
   benchClients,
   type Closer,
   fmtInt,
+  ingestThroughConsumer,
   progress,
   runWithCleanup,
   startBenchCluster,
@@ -923,7 +924,7 @@ async function run(opts: ApiBenchOptions, closers: Closer[]): Promise<void> {
 /** --days days of traffic for every site, through the real consumer handler. */
 async function loadHistory(
   opts: ApiBenchOptions,
-  consumer: (event: ReturnType<typeof kinesisEvent>) => Promise<{ batchItemFailures: unknown[] }>,
+  consumer: BenchConsumer,
   firstDay: string,
   today: string,
 ): Promise<Omit<Loaded, "rollupItems" | "rollupMs">> {
@@ -947,39 +948,12 @@ async function loadHistory(
       }
     }
   };
-  let sent = 0;
-  let failure: unknown;
-  const inFlight = new Set<Promise<void>>();
-  const send = (records: ClickPayload[]) => {
-    const p: Promise<void> = consumer(kinesisEvent(records))
-      .then((res) => {
-        if (res.batchItemFailures.length > 0) throw new Error("the consumer failed a batch");
-      })
-      .catch((err: unknown) => {
-        failure ??= err;
-      })
-      .finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    sent += records.length;
-  };
   const start = performance.now();
-  let batch: ClickPayload[] = [];
+  let sent = 0;
   for (const [i, day] of days.entries()) {
     progress(`history: day ${i + 1}/${days.length} (${day}), ${fmtInt(sent)} events`);
-    for (const payload of payloadsOf(day, i)) {
-      batch.push(payload);
-      if (batch.length === BATCH) {
-        send(batch);
-        batch = [];
-        // Two batches in flight: one's grouping overlaps the other's round trips.
-        while (inFlight.size >= 2) await Promise.race(inFlight);
-        if (failure !== undefined) throw failure;
-      }
-    }
+    sent += await ingestThroughConsumer(consumer, payloadsOf(day, i), { batchSize: BATCH });
   }
-  if (batch.length > 0) send(batch);
-  await Promise.all(inFlight);
-  if (failure !== undefined) throw failure;
   return { events: sent, ms: performance.now() - start, firstDay, today };
 }
 

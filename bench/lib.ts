@@ -6,8 +6,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Cluster } from "ioredis";
 import { wholeNumberArg } from "../cli/args.js";
+import type { ClickPayload } from "../cli/generator.js";
 import { at } from "../functions/domain/arrays.js";
 import { messageOf } from "../functions/domain/errors.js";
+import { kinesisEvent } from "../local/kinesis-event.js";
 import { type RunningRedisCluster, startRedisCluster } from "../local/redis-cluster.js";
 
 /** Milliseconds `fn` takes (awaited). */
@@ -214,4 +216,50 @@ export async function runWithCleanup(run: (closers: Closer[]) => Promise<void>):
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
   }
+}
+
+/** A consumer handler, as far as loading a bench's data needs it. */
+export type BenchConsumer = (
+  event: ReturnType<typeof kinesisEvent>,
+) => Promise<{ batchItemFailures: readonly unknown[] }>;
+
+/**
+ * Sends payloads through the consumer in batches of `batchSize`, two batches in flight (one's
+ * grouping overlaps the other's round trips); throws the first failure. Returns how many.
+ */
+export async function ingestThroughConsumer(
+  consumer: BenchConsumer,
+  payloads: Iterable<ClickPayload>,
+  options: { readonly batchSize: number; readonly onSent?: (sent: number) => void },
+): Promise<number> {
+  let sent = 0;
+  let batch: ClickPayload[] = [];
+  let failure: unknown;
+  const inFlight = new Set<Promise<void>>();
+  const send = (records: ClickPayload[]) => {
+    const p: Promise<void> = consumer(kinesisEvent(records))
+      .then((res) => {
+        if (res.batchItemFailures.length > 0) throw new Error("the consumer failed a batch");
+      })
+      .catch((err: unknown) => {
+        failure ??= err;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    sent += records.length;
+    options.onSent?.(sent);
+  };
+  for (const payload of payloads) {
+    batch.push(payload);
+    if (batch.length === options.batchSize) {
+      send(batch);
+      batch = [];
+      while (inFlight.size >= 2) await Promise.race(inFlight);
+      if (failure !== undefined) throw failure;
+    }
+  }
+  if (batch.length > 0) send(batch);
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
+  return sent;
 }

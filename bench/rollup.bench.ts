@@ -72,7 +72,6 @@ import {
   type RollupOutput,
   scheduledItemsOf,
 } from "../functions/rollup/rollup.js";
-import { kinesisEvent } from "../local/kinesis-event.js";
 import { runRollupLocally } from "../state-machines/local-runner.js";
 import { renderRollupAsl } from "../state-machines/render.js";
 import {
@@ -80,6 +79,7 @@ import {
   type Closer,
   fmtInt,
   fmtMs,
+  ingestThroughConsumer,
   median,
   progress,
   runWithCleanup,
@@ -401,42 +401,11 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
       }
     }
   };
-  const ingest = async (
-    payloads: Iterable<ClickPayload>,
-    label: (sent: number) => string,
-  ): Promise<number> => {
-    let sent = 0;
-    let batch: ClickPayload[] = [];
-    let failure: unknown;
-    const inFlight = new Set<Promise<void>>();
-    const send = (records: ClickPayload[]) => {
-      const p: Promise<void> = consumer(kinesisEvent(records))
-        .then((res) => {
-          if (res.batchItemFailures.length > 0) throw new Error("the consumer failed a batch");
-        })
-        .catch((err: unknown) => {
-          failure ??= err;
-        })
-        .finally(() => inFlight.delete(p));
-      inFlight.add(p);
-      sent += records.length;
-      progress(label(sent));
-    };
-    for (const payload of payloads) {
-      batch.push(payload);
-      if (batch.length === BATCH) {
-        send(batch);
-        batch = [];
-        // Two batches in flight: one's grouping overlaps the other's round trips.
-        while (inFlight.size >= 2) await Promise.race(inFlight);
-        if (failure !== undefined) throw failure;
-      }
-    }
-    if (batch.length > 0) send(batch);
-    await Promise.all(inFlight);
-    if (failure !== undefined) throw failure;
-    return sent;
-  };
+  const ingest = (payloads: Iterable<ClickPayload>, label: (sent: number) => string) =>
+    ingestThroughConsumer(consumer, payloads, {
+      batchSize: BATCH,
+      onSent: (sent) => progress(label(sent)),
+    });
 
   const historyStart = performance.now();
   let historyEvents = 0;

@@ -13,12 +13,16 @@
 
 import { CloudwatchMetricAlarm } from "@cdktf/provider-aws/lib/cloudwatch-metric-alarm/index.js";
 import { LambdaFunctionUrl } from "@cdktf/provider-aws/lib/lambda-function-url/index.js";
-import type { ITerraformDependable, TerraformAsset } from "cdktf";
+import type { ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
 import { API_DEADLINE } from "../functions/domain/runtime-env.js";
-import type { Bundle } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
-import { runtimeEnvironment, VpcFunction } from "./function.js";
+import {
+  type FunctionConstructProps,
+  type MemorydbUserAccess,
+  runtimeEnvironment,
+  VpcFunction,
+} from "./function.js";
 import {
   arn,
   LAMBDA_VPC_STATEMENT,
@@ -43,26 +47,13 @@ export function readApiEnvironment(config: SketchstreamConfig): Record<string, s
   return { [API_DEADLINE.variable]: String(config.api.redisDeadlineMs) };
 }
 
-export interface ReadApiProps {
-  readonly config: SketchstreamConfig;
-  readonly accountId: string;
-  readonly asset: TerraformAsset;
-  readonly bundle: Bundle;
-  readonly subnetIds: readonly string[];
-  readonly securityGroupIds: readonly string[];
-  readonly kmsKeyArn: string;
+export interface ReadApiProps extends FunctionConstructProps {
   /** The SNS topic the alarms notify. */
   readonly alarmTopicArn: string;
   /** What a request needs before the URL may be called: the network rules to MemoryDB. */
   readonly networkReady: readonly ITerraformDependable[];
   /** The read-only MemoryDB user: the API never writes. */
-  readonly redis: {
-    readonly endpoint: string;
-    readonly clusterName: string;
-    readonly clusterArn: string;
-    readonly userName: string;
-    readonly userArn: string;
-  };
+  readonly redis: MemorydbUserAccess;
 }
 
 export class ReadApi extends Construct {

@@ -15,11 +15,9 @@ import { LambdaEventSourceMapping } from "@cdktf/provider-aws/lib/lambda-event-s
 import { LambdaProvisionedConcurrencyConfig } from "@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config/index.js";
 import { SqsQueue } from "@cdktf/provider-aws/lib/sqs-queue/index.js";
 import { SqsQueuePolicy } from "@cdktf/provider-aws/lib/sqs-queue-policy/index.js";
-import type { ITerraformDependable, TerraformAsset } from "cdktf";
+import type { ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
-import type { Bundle } from "./bundle.js";
-import type { SketchstreamConfig } from "./config.js";
-import { runtimeEnvironment, VpcFunction } from "./function.js";
+import { type FunctionConstructProps, runtimeEnvironment, VpcFunction } from "./function.js";
 import {
   arn,
   denyInsecureTransport,
@@ -32,27 +30,13 @@ import {
   XRAY_STATEMENT,
 } from "./policy.js";
 
-export interface ConsumerProps {
-  readonly config: SketchstreamConfig;
-  readonly asset: TerraformAsset;
-  readonly bundle: Bundle;
-  readonly subnetIds: readonly string[];
-  readonly securityGroupIds: readonly string[];
-  readonly kmsKeyArn: string;
-  readonly accountId: string;
+export interface ConsumerProps extends FunctionConstructProps {
   readonly streamArn: string;
   /**
    * What a batch needs before the mapping may invoke the function (it starts as soon as it
    * exists): the network rules to MemoryDB and the SQS endpoint for quarantined records.
    */
   readonly networkReady: readonly ITerraformDependable[];
-  readonly redis: {
-    readonly endpoint: string;
-    readonly clusterName: string;
-    readonly clusterArn: string;
-    readonly userName: string;
-    readonly userArn: string;
-  };
 }
 
 /** Name of the quarantine queue, known before the queue exists (the SQS endpoint's policy). */

@@ -14,6 +14,32 @@ import { type RuntimeEnvInput, toEnv } from "../functions/domain/runtime-env.js"
 import type { Bundle } from "./bundle.js";
 import type { Architecture, SketchstreamConfig } from "./config.js";
 
+/**
+ * What every function construct of the stack takes: its config, its code, where it runs (the
+ * private subnets and the functions' security group), the KMS key of its logs, its MemoryDB
+ * user, and the network rules it needs before anything may invoke it.
+ */
+export interface FunctionConstructProps {
+  readonly config: SketchstreamConfig;
+  readonly accountId: string;
+  readonly asset: TerraformAsset;
+  readonly bundle: Bundle;
+  readonly subnetIds: readonly string[];
+  readonly securityGroupIds: readonly string[];
+  readonly kmsKeyArn: string;
+  readonly networkReady: readonly ITerraformDependable[];
+  readonly redis: MemorydbUserAccess;
+}
+
+/** The MemoryDB user a function connects as, and the ARNs its IAM policy names. */
+export interface MemorydbUserAccess {
+  readonly endpoint: string;
+  readonly clusterName: string;
+  readonly clusterArn: string;
+  readonly userName: string;
+  readonly userArn: string;
+}
+
 /** Where a function's MemoryDB user connects (values may be Terraform references). */
 export interface RedisEnvironment {
   readonly endpoint: string;

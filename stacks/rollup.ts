@@ -15,13 +15,11 @@ import { relative } from "node:path";
 import { CloudwatchLogGroup } from "@cdktf/provider-aws/lib/cloudwatch-log-group/index.js";
 import { SchedulerSchedule } from "@cdktf/provider-aws/lib/scheduler-schedule/index.js";
 import { SfnStateMachine } from "@cdktf/provider-aws/lib/sfn-state-machine/index.js";
-import type { ITerraformDependable, TerraformAsset } from "cdktf";
+import type { ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
 import { recordOf } from "../functions/domain/arrays.js";
 import { type AslValues, renderAsl } from "../state-machines/render.js";
-import type { Bundle } from "./bundle.js";
-import type { SketchstreamConfig } from "./config.js";
-import { runtimeEnvironment, VpcFunction } from "./function.js";
+import { type FunctionConstructProps, runtimeEnvironment, VpcFunction } from "./function.js";
 import {
   arn,
   LAMBDA_VPC_STATEMENT,
@@ -50,25 +48,11 @@ export function renderStateMachine(templatePath: string, values: AslValues, root
   return renderAsl(readFileSync(templatePath, "utf8"), values, shown);
 }
 
-export interface RollupProps {
-  readonly config: SketchstreamConfig;
-  readonly accountId: string;
-  readonly asset: TerraformAsset;
-  readonly bundle: Bundle;
+export interface RollupProps extends FunctionConstructProps {
   readonly aslPath: string;
   readonly projectRoot: string;
-  readonly subnetIds: readonly string[];
-  readonly securityGroupIds: readonly string[];
-  readonly kmsKeyArn: string;
   /** What a merge needs before the schedule may start executions: the network rules. */
   readonly networkReady: readonly ITerraformDependable[];
-  readonly redis: {
-    readonly endpoint: string;
-    readonly clusterName: string;
-    readonly clusterArn: string;
-    readonly userName: string;
-    readonly userArn: string;
-  };
 }
 
 export class Rollup extends Construct {
