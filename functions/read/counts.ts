@@ -176,9 +176,12 @@ export async function countSeries(
 ): Promise<SeriesPoint[]> {
   const usable = await usablePeriods(redis, query, context.warn);
   const points = periodsInRange(query.from, query.to, granularity).map((p) => {
-    // A whole period that may answer for itself is its own fewest-keys cover.
+    // A day, or a whole period that may answer for itself, is its own fewest-keys cover.
     const whole =
-      usable.has(p.period.label) && p.from === firstDayOf(p.period) && p.to === lastDayOf(p.period);
+      p.period.kind === "day" ||
+      (usable.has(p.period.label) &&
+        p.from === firstDayOf(p.period) &&
+        p.to === lastDayOf(p.period));
     const cover = whole ? [p.period] : coverOf({ ...query, from: p.from, to: p.to }, usable);
     return {
       period: p.period.label,
