@@ -294,7 +294,7 @@ function report(
     `  naive: ${opts.naiveBatches} batch(es) of records as ${r.naiveMs.length} slices of ${fmtInt(r.naiveSlice)}, each scaled to a batch`,
   );
   console.log(
-    `  commands per batch (last batch): ${count("pfadd")} PFADD, ${count("expireat")} EXPIREAT NX, ${count("sadd")} SADD`,
+    `  commands per batch (last batch): ${count("pfadd")} PFADD, ${count("expireat")} EXPIREAT NX, ${count("sadd")} SADD, ${count("asOf")} ZADD GT (asOf)`,
   );
   console.log("");
 

@@ -4,7 +4,7 @@
  * Then `npm run local` itself, run as a newcomer would, with its output read back.
  */
 
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
@@ -211,6 +211,66 @@ describe("the local pipeline", () => {
     );
     expect(ports).toHaveLength(6);
     for (const port of ports) expect(await portOpen(port), `port ${port} closed`).toBe(false);
+  });
+
+  it("with --keep serves the read API until stopped, then leaves only Redis running", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "sketchstream-keep-"));
+    const now = testNowMs();
+    const child = spawn(
+      join("node_modules", ".bin", "tsx"),
+      [
+        ...["local/main.ts", "--keep", "--total", "3000", "--days", "3", "--data-dir", dataDir],
+        ...["--now", new Date(now).toISOString()],
+      ],
+      { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    let redisPids: number[] = [];
+    try {
+      const apiUrl = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no read API after 90 s:\n${stdout}`)),
+          90_000,
+        );
+        const check = () => {
+          const m = /the read API serves the local cluster on (http:\/\/127\.0\.0\.1:\d+)/.exec(
+            stdout,
+          );
+          if (m?.[1]) {
+            clearTimeout(timer);
+            resolve(m[1]);
+          }
+        };
+        child.stdout.on("data", check);
+        void exited.then(() => reject(new Error(`local exited before serving:\n${stdout}`)));
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      redisPids = (/stop it with: kill ([\d ]+)/.exec(stdout)?.[1] ?? "").split(" ").map(Number);
+      expect(redisPids).toHaveLength(6);
+      expect(stdout).toMatch(
+        /REDIS_ENDPOINT=127\.0\.0\.1:\d+ REDIS_TLS=false npm run cli -- dashboard/,
+      );
+      const sites = (await (await fetch(`${apiUrl}/v1/sites`)).json()) as { sites: string[] };
+      expect(sites.sites.sort()).toEqual(["190", "283", "489", "715", "875"]);
+      const range = `from=${utcDay(now - 2 * DAY_MS)}&to=${utcDay(now)}`;
+      const count = (await (await fetch(`${apiUrl}/v1/sites/715/count?${range}`)).json()) as {
+        estimate: number;
+      };
+      expect(count.estimate).toBeGreaterThan(0);
+      const port = Number(new URL(apiUrl).port);
+      child.kill("SIGTERM");
+      await exited;
+      expect(await portOpen(port), "the read API stopped").toBe(false);
+      expect(stdout).toContain("read API stopped (SIGTERM). Redis is still running");
+      for (const pid of redisPids) expect(pidAlive(pid), `redis-server ${pid} kept`).toBe(true);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      for (const pid of redisPids) if (pid > 0 && pidAlive(pid)) process.kill(pid, "SIGTERM");
+    }
   });
 
   it("stops with a usage message and exit code 2 on a bad flag", async () => {
