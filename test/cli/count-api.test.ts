@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApiServer } from "../../cli/api.js";
 import { runCli } from "../../cli/app.js";
 import { createApiRuntime } from "../../functions/api/handler.js";
-import { daysAgo } from "../helpers/clock.js";
+import { daysAgo, utcDay } from "../helpers/clock.js";
 import { listeningPort } from "../helpers/net.js";
 import { type ReadFixture, startReadFixture } from "../helpers/read-fixture.js";
 import { captureIo } from "./capture.js";
@@ -145,7 +145,7 @@ describe("count with API_URL", () => {
       expect(request.refused).toBeUndefined();
       expect(request.path).toBe(`/v1/sites/${site}/count`);
       expect(request.authorization).toContain(
-        `Credential=${KEY.accessKeyId}/20310615/${REGION}/lambda/aws4_request`,
+        `Credential=${KEY.accessKeyId}/${utcDay(fixture.nowMs).replaceAll("-", "")}/${REGION}/lambda/aws4_request`,
       );
       expect(parseAuthorization(request.authorization)?.signedHeaders).toContain(
         "x-amz-security-token",
