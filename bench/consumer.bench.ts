@@ -8,6 +8,11 @@
  *   limit    (i) base64-decoding + JSON.parse of the batch alone (no validation), plus (ii) the
  *            very commands the handler sends (computed beforehand from pre-parsed input), sent
  *            by a bare auto-pipelining ioredis Cluster, all issued and then awaited together.
+ *            Both HLL families: `uv:` (user ids) and `ev:` (event identities).
+ *
+ * What the events family costs is measured in the same rounds: planBatch timed with and
+ * without the `ev:` commands (its `benchWithoutEventsFamily` option, which exists for this),
+ * and the limit's round trips (ii) timed again with the visitors-only commands of that plan.
  *
  * Handler and limit batches are interleaved (the order alternates) on the same data, so machine
  * noise hits both alike; each reports the median over the timed batches after a warm-up. The
@@ -65,14 +70,20 @@ const TARGET_OVER_NAIVE = 15;
 interface Batch {
   readonly payloads: ClickPayload[];
   readonly event: KinesisStreamEvent;
+  /** What the handler sends: both families. */
   readonly commands: readonly HllCommand[];
+  /** The same plan without the `ev:` family: what the consumer sent before it existed. */
+  readonly visitorsOnly: readonly HllCommand[];
 }
 
+/** The records as the handler builds them, record ids included (the `ev:` elements). */
 function streamRecords(event: KinesisStreamEvent): StreamRecord[] {
   return event.Records.map((r) => ({
     sequenceNumber: r.kinesis.sequenceNumber,
     partitionKey: r.kinesis.partitionKey,
     data: r.kinesis.data,
+    eventSourceArn: r.eventSourceARN,
+    eventId: r.eventID,
   }));
 }
 
@@ -129,23 +140,29 @@ interface ParseTimings {
   validate: number;
   schema: number;
   plan: number;
+  /** planBatch without the `ev:` family. */
+  planVisitorsOnly: number;
 }
 
 function timeParsing(
   batch: Batch,
   decoded: readonly unknown[],
   retention: RetentionSettings,
+  round: number,
 ): ParseTimings {
   const nowMs = Date.now();
   const records = batch.event.Records;
   let bad = 0;
   const parseDataMs = timeSync(() => {
     const parser = new EventParser({ nowMs, retentionDays: retention.days });
-    for (const r of records) if ("reason" in parser.decode(r.kinesis.data)) bad++;
+    for (const r of records) if ("reason" in parser.decode(r.kinesis.data, r.eventID)) bad++;
   });
   const validateMs = timeSync(() => {
     const parser = new EventParser({ nowMs, retentionDays: retention.days });
-    for (const value of decoded) if ("reason" in parser.check(value)) bad++;
+    for (let i = 0; i < decoded.length; i++) {
+      const id = records[i]?.eventID ?? "";
+      if ("reason" in parser.check(decoded[i], id)) bad++;
+    }
   });
   const schemaMs = timeSync(() => {
     for (const value of decoded) {
@@ -154,8 +171,26 @@ function timeParsing(
   });
   if (bad > 0) throw new Error(`${bad} generated records failed validation`);
   const stream = streamRecords(batch.event);
-  const planMs = timeSync(() => planBatch(stream, { nowMs, retention }));
-  return { parseData: parseDataMs, validate: validateMs, schema: schemaMs, plan: planMs };
+  // Both plans, in an order that alternates over the rounds, so neither always runs second.
+  const both = () => timeSync(() => planBatch(stream, { nowMs, retention }));
+  const visitorsOnly = () =>
+    timeSync(() => planBatch(stream, { nowMs, retention, benchWithoutEventsFamily: true }));
+  let planMs: number;
+  let planVisitorsOnlyMs: number;
+  if (round % 2 === 0) {
+    planMs = both();
+    planVisitorsOnlyMs = visitorsOnly();
+  } else {
+    planVisitorsOnlyMs = visitorsOnly();
+    planMs = both();
+  }
+  return {
+    parseData: parseDataMs,
+    validate: validateMs,
+    schema: schemaMs,
+    plan: planMs,
+    planVisitorsOnly: planVisitorsOnlyMs,
+  };
 }
 
 async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
@@ -165,16 +200,19 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
   const makeBatch = (size = opts.batchSize): Batch => {
     const payloads: ClickPayload[] = [];
     for (let i = 0; i < size; i++) payloads.push(events.next().value);
-    return { payloads, event: kinesisEvent(payloads), commands: [] };
+    return { payloads, event: kinesisEvent(payloads), commands: [], visitorsOnly: [] };
   };
 
   const { cluster, env } = await startBenchCluster(closers);
   const { retention } = loadConsumerRuntimeConfig(env);
   // The limit sends exactly the commands the handler's planBatch makes, computed untimed.
   const withCommands = (b: Batch): Batch => {
-    const plan = planBatch(streamRecords(b.event), { nowMs: Date.now(), retention });
+    const stream = streamRecords(b.event);
+    const nowMs = Date.now();
+    const plan = planBatch(stream, { nowMs, retention });
     if (plan.rejected.length > 0) throw new Error("generated records were rejected");
-    return { ...b, commands: plan.commands };
+    const visitorsOnly = planBatch(stream, { nowMs, retention, benchWithoutEventsFamily: true });
+    return { ...b, commands: plan.commands, visitorsOnly: visitorsOnly.commands };
   };
 
   // Powertools reads these when a Logger or Metrics is constructed, which handler.ts does as it
@@ -205,6 +243,23 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
     const send = await timeAsync(() => sendAll(limitClient, batch.commands));
     return { decode, send, decoded };
   };
+  /**
+   * The limit's round trips (ii) again, with both families and with visitors only, order
+   * alternating: both replay a batch already stored, so they differ only by the `ev:` commands.
+   */
+  const runSendPair = async (
+    batch: Batch,
+    round: number,
+  ): Promise<{ both: number; visitorsOnly: number }> => {
+    const both = () => timeAsync(() => sendAll(limitClient, batch.commands));
+    const visitorsOnly = () => timeAsync(() => sendAll(limitClient, batch.visitorsOnly));
+    if (round % 2 === 0) {
+      const b = await both();
+      return { both: b, visitorsOnly: await visitorsOnly() };
+    }
+    const v = await visitorsOnly();
+    return { both: await both(), visitorsOnly: v };
+  };
 
   // Warm-up: connections, slot maps, JIT; every key becomes a dense HLL.
   for (let i = 0; i < opts.warmup; i++) {
@@ -222,11 +277,17 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
   const limitMs: number[] = [];
   const parse: ParseTimings[] = [];
   const naiveMs: number[] = [];
+  const pairBothMs: number[] = [];
+  const pairVisitorsOnlyMs: number[] = [];
   let commandsPerBatch: readonly HllCommand[] = [];
+  let visitorsOnlyPerBatch: readonly HllCommand[] = [];
   for (let i = 0; i < opts.batches; i++) {
-    progress(`round ${i + 1}/${opts.batches}: handler, limit and a naive slice`);
+    progress(
+      `round ${i + 1}/${opts.batches}: handler, limit, the ev: family's cost and a naive slice`,
+    );
     const batch = withCommands(makeBatch());
     commandsPerBatch = batch.commands;
+    visitorsOnlyPerBatch = batch.visitorsOnly;
     let limit: Awaited<ReturnType<typeof runLimit>>;
     if (i % 2 === 0) {
       handlerMs.push(await runHandler(batch));
@@ -238,7 +299,10 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
     decodeMs.push(limit.decode);
     sendMs.push(limit.send);
     limitMs.push(limit.decode + limit.send);
-    parse.push(timeParsing(batch, limit.decoded, retention));
+    parse.push(timeParsing(batch, limit.decoded, retention, i));
+    const pair = await runSendPair(batch, i);
+    pairBothMs.push(pair.both);
+    pairVisitorsOnlyMs.push(pair.visitorsOnly);
     const slice = makeBatch(naiveSlice).event;
     const sliceMs = await timeAsync(() => naiveIngest(naiveClient, slice, retention));
     naiveMs.push((sliceMs * opts.batchSize) / naiveSlice);
@@ -255,6 +319,9 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
     naiveSlice,
     parse,
     commands: commandsPerBatch,
+    visitorsOnly: visitorsOnlyPerBatch,
+    pairBothMs,
+    pairVisitorsOnlyMs,
     ports: cluster.ports,
   });
 }
@@ -270,6 +337,9 @@ function report(
     naiveSlice: number;
     parse: ParseTimings[];
     commands: readonly HllCommand[];
+    visitorsOnly: readonly HllCommand[];
+    pairBothMs: number[];
+    pairVisitorsOnlyMs: number[];
     ports: readonly number[];
   },
 ): void {
@@ -278,7 +348,11 @@ function report(
   const handler = median(r.handlerMs);
   const limit = median(r.limitMs);
   const naive = median(r.naiveMs);
-  const count = (name: HllCommand["name"]) => r.commands.filter((c) => c.name === name).length;
+  const count = (test: (c: HllCommand) => boolean) => r.commands.filter(test).length;
+  const named =
+    (name: HllCommand["name"], prefix = "") =>
+    (c: HllCommand) =>
+      c.name === name && c.key.startsWith(prefix);
 
   console.log("sketchstream consumer benchmark");
   console.log(
@@ -293,8 +367,9 @@ function report(
   console.log(
     `  naive: ${opts.naiveBatches} batch(es) of records as ${r.naiveMs.length} slices of ${fmtInt(r.naiveSlice)}, each scaled to a batch`,
   );
+  const zadd = (mode: "GT" | "LT") => (c: HllCommand) => c.name === "asOf" && c.mode === mode;
   console.log(
-    `  commands per batch (last batch): ${count("pfadd")} PFADD, ${count("expireat")} EXPIREAT NX, ${count("sadd")} SADD, ${count("asOf")} ZADD GT (asOf)`,
+    `  commands per batch (last batch): ${count(named("pfadd"))} PFADD (${count(named("pfadd", "uv:"))} uv:, ${count(named("pfadd", "ev:"))} ev:), ${count(named("expireat"))} EXPIREAT NX (${count(named("expireat", "uv:"))} uv:, ${count(named("expireat", "ev:"))} ev:), ${count(named("sadd"))} SADD, ${count(zadd("GT"))} ZADD GT (asOf consumer), ${count(zadd("LT"))} ZADD LT (events-since)`,
   );
   console.log("");
 
@@ -375,6 +450,29 @@ function report(
         brow("    ≈ grouping into keys and commands", plan - parseAll),
         brow("  Redis round trips (limit part ii)", send),
         brow("  ≈ rest (handler − plan − round trips)", handler - plan - send),
+      ],
+    ),
+  );
+  console.log("");
+
+  // The events family's cost: the same batch planned and sent with and without it.
+  const planVisitorsOnly = p("planVisitorsOnly");
+  const pairBoth = median(r.pairBothMs);
+  const pairVisitorsOnly = median(r.pairVisitorsOnlyMs);
+  const crow = (name: string, both: number, visitorsOnly: number) => {
+    const extra = both - visitorsOnly;
+    return [name, fmtMs(both), fmtMs(visitorsOnly), fmtMs(extra), perRecord(extra), share(extra)];
+  };
+  console.log(
+    `what the events family (ev:) costs (medians per batch of the same batches, each pair timed back to back, order alternating; ${r.commands.length} commands with it, ${r.visitorsOnly.length} without):`,
+  );
+  console.log(
+    table(
+      ["part", "both ms", "uv: only ms", "ev: ms", "ev: µs/record", "of handler"],
+      [
+        crow("planBatch (decode, validate, group)", plan, planVisitorsOnly),
+        crow("Redis round trips (limit ii, replayed)", pairBoth, pairVisitorsOnly),
+        crow("together", plan + pairBoth, planVisitorsOnly + pairVisitorsOnly),
       ],
     ),
   );

@@ -1,21 +1,25 @@
 /**
  * Throughput of the rollup against a real local Redis Cluster (3 primaries): a scheduled
  * incremental run of the real state machine, compared with a naive full recompute and with the
- * Redis server's own time for the merges.
+ * Redis server's own time for the merges. Every contender does the same work per site-period:
+ * both HLL families (`uv:` visitors, `ev:` events), each merged only when its source day key
+ * exists (an EXISTS first, as the rollup does so that PFMERGE never creates an empty key).
  *
  *   incremental  runRollupLocally({input: {}}): state-machines/rollup.asl.json run by
  *                aws-local-stepfunctions with the real createRollupHandlers, on a mid-month day
  *                whose only change since the last run is today's traffic. Site-periods merged =
  *                the execution's itemsMerged; wall time = the whole execution (plan, pages,
  *                finish).
- *   limit        the very PFMERGE + EXPIREAT NX commands that run issues (derived from the
- *                touched set beforehand, untimed), sent by a bare auto-pipelining ioredis
- *                Cluster in chunks of (page size × Map concurrency): no state machine, no lock,
- *                no ZRANGE, no key building. Shows what the merges cost on their own.
+ *   limit        the very commands that run issues (derived from the touched set beforehand,
+ *                untimed): per chunk of (page size × Map concurrency) items, one EXISTS per
+ *                distinct day key of both families, then PFMERGE + EXPIREAT NX of each period
+ *                key whose day exists, sent by a bare auto-pipelining ioredis Cluster: no state
+ *                machine, no lock, no ZRANGE, no key building. Shows what the merges cost on
+ *                their own.
  *   naive        a full recompute: every site and site event type in the site index, every week
- *                and month overlapping the history, one PFMERGE of the period key from all its
- *                days, each awaited before the next, on an ioredis Cluster without
- *                auto-pipelining.
+ *                and month overlapping the history, for each family an EXISTS of the period's
+ *                days and, when any exists, one PFMERGE of the period key from all of them, each
+ *                awaited before the next, on an ioredis Cluster without auto-pipelining.
  *
  * Server time comes from `INFO commandstats` of every primary (after `CONFIG RESETSTAT` on each):
  * cmdstat_pfmerge usec summed over the primaries, and the busiest primary's share.
@@ -32,7 +36,7 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { StateMachine } from "aws-local-stepfunctions";
-import { Redis } from "ioredis";
+import { type Cluster, Redis } from "ioredis";
 import * as v from "valibot";
 import {
   type ClickPayload,
@@ -43,11 +47,13 @@ import {
 } from "../cli/generator.js";
 import { at } from "../functions/domain/arrays.js";
 import {
+  countingKey,
+  METRICS,
+  type Metric,
   PENDING_KEY,
   parseSiteIndexMember,
   SITES_KEY,
   TOUCHED_KEY,
-  uniqueVisitorsKey,
   WORK_KEY,
 } from "../functions/domain/keys.js";
 import {
@@ -344,6 +350,36 @@ interface IncrementalRound extends Measured {
   /** `new StateMachine(definition)` (it validates the ASL), timed apart. */
   readonly constructMs: number;
   readonly limit: Measured;
+  /** Merges the limit sent per family: period keys whose touched day exists. */
+  readonly mergesByMetric: Readonly<Record<Metric, number>>;
+}
+
+/**
+ * The commands mergePage sends for a scheduled page, on a bare client: an EXISTS per distinct
+ * day key, then PFMERGE + EXPIREAT NX of each target whose day exists. Returns the merges sent
+ * per family.
+ */
+async function mergeTouchedLikeTheRollup(
+  client: Cluster,
+  targets: readonly MergeTarget[],
+  chunk: number,
+): Promise<Record<Metric, number>> {
+  const merges: Record<Metric, number> = { visitors: 0, events: 0 };
+  for (let i = 0; i < targets.length; i += chunk) {
+    const part = targets.slice(i, i + chunk);
+    const days = [...new Set(part.flatMap((t) => t.days))];
+    const found = await Promise.all(days.map((d) => client.exists(d)));
+    const present = new Set(days.filter((_, j) => found[j] === 1));
+    await Promise.all(
+      part
+        .filter((t) => t.days.some((d) => present.has(d)))
+        .flatMap((t) => {
+          merges[t.metric]++;
+          return [client.pfmerge(t.key, ...t.days), client.expireat(t.key, t.expireAt, "NX")];
+        }),
+    );
+  }
+  return merges;
 }
 
 async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
@@ -482,23 +518,16 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
 
     // The same merges on a bare auto-pipelining client (idempotent: the keys do not change).
     progress(`round ${r + 1}/${opts.rounds}: limit (the same merges, pipelined)…`);
-    const chunk = Math.max(1, current.pageSize * opts.concurrency);
+    // Targets come one per item and family: a chunk of items is twice as many targets.
+    const chunk = Math.max(1, current.pageSize * opts.concurrency * METRICS.length);
     await stats.reset();
+    let mergesByMetric: Record<Metric, number> = { visitors: 0, events: 0 };
     const limitTime = await measure(async () => {
-      for (let i = 0; i < targets.length; i += chunk) {
-        await Promise.all(
-          targets
-            .slice(i, i + chunk)
-            .flatMap((t) => [
-              pipelined.pfmerge(t.key, ...t.days),
-              pipelined.expireat(t.key, t.expireAt, "NX"),
-            ]),
-        );
-      }
+      mergesByMetric = await mergeTouchedLikeTheRollup(pipelined, targets, chunk);
     });
     const limit: Measured = {
       name: "limit",
-      items: targets.length,
+      items: items.length,
       ...limitTime,
       server: await stats.read(),
     };
@@ -513,6 +542,7 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
       buildMs,
       constructMs: timeStateMachineConstruction(opts.concurrency),
       limit,
+      mergesByMetric,
     });
   }
 
@@ -521,7 +551,9 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   const siteCount = await pipelined.scard(SITES_KEY);
   const naiveTotal = siteCount * periods.length;
   const naiveLimit = opts.naiveMaxItems > 0 ? Math.min(opts.naiveMaxItems, naiveTotal) : naiveTotal;
-  progress(`naive full recompute: ${fmtInt(naiveLimit)} site-periods, one round trip each…`);
+  progress(
+    `naive full recompute: ${fmtInt(naiveLimit)} site-periods, both families, one round trip per command…`,
+  );
   await stats.reset();
   let naiveItems = 0;
   const naiveTime = await measure(async () => {
@@ -530,8 +562,12 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
       const { siteId, event } = parseSiteIndexMember(member);
       for (const period of periods) {
         if (naiveItems >= naiveLimit) return;
-        const days = daysInPeriod(period).map((day) => uniqueVisitorsKey(siteId, day, event));
-        await naiveClient.pfmerge(uniqueVisitorsKey(siteId, period.label, event), ...days);
+        const periodDays = daysInPeriod(period);
+        for (const metric of METRICS) {
+          const days = periodDays.map((day) => countingKey(metric, siteId, day, event));
+          if ((await naiveClient.exists(...days)) === 0) continue;
+          await naiveClient.pfmerge(countingKey(metric, siteId, period.label, event), ...days);
+        }
         naiveItems++;
         if (naiveItems % 10_000 === 0) {
           progress(`naive full recompute: ${fmtInt(naiveItems)}/${fmtInt(naiveLimit)}`);
@@ -609,6 +645,7 @@ function measuredRow(name: string, m: Measured): string[] {
     fmtMs(m.wallMs),
     fmtMs(m.cpuMs),
     fmtInt(rate(m.items, m.wallMs)),
+    fmtInt(m.server.total("exists").calls),
     fmtInt(pf.calls),
     fmtMs(usToMs(pf.usec)),
     fmtMs(usToMs(m.server.busiest("pfmerge"))),
@@ -644,6 +681,9 @@ function report(opts: RollupBenchOptions, r: Report): void {
     `  plan of the median round: ${fmtInt(t.items)} items, ${t.pages} page(s) of ${fmtInt(t.pageSize)}; periods ${(mid.output.periods ?? []).join(", ")}; ${fmtInt(mid.output.sitesMerged ?? 0)} sites`,
   );
   console.log(
+    `  period keys the median round merges into, by family (days that exist): uv: visitors ${fmtInt(mid.mergesByMetric.visitors)}, ev: events ${fmtInt(mid.mergesByMetric.events)}; each of the ${fmtInt(mid.items)} items checks both families`,
+  );
+  console.log(
     `  naive: ${fmtInt(r.siteCount)} sites and site event types × ${r.periods.length} periods (weeks ${weeks[0]}..${weeks.at(-1)}, months ${months.join(", ")}) = ${fmtInt(r.siteCount * r.periods.length)} site-periods${r.naive.totalItems ? `; ran ${fmtInt(r.naive.items)} of them (--naive-max-items)` : ""}`,
   );
   console.log("");
@@ -654,6 +694,7 @@ function report(opts: RollupBenchOptions, r: Report): void {
     "wall ms",
     "client CPU ms",
     "site-periods/s",
+    "EXISTSs",
     "PFMERGEs",
     "server PFMERGE ms",
     "busiest primary ms",

@@ -1,25 +1,33 @@
 /**
- * `count`: the unique-visitor estimate of a site over a day, week, month or any range, as one
- * PFCOUNT over the fewest keys that cover it (functions/read/counts.ts, shared with the read
- * API), plus the redis-cli command that gives the same.
+ * `count`: the estimate of a site's unique visitors (or, with --metric events, its events) over a
+ * day, week, month or any range, as one PFCOUNT over the fewest keys that cover it
+ * (functions/read/counts.ts, shared with the read API), plus the redis-cli command that gives the
+ * same.
  *
- * With API_URL set, the count is asked of the read API (GET /v1/sites/{site}/count, signed with
- * the caller's AWS credentials) instead of Redis, and printed the same way. The redis-cli line
- * still comes from this environment's Redis settings (the stack's cli_env has them); without
+ * Both paths build the read API's own answer (functions/api/answers.ts) and print it the same
+ * way: read from Redis when API_URL is unset; asked of the read API (GET
+ * /v1/sites/{site}/count, signed with the caller's AWS credentials) when it is set. The redis-cli
+ * line comes from this environment's Redis settings (the stack's cli_env has them); without
  * REDIS_ENDPOINT there is no command to show, so the text leaves the line out and --json says
  * "redisCli": null rather than print a command that names no cluster.
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
+import { type CountAnswer, countAnswer } from "../functions/api/answers.js";
 import { CountBody } from "../functions/api/schemas.js";
 import { first, last } from "../functions/domain/arrays.js";
 import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { messageOf } from "../functions/domain/errors.js";
-import { assertEventType, assertSiteId, parseKey } from "../functions/domain/keys.js";
+import {
+  assertEventType,
+  assertSiteId,
+  METRICS,
+  type Metric,
+  parseKey,
+} from "../functions/domain/keys.js";
 import { daysInMonth, daysInRange, daysInWeek } from "../functions/domain/periods.js";
 import type { Env, RedisSettings, RuntimeConfig } from "../functions/domain/runtime-env.js";
 import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
-import { type CountContext, type CountRedis, countRange } from "../functions/read/counts.js";
 import { getFromApi, type ReadApi, type ReadApiDeps, readApiFromEnv } from "./api-client.js";
 import { dayFlag, dayRangeFlags, monthFlag, parseFlags, weekFlag } from "./args.js";
 import { type CliIo, EXIT_OK, type Output, UsageError } from "./io.js";
@@ -30,6 +38,7 @@ export interface CountRequest {
   readonly event?: string;
   readonly from: string;
   readonly to: string;
+  readonly metric: Metric;
   readonly json: boolean;
 }
 
@@ -41,16 +50,41 @@ export interface CountDeps extends CliIo, ReadApiDeps {
   readonly timeoutMs?: number;
 }
 
+/** What `count --json` prints. */
 export interface CountResult {
   readonly site: string;
   readonly event: string | null;
+  readonly metric: Metric;
   readonly from: string;
   readonly to: string;
   readonly keys: readonly string[];
   readonly estimate: number;
+  /** Whether every day is counted; `missing` lists those that are not (as in the read API). */
+  readonly complete: boolean;
+  readonly missing: readonly string[];
+  /** Days before the metric was first recorded (events only); also in `missing`. */
+  readonly notRecorded: readonly string[];
   /** The same PFCOUNT with redis-cli; null when read through the API without REDIS_ENDPOINT. */
   readonly redisCli: string | null;
 }
+
+/** A --metric value: visitors or events; anything else is a usage error of `command`. */
+export function metricFlag(command: string, value: string | undefined): Metric {
+  if (value === undefined) return "visitors";
+  if ((METRICS as readonly string[]).includes(value)) return value as Metric;
+  throw new UsageError(`${command}: --metric must be ${METRICS.join(" or ")}, got "${value}"`);
+}
+
+/** How the text output names what a metric counts. */
+export const METRIC_WORDS: Readonly<
+  Record<Metric, { readonly what: string; readonly counted: string }>
+> = {
+  visitors: { what: "unique visitors", counted: "distinct user ids" },
+  events: {
+    what: "events",
+    counted: "distinct event identities: each event's event_id, else its Kinesis record id",
+  },
+};
 
 export function parseCountArgs(args: readonly string[]): CountRequest {
   const flags = parseFlags("count", args, {
@@ -61,9 +95,11 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
     month: { type: "string" },
     from: { type: "string" },
     to: { type: "string" },
+    metric: { type: "string" },
     json: { type: "boolean" },
   });
   if (flags.site === undefined) throw new UsageError("count: --site is required");
+  const metric = metricFlag("count", flags.metric);
   try {
     assertSiteId(flags.site);
     if (flags.event !== undefined) assertEventType(flags.event);
@@ -98,6 +134,7 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
     ...(flags.event !== undefined ? { event: flags.event } : {}),
     from: first(days, "day"),
     to: last(days, "day"),
+    metric,
     json: flags.json ?? false,
   };
 }
@@ -118,25 +155,6 @@ export function redisCliCommand(settings: RedisSettings, keys: readonly string[]
   return parts.map(shellQuote).join(" ");
 }
 
-export async function countVisitors(
-  redis: CountRedis,
-  settings: RedisSettings,
-  request: CountRequest,
-  context: CountContext,
-): Promise<CountResult & { readonly missing: readonly string[] }> {
-  const counted = await countRange(redis, request, context);
-  return {
-    site: request.site,
-    event: request.event ?? null,
-    from: request.from,
-    to: request.to,
-    keys: counted.keys,
-    estimate: counted.estimate,
-    redisCli: redisCliCommand(settings, counted.keys),
-    missing: counted.missing,
-  };
-}
-
 function describe(result: CountResult): string {
   const what = result.event === null ? "all events" : `event ${result.event}`;
   const range = result.from === result.to ? result.from : `${result.from} to ${result.to}`;
@@ -145,9 +163,12 @@ function describe(result: CountResult): string {
   const parts = (["month", "week", "day"] as const)
     .filter((k) => kinds[k] > 0)
     .map((k) => `${kinds[k]} ${k}${kinds[k] === 1 ? "" : "s"}`);
+  const words = METRIC_WORDS[result.metric];
   const lines = [
     `${result.estimate}`,
-    `  unique visitors (HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}`,
+    result.metric === "visitors"
+      ? `  ${words.what} (HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}`
+      : `  ${words.what} (${words.counted}; HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}`,
   ];
   if (result.redisCli === null) {
     lines.push(
@@ -170,8 +191,26 @@ export function warnExpired(
   const retention =
     retentionDays === undefined ? "the retention" : `the ${retentionDays}-day retention`;
   stderr.write(
-    `warning: ${expired.length} of the days counted (${expired[0]}${expired.length > 1 ? ` to ${expired[expired.length - 1]}` : ""}) are past ${retention} of daily keys (RETENTION_DAYS): their keys have expired and add nothing to the estimate. Older ranges are exact only in whole weeks and months.\n`,
+    `warning: ${expired.length} of the days counted (${daySpan(expired)}) are past ${retention} of daily keys (RETENTION_DAYS): their keys have expired and add nothing to the estimate. Older ranges are exact only in whole weeks and months.\n`,
   );
+}
+
+/** The warning for days before events were first recorded: their events were never counted. */
+export function warnNotRecorded(
+  stderr: Output,
+  notRecorded: readonly string[],
+  eventsSince: string | null,
+): void {
+  if (notRecorded.length === 0) return;
+  stderr.write(
+    eventsSince === null
+      ? `warning: events have not been recorded yet (the consumer has stored no event since the events metric was added), so none of the ${notRecorded.length} days counted (${daySpan(notRecorded)}) has its events counted.\n`
+      : `warning: ${notRecorded.length} of the days counted (${daySpan(notRecorded)}) are before events were first recorded (${eventsSince.slice(0, 10)}, as of ${eventsSince}): their events are not recorded, so the estimate covers the other days only.\n`,
+  );
+}
+
+function daySpan(days: readonly string[]): string {
+  return `${days[0]}${days.length > 1 ? ` to ${days[days.length - 1]}` : ""}`;
 }
 
 /**
@@ -182,50 +221,76 @@ export function optionalRuntimeConfig(env: Env): RuntimeConfig | undefined {
   return env.REDIS_ENDPOINT?.trim() ? loadRuntimeConfig(env) : undefined;
 }
 
-async function countThroughApi(
-  api: ReadApi,
-  request: CountRequest,
-  deps: CountDeps,
-): Promise<number> {
-  const config = optionalRuntimeConfig(deps.env);
-  const body = await getFromApi(
+function countFromApi(api: ReadApi, request: CountRequest, deps: CountDeps): Promise<CountAnswer> {
+  return getFromApi(
     api,
     `v1/sites/${encodeURIComponent(request.site)}/count`,
-    { from: request.from, to: request.to, event: request.event },
+    { from: request.from, to: request.to, event: request.event, metric: request.metric },
     CountBody,
     deps.timeoutMs ?? 15_000,
   );
-  const result: CountResult = {
-    site: body.site,
-    event: body.event,
-    from: body.from,
-    to: body.to,
-    keys: body.keys,
-    estimate: body.estimate,
-    redisCli: config ? redisCliCommand(config.redis, body.keys) : null,
-  };
-  warnExpired(deps.stderr, body.missing, config?.retention.days);
-  deps.stdout.write(request.json ? `${JSON.stringify(result)}\n` : describe(result));
-  return EXIT_OK;
+}
+
+/** The read API's answer, built from Redis by the code the API runs. */
+function countFromRedis(
+  request: CountRequest,
+  config: RuntimeConfig,
+  deps: CountDeps,
+): Promise<CountAnswer> {
+  return withRedis(
+    config.redis,
+    { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
+    (connection: RedisConnection) =>
+      countAnswer(
+        connection.client,
+        {
+          site: request.site,
+          from: request.from,
+          to: request.to,
+          metric: request.metric,
+          ...(request.event === undefined ? {} : { event: request.event }),
+        },
+        {
+          retentionDays: config.retention.days,
+          nowMs: (deps.now ?? Date.now)(),
+          warn: (line) => deps.stderr.write(`${line}\n`),
+        },
+      ),
+  );
 }
 
 export async function runCount(args: readonly string[], deps: CountDeps): Promise<number> {
   const request = parseCountArgs(args);
   const api = readApiFromEnv(deps.env, deps);
-  if (api) return countThroughApi(api, request, deps);
-  const config = loadRuntimeConfig(deps.env);
-  const settings = config.redis;
-  const { missing: expired, ...result } = await withRedis(
-    settings,
-    { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
-    (connection: RedisConnection) =>
-      countVisitors(connection.client, settings, request, {
-        retentionDays: config.retention.days,
-        nowMs: (deps.now ?? Date.now)(),
-        warn: (line) => deps.stderr.write(`${line}\n`),
-      }),
+  let config: RuntimeConfig | undefined;
+  let answer: CountAnswer;
+  if (api) {
+    config = optionalRuntimeConfig(deps.env);
+    answer = await countFromApi(api, request, deps);
+  } else {
+    config = loadRuntimeConfig(deps.env);
+    answer = await countFromRedis(request, config, deps);
+  }
+  const result: CountResult = {
+    site: answer.site,
+    event: answer.event,
+    metric: answer.metric,
+    from: answer.from,
+    to: answer.to,
+    keys: answer.keys,
+    estimate: answer.estimate,
+    complete: answer.complete,
+    missing: answer.missing,
+    notRecorded: answer.notRecorded,
+    redisCli: config ? redisCliCommand(config.redis, answer.keys) : null,
+  };
+  const notRecorded = new Set(answer.notRecorded);
+  warnExpired(
+    deps.stderr,
+    answer.missing.filter((day) => !notRecorded.has(day)),
+    config?.retention.days,
   );
-  warnExpired(deps.stderr, expired, config.retention.days);
+  warnNotRecorded(deps.stderr, answer.notRecorded, answer.asOf.eventsSince);
   deps.stdout.write(request.json ? `${JSON.stringify(result)}\n` : describe(result));
   return EXIT_OK;
 }

@@ -1,10 +1,10 @@
 /**
  * `npm run cli -- dashboard [--port N]`: one page on 127.0.0.1 (site picker, range, metric,
- * event type, granularity; chart, table, the range's true total, "as of") over a read-only
- * proxy of `/v1/*`. The proxy reaches the read app in-process against REDIS_ENDPOINT, or,
- * when API_URL is set, the read API signed with the operator's AWS credentials (which then
- * never leave this process). cli/dashboard/server.ts says how the proxy keeps other web
- * pages out; cli/dashboard/page.ts how the page is built.
+ * event type, granularity; chart, table, the range's true total, its events per visitor, "as
+ * of") over a read-only proxy of `/v1/*`. The proxy reaches the read app in-process against
+ * REDIS_ENDPOINT, or, when API_URL is set, the read API signed with the operator's AWS
+ * credentials (which then never leave this process). cli/dashboard/server.ts says how the
+ * proxy keeps other web pages out; cli/dashboard/page.ts how the page is built.
  */
 
 import { randomBytes } from "node:crypto";

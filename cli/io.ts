@@ -70,21 +70,26 @@ Commands:
       waits). Exit code 0 only when the execution SUCCEEDED.
 
   count --site S (--day YYYY-MM-DD | --week YYYY-Www | --month YYYY-MM
-                  | --from YYYY-MM-DD --to YYYY-MM-DD) [--event E] [--json]
+                  | --from YYYY-MM-DD --to YYYY-MM-DD) [--event E] [--metric visitors|events]
+                  [--json]
       Unique visitors of site S (of event type E only, with --event): the HyperLogLog estimate
       of one PFCOUNT over the fewest month, week and day keys that cover the days exactly, and
-      the equivalent redis-cli command. A week or month key is used only when it exists and
-      none of its days has pending rollup work; otherwise its days are. --json prints
-      {"site","event","from","to","keys","estimate","redisCli"}. With API_URL set, asks the read
-      API instead of Redis (same output; the redis-cli command needs REDIS_ENDPOINT, else it is
-      left out, and null in --json).
+      the equivalent redis-cli command. --metric events counts events instead: distinct event
+      identities (each event's event_id, else its Kinesis record id), so a replayed or retried
+      record counts once; days before events were first recorded are reported on stderr, not
+      counted. A week or month key is used only when it exists and none of its days has
+      pending rollup work; otherwise its days are. --json prints {"site","event","metric",
+      "from","to","keys","estimate","complete","missing","notRecorded","redisCli"}. With API_URL
+      set, asks the read API instead of Redis (same output; the redis-cli command needs
+      REDIS_ENDPOINT, else it is left out, and null in --json).
 
   series --site S --from YYYY-MM-DD --to YYYY-MM-DD [--granularity day|week|month] [--event E]
-         [--json | --csv]
-      Unique visitors of site S per day (default), ISO week or month of the range; the first and
-      last week or month count only their days inside it. Prints a table (* marks a point some
-      of whose days are past their retention), the read API's JSON with --json, or CSV with
-      --csv. The points do not add up to the range's unique visitors: use count for that.
+         [--metric visitors|events] [--json | --csv]
+      Unique visitors (or events, with --metric events) of site S per day (default), ISO week or
+      month of the range; the first and last week or month count only their days inside it.
+      Prints a table (* marks a point some of whose days are past their retention, or before
+      events were first recorded), the read API's JSON with --json, or CSV with --csv. Visitor
+      points do not add up to the range's unique visitors: use count for that.
       At most ${MAX_SERIES_POINTS} points and ${MAX_RANGE_DAYS} days. Reads REDIS_ENDPOINT, or the read API when API_URL
       is set.
 
@@ -95,9 +100,10 @@ Commands:
 
   dashboard [--port N]
       Serve a dashboard on 127.0.0.1 (default port 8788; 0 picks a free one): site picker,
-      range, event type, granularity, chart, table and the range's true total. Reads the local
-      read app against REDIS_ENDPOINT, or the read API at API_URL signed with your AWS
-      credentials. Open the printed URL (it carries this run's token); Ctrl-C stops it.
+      range, metric (unique visitors or events), event type, granularity, chart, table, the
+      range's true total and its events per visitor. Reads the local read app against
+      REDIS_ENDPOINT, or the read API at API_URL signed with your AWS credentials. Open the
+      printed URL (it carries this run's token); Ctrl-C stops it.
 
   token [--user USER]
       Print a MemoryDB IAM auth token (valid 15 minutes) for the ACL user (default REDIS_USER,

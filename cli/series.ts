@@ -1,11 +1,12 @@
 /**
- * `series`: unique visitors of a site per day, ISO week or month of a range, as a table, the
- * read API's JSON, or CSV. Directly against Redis (countSeries of functions/read/counts.ts, the
+ * `series`: unique visitors (or, with --metric events, events) of a site per day, ISO week or
+ * month of a range, as a table, the read API's JSON, or CSV. Directly against Redis (countSeries of functions/read/counts.ts, the
  * code the API runs) when API_URL is unset; through the read API, signed, when it is set. Both
  * paths give the same JSON: the API's SeriesBody.
  *
  * Visitors of different periods overlap, so the points do not add up to the range's unique
- * visitors; the table says so and names the `count` command that gives that total.
+ * visitors; the table says so and names the `count` command that gives that total. An event
+ * belongs to one day, so events per period do add up, within each point's HLL error.
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
@@ -13,11 +14,12 @@ import { type SeriesAnswer, seriesAnswer } from "../functions/api/answers.js";
 import { GRANULARITIES, MAX_SERIES_POINTS, SeriesBody } from "../functions/api/schemas.js";
 import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { messageOf } from "../functions/domain/errors.js";
-import { assertEventType, assertSiteId } from "../functions/domain/keys.js";
+import { assertEventType, assertSiteId, type Metric } from "../functions/domain/keys.js";
 import { dayCount, type PeriodKind, periodsInRange } from "../functions/domain/periods.js";
 import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
 import { getFromApi, type ReadApi, type ReadApiDeps, readApiFromEnv } from "./api-client.js";
 import { dayRangeFlags, parseFlags } from "./args.js";
+import { METRIC_WORDS, metricFlag } from "./count.js";
 import { type CliIo, EXIT_OK, UsageError } from "./io.js";
 import { type ConnectRedis, withRedis } from "./redis.js";
 
@@ -29,6 +31,7 @@ export interface SeriesRequest {
   readonly from: string;
   readonly to: string;
   readonly granularity: PeriodKind;
+  readonly metric: Metric;
   readonly format: SeriesFormat;
 }
 
@@ -57,10 +60,12 @@ export function parseSeriesArgs(args: readonly string[]): SeriesRequest {
     from: { type: "string" },
     to: { type: "string" },
     granularity: { type: "string" },
+    metric: { type: "string" },
     json: { type: "boolean" },
     csv: { type: "boolean" },
   });
   if (flags.site === undefined) throw new UsageError("series: --site is required");
+  const metric = metricFlag("series", flags.metric);
   try {
     assertSiteId(flags.site);
     if (flags.event !== undefined) assertEventType(flags.event);
@@ -95,6 +100,7 @@ export function parseSeriesArgs(args: readonly string[]): SeriesRequest {
     from: range.from,
     to: range.to,
     granularity,
+    metric,
     format: flags.json ? "json" : flags.csv ? "csv" : "table",
   };
 }
@@ -112,7 +118,7 @@ async function seriesFromRedis(request: SeriesRequest, deps: SeriesDeps): Promis
           site: request.site,
           from: request.from,
           to: request.to,
-          metric: "visitors",
+          metric: request.metric,
           ...(request.event === undefined ? {} : { event: request.event }),
         },
         request.granularity,
@@ -134,6 +140,7 @@ function seriesFromApi(api: ReadApi, request: SeriesRequest, deps: SeriesDeps): 
       to: request.to,
       granularity: request.granularity,
       event: request.event,
+      metric: request.metric,
     },
     SeriesBody,
     deps.timeoutMs ?? 15_000,
@@ -163,6 +170,11 @@ function daySpan(days: readonly string[]): string {
 /** The series as an aligned table, with its footnotes. */
 export function formatSeriesTable(series: Series): string {
   const what = series.event === null ? "all events" : `event ${series.event}`;
+  const words = METRIC_WORDS[series.metric];
+  const counted =
+    series.metric === "visitors"
+      ? "HyperLogLog estimates, standard error 0.81%"
+      : `${words.counted}; HyperLogLog estimates, standard error 0.81%`;
   const rows = [
     ["period", "from", "to", "estimate", ""],
     ...series.points.map((p) => [
@@ -173,30 +185,51 @@ export function formatSeriesTable(series: Series): string {
       p.complete ? "" : INCOMPLETE_MARK,
     ]),
   ];
+  const notRecorded = new Set(series.points.flatMap((p) => p.notRecorded));
   const missing = [...new Set(series.points.flatMap((p) => p.missing))].sort();
+  const expired = missing.filter((day) => !notRecorded.has(day));
   const eventFlag = series.event === null ? "" : ` --event ${series.event}`;
+  const metricFlag = series.metric === "visitors" ? "" : ` --metric ${series.metric}`;
   const lines = [
-    `unique visitors (HyperLogLog estimates, standard error 0.81%) of site ${series.site}, ${what}, ${series.from} to ${series.to}, by ${series.granularity}`,
+    `${words.what} (${counted}) of site ${series.site}, ${what}, ${series.from} to ${series.to}, by ${series.granularity}`,
     ...aligned(rows, new Set([3])),
     "",
   ];
-  if (missing.length > 0) {
+  if (expired.length > 0) {
     lines.push(
-      `${INCOMPLETE_MARK} incomplete: days past the retention of their daily keys are no longer counted (${daySpan(missing)}); the estimate covers the other days only.`,
+      `${INCOMPLETE_MARK} incomplete: days past the retention of their daily keys are no longer counted (${daySpan(expired)}); the estimate covers the other days only.`,
     );
   }
+  if (notRecorded.size > 0) {
+    const since = series.asOf.eventsSince;
+    lines.push(
+      since === null
+        ? `${INCOMPLETE_MARK} not recorded yet: the consumer has stored no event since the events metric was added, so no day's events are counted (${daySpan([...notRecorded].sort())}).`
+        : `${INCOMPLETE_MARK} not recorded: events are recorded from ${since.slice(0, 10)} (as of ${since}); the days before are not counted (${daySpan([...notRecorded].sort())}).`,
+    );
+  }
+  const total = `npm run cli -- count --site ${series.site} --from ${series.from} --to ${series.to}${eventFlag}${metricFlag}`;
   lines.push(
-    `Visitors of different ${series.granularity}s overlap, so the points do not add up to the range's unique visitors; for that total: npm run cli -- count --site ${series.site} --from ${series.from} --to ${series.to}${eventFlag}`,
-    `as of: consumer ${series.asOf.consumer ?? "never"}, rollup ${series.asOf.rollup ?? "never"}`,
+    series.metric === "visitors"
+      ? `Visitors of different ${series.granularity}s overlap, so the points do not add up to the range's unique visitors; for that total: ${total}`
+      : `Each event belongs to one day, so the points add up to the range's events within their HLL error; the range's own estimate: ${total}`,
+    `as of: consumer ${series.asOf.consumer ?? "never"}, rollup ${series.asOf.rollup ?? "never"}${series.metric === "events" ? `, events recorded since ${series.asOf.eventsSince ?? "never"}` : ""}`,
   );
   return `${lines.join("\n")}\n`;
 }
 
-/** The series as CSV with a header; `missing_days` is how many days of a point are not counted. */
+/**
+ * The series as CSV with a header; `missing_days` is how many days of a point are not counted,
+ * `not_recorded_days` how many of those are before the metric was first recorded.
+ */
 export function formatSeriesCsv(series: Series): string {
-  const lines = ["period,from,to,estimate,complete,missing_days"];
+  const lines = ["period,from,to,estimate,complete,missing_days,not_recorded_days"];
   for (const p of series.points) {
-    lines.push([p.period, p.from, p.to, p.estimate, p.complete, p.missing.length].join(","));
+    lines.push(
+      [p.period, p.from, p.to, p.estimate, p.complete, p.missing.length, p.notRecorded.length].join(
+        ",",
+      ),
+    );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -2,8 +2,8 @@
  * `npm run local`: the whole sketchstream pipeline on this machine, no AWS account needed.
  * A real Redis Cluster and a local Kinesis on loopback; the generator's events put with
  * PutRecords; the event-source poller invoking the real consumer handler; the rollup state
- * machine run from the same ASL file with the real handlers; then a table of HLL estimates
- * against exact distinct counts.
+ * machine run from the same ASL file with the real handlers; then tables of HLL estimates
+ * against exact distinct counts: unique users, and events with events per visitor.
  *
  * One clock drives every date: `--now` (default: the machine's clock) is where it starts, and
  * it advances in real time from there. The generated events end at `--now` (the report's
@@ -24,7 +24,7 @@ import { generateEvents } from "../cli/generator.js";
 import { CliError } from "../cli/io.js";
 import { putAll } from "../cli/producer.js";
 import { messageOf } from "../functions/domain/errors.js";
-import { uniqueVisitorsKey } from "../functions/domain/keys.js";
+import { eventsKey, uniqueVisitorsKey } from "../functions/domain/keys.js";
 import {
   addDays,
   DAY_MS,
@@ -119,10 +119,16 @@ function parseOptions(realNow: number): LocalOptions {
   }
 }
 
-/** Exact distinct users per site and per day, week, month and the whole range. */
+/**
+ * Exact distinct users per site and per day, week, month and the whole range; and events per
+ * site over the range. The demo's events carry no event_id, so each is counted by its Kinesis
+ * record id: every record sent is one distinct event.
+ */
 class Truth {
   readonly sets = new Map<string, Set<string>>();
+  readonly events = new Map<number, number>();
   add(site: number, day: string, user: string) {
+    this.events.set(site, (this.events.get(site) ?? 0) + 1);
     for (const label of [day, isoWeekOf(day), monthOf(day), "range"]) {
       const key = `${site}|${label}`;
       let set = this.sets.get(key);
@@ -136,11 +142,19 @@ class Truth {
   count(site: number, label: string): number {
     return this.sets.get(`${site}|${label}`)?.size ?? 0;
   }
+  eventCount(site: number): number {
+    return this.events.get(site) ?? 0;
+  }
   sites(): number[] {
     return [...new Set([...this.sets.keys()].map((k) => Number(k.split("|")[0])))].sort(
       (a, b) => a - b,
     );
   }
+}
+
+/** Events per visitor with three decimals; "-" without visitors. */
+function ratio(events: number, visitors: number): string {
+  return visitors === 0 ? "-" : (events / visitors).toFixed(3);
 }
 
 function pct(estimate: number, exact: number): string {
@@ -222,7 +236,10 @@ async function rollUp(runtime: LocalRuntime, clock: () => number, log: Log): Pro
   );
 }
 
-/** Estimates of today, this week, this month and the whole range against the exact counts. */
+/**
+ * Estimates of today, this week, this month and the whole range against the exact counts; then
+ * the range's events and events per visitor against theirs.
+ */
 async function printTable(
   runtime: LocalRuntime,
   truth: Truth,
@@ -238,23 +255,33 @@ async function printTable(
     const rows = [
       ["site", `today ${today}`, `week ${week}`, `month ${month}`, `all ${opts.days} days`],
     ];
+    const eventRows = [["site", `events, all ${opts.days} days`, "events per visitor"]];
     const cell = (estimate: number, exact: number) =>
       `${estimate} / ${exact} (${pct(estimate, exact)})`;
     for (const site of truth.sites()) {
       const s = String(site);
-      const [first, ...rest] = days.map((d) => uniqueVisitorsKey(s, d));
+      const visitors = await redis.pfcount(...days.map((d) => uniqueVisitorsKey(s, d)));
+      const events = await redis.pfcount(...days.map((d) => eventsKey(s, d)));
+      const exactVisitors = truth.count(site, "range");
+      const exactEvents = truth.eventCount(site);
       rows.push([
         s,
         cell(await redis.pfcount(uniqueVisitorsKey(s, today)), truth.count(site, today)),
         cell(await redis.pfcount(uniqueVisitorsKey(s, week)), truth.count(site, week)),
         cell(await redis.pfcount(uniqueVisitorsKey(s, month)), truth.count(site, month)),
-        cell(
-          await redis.pfcount(first ?? uniqueVisitorsKey(s, today), ...rest),
-          truth.count(site, "range"),
-        ),
+        cell(visitors, exactVisitors),
+      ]);
+      eventRows.push([
+        s,
+        cell(events, exactEvents),
+        `${ratio(events, visitors)} / ${ratio(exactEvents, exactVisitors)} (${pct(events / visitors, exactEvents / exactVisitors)})`,
       ]);
     }
     console.log(table(rows));
+    console.log(
+      "\nevents: HyperLogLog estimate / exact count of distinct event identities (error); the demo's events\nhave no event_id, so each record is one event, by its Kinesis record id",
+    );
+    console.log(table(eventRows));
   } finally {
     redis.disconnect();
   }
@@ -355,6 +382,7 @@ function printExplore(port: number, today: string): void {
     `  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", monthOf(today), "purchase")}'`,
   );
   console.log(`  redis-cli -c -p ${port} EXPIRETIME '${uniqueVisitorsKey("715", monthOf(today))}'`);
+  console.log(`  redis-cli -c -p ${port} PFCOUNT '${eventsKey("715", isoWeekOf(today))}'`);
 }
 
 async function main(): Promise<void> {

@@ -4,8 +4,9 @@
  */
 
 import type * as v from "valibot";
+import type { Metric } from "../domain/keys.js";
 import type { PeriodKind } from "../domain/periods.js";
-import { asOf, type CatalogRedis } from "../read/catalog.js";
+import { asOfInstants, asOfScores, type CatalogRedis } from "../read/catalog.js";
 import {
   type CountContext,
   type CountRedis,
@@ -13,7 +14,7 @@ import {
   countSeries,
   type RangeQuery,
 } from "../read/counts.js";
-import type { CountBody, METRICS, SeriesBody } from "./schemas.js";
+import type { CountBody, SeriesBody } from "./schemas.js";
 
 /** Every command the routes send; an ioredis Redis or Cluster satisfies it. */
 export type ReadRedis = CountRedis & CatalogRedis;
@@ -23,12 +24,24 @@ export type SeriesAnswer = v.InferOutput<typeof SeriesBody>;
 
 /** A range of a site's days, and which metric to count over it. */
 export interface RangeRequest extends RangeQuery {
-  readonly metric: (typeof METRICS)[number];
+  readonly metric: Metric;
 }
 
 /** What was asked, as every range answer starts: site, event (null for all), metric. */
 function asked(request: RangeRequest) {
   return { site: request.site, event: request.event ?? null, metric: request.metric };
+}
+
+/**
+ * The as-of times, read with one ZMSCORE sent beside the count's first commands; the count
+ * takes `events-since` from the same reply.
+ */
+function readAsOf(redis: ReadRedis, context: CountContext) {
+  const scores = asOfScores(redis);
+  const eventsSince = scores.then((s) => s.eventsSince);
+  // Awaited through `scores`; this derived promise must not report the failure a second time.
+  eventsSince.catch(() => {});
+  return { scores, context: { ...context, eventsSince } };
 }
 
 /** The estimate of a range: one PFCOUNT over its fewest-keys cover, read beside `asOf`. */
@@ -37,7 +50,11 @@ export async function countAnswer(
   request: RangeRequest,
   context: CountContext,
 ): Promise<CountAnswer> {
-  const [counted, stamp] = await Promise.all([countRange(redis, request, context), asOf(redis)]);
+  const stamp = readAsOf(redis, context);
+  const [counted, scores] = await Promise.all([
+    countRange(redis, request, stamp.context),
+    stamp.scores,
+  ]);
   return {
     ...asked(request),
     from: request.from,
@@ -46,7 +63,8 @@ export async function countAnswer(
     keys: [...counted.keys],
     complete: counted.missing.length === 0,
     missing: [...counted.missing],
-    asOf: stamp,
+    notRecorded: [...counted.notRecorded],
+    asOf: asOfInstants(scores),
   };
 }
 
@@ -57,9 +75,10 @@ export async function seriesAnswer(
   granularity: PeriodKind,
   context: CountContext,
 ): Promise<SeriesAnswer> {
-  const [points, stamp] = await Promise.all([
-    countSeries(redis, request, granularity, context),
-    asOf(redis),
+  const stamp = readAsOf(redis, context);
+  const [points, scores] = await Promise.all([
+    countSeries(redis, request, granularity, stamp.context),
+    stamp.scores,
   ]);
   return {
     ...asked(request),
@@ -73,7 +92,8 @@ export async function seriesAnswer(
       estimate: p.estimate,
       complete: p.missing.length === 0,
       missing: [...p.missing],
+      notRecorded: [...p.notRecorded],
     })),
-    asOf: stamp,
+    asOf: asOfInstants(scores),
   };
 }

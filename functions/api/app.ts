@@ -5,7 +5,8 @@
  *
  * Errors are JSON `{"error","message"}`: 400 for bad input, 404 for an unknown route or site,
  * 503 with Retry-After when Redis does not answer within the deadline, 500 (without a stack)
- * for anything else. Never a silent zero: days past retention are listed in `missing`.
+ * for anything else. Never a silent zero: days past retention, and for the events metric the
+ * days before events were first recorded, are listed in `missing`.
  */
 
 import { Hono } from "hono";
@@ -168,7 +169,8 @@ export const ROUTES: readonly RouteDefinition[] = [
   route({
     operationId: "countRange",
     path: "/v1/sites/{site}/count",
-    summary: "Unique visitors over a range of days: one PFCOUNT over the fewest keys",
+    summary:
+      "Unique visitors (or events, with metric=events) over a range of days: one PFCOUNT over the fewest keys",
     params: SiteParams,
     query: CountQuery,
     response: CountBody,
@@ -180,7 +182,8 @@ export const ROUTES: readonly RouteDefinition[] = [
   route({
     operationId: "countSeries",
     path: "/v1/sites/{site}/series",
-    summary: "Unique visitors per day, ISO week or month of a range (edges clipped to it)",
+    summary:
+      "Unique visitors (or events, with metric=events) per day, ISO week or month of a range (edges clipped to it)",
     params: SiteParams,
     query: SeriesQuery,
     response: SeriesBody,

@@ -84,7 +84,7 @@ export function openApiDocument(routes: readonly RouteDefinition[]): JsonSchema 
       title: "sketchstream read API",
       version: "1",
       description:
-        "Unique-visitor counts from HyperLogLogs in MemoryDB. In AWS, a Lambda function URL with AWS_IAM auth: sign requests with SigV4 for the service `lambda`.",
+        "Unique-visitor and event counts from HyperLogLogs in MemoryDB (metric=visitors|events). In AWS, a Lambda function URL with AWS_IAM auth: sign requests with SigV4 for the service `lambda`.",
     },
     paths,
     components: { schemas: { Error: jsonSchema(ErrorBody) } },

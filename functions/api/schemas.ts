@@ -5,7 +5,7 @@
 
 import * as v from "valibot";
 import { MAX_RANGE_DAYS } from "../domain/cover.js";
-import { EVENT_TYPE_RE, SITE_ID_RE } from "../domain/keys.js";
+import { EVENT_TYPE_RE, METRICS, SITE_ID_RE } from "../domain/keys.js";
 import { dayCount, isDay, type PeriodKind, periodsInRange } from "../domain/periods.js";
 import { isSitesCursor } from "../read/catalog.js";
 
@@ -13,7 +13,6 @@ import { isSitesCursor } from "../read/catalog.js";
 export const MAX_SERIES_POINTS = 1000;
 /** Most sites one page may have. */
 export const MAX_SITES_PAGE = 1000;
-export const METRICS = ["visitors"] as const;
 export const GRANULARITIES = ["day", "week", "month"] as const satisfies readonly PeriodKind[];
 
 const SiteId = v.pipe(
@@ -48,7 +47,12 @@ const EventType = v.pipe(
 );
 
 const Metric = v.optional(
-  v.picklist(METRICS, (issue) => `unknown metric "${issue.input}": use ${METRICS.join(" or ")}`),
+  v.pipe(
+    v.picklist(METRICS, (issue) => `unknown metric "${issue.input}": use ${METRICS.join(" or ")}`),
+    v.description(
+      "What to count: visitors (unique user ids, the default) or events (distinct event identities: event_id, else the Kinesis record id)",
+    ),
+  ),
   "visitors",
 );
 
@@ -145,9 +149,18 @@ const Instant = v.nullable(
 );
 
 export const AsOfSchema = v.pipe(
-  v.strictObject({ consumer: Instant, rollup: Instant }),
+  v.strictObject({
+    consumer: Instant,
+    rollup: Instant,
+    eventsSince: v.pipe(
+      Instant,
+      v.description(
+        "The first time the consumer stored events; days before its UTC date are not recorded for the events metric. Null when no event has been recorded yet",
+      ),
+    ),
+  }),
   v.description(
-    "When the data was last brought up to date: the last batch the consumer stored, the last rollup that succeeded",
+    "When the data was last brought up to date: the last batch the consumer stored, the last rollup that succeeded; and since when events are recorded",
   ),
 );
 
@@ -174,6 +187,18 @@ export const TimeZoneBody = v.strictObject({
 
 const Estimate = v.pipe(v.number(), v.integer(), v.minValue(0));
 const Days = v.array(v.string());
+const Missing = v.pipe(
+  Days,
+  v.description(
+    "Days not counted: past the retention of their daily keys, or before the metric was first recorded (those are also in notRecorded)",
+  ),
+);
+const NotRecorded = v.pipe(
+  Days,
+  v.description(
+    "Days before the metric was first recorded (events: before the date of asOf.eventsSince, or every day when it is null); always empty for visitors",
+  ),
+);
 
 export const CountBody = v.strictObject({
   site: v.string(),
@@ -183,8 +208,9 @@ export const CountBody = v.strictObject({
   to: v.string(),
   estimate: v.pipe(Estimate, v.description("HyperLogLog estimate, standard error 0.81%")),
   keys: v.pipe(v.array(v.string()), v.description("The keys one PFCOUNT counted")),
-  complete: v.boolean(),
-  missing: v.pipe(Days, v.description("Days past their retention: not counted")),
+  complete: v.pipe(v.boolean(), v.description("Whether every day of the range is counted")),
+  missing: Missing,
+  notRecorded: NotRecorded,
   asOf: AsOfSchema,
 });
 
@@ -202,7 +228,8 @@ export const SeriesBody = v.strictObject({
       to: v.string(),
       estimate: Estimate,
       complete: v.boolean(),
-      missing: Days,
+      missing: Missing,
+      notRecorded: NotRecorded,
     }),
   ),
   asOf: AsOfSchema,

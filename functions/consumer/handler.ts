@@ -19,6 +19,7 @@ import {
   type RedisClientDeps,
   type RedisConnection,
 } from "../adapters/redis.js";
+import { SITES_KEY } from "../domain/keys.js";
 import type { QuarantineSink } from "../domain/quarantine.js";
 import {
   type ConsumerRuntimeConfig,
@@ -39,6 +40,22 @@ interface ConsumerRuntime {
   readonly config: ConsumerRuntimeConfig;
   readonly quarantine: QuarantineSink;
   redis?: RedisConnection;
+  /** Whether the cluster had no site when this environment started: see freshInstall. */
+  eventsRecordedFromStart?: boolean;
+}
+
+/**
+ * Asked once per execution environment: a cluster with no site index has never stored a
+ * count, so the events metric is recorded from its start (`events-since` 0). Where sites exist
+ * (an older deployment gaining the `ev:` keys), days before now stay "not recorded". When the
+ * question cannot be answered, the cautious answer: not from the start.
+ */
+async function freshInstall(redis: RedisClient): Promise<boolean> {
+  try {
+    return (await redis.exists(SITES_KEY)) === 0;
+  } catch {
+    return false;
+  }
 }
 
 export interface ConsumerHandlerOptions {
@@ -107,6 +124,7 @@ export function createConsumerHandler(
       eventId: r.eventID,
     }));
     const redis = rt.redis.client;
+    rt.eventsRecordedFromStart ??= await freshInstall(redis);
     const result = await ingestBatch(
       records,
       {
@@ -131,6 +149,7 @@ export function createConsumerHandler(
         retention: rt.config.retention,
         deadlineMs,
         ...(options.pfaddChunkSize ? { pfaddChunkSize: options.pfaddChunkSize } : {}),
+        eventsRecordedFromStart: rt.eventsRecordedFromStart,
       },
     );
     if (result.timedOut) {

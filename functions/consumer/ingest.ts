@@ -1,16 +1,18 @@
 /**
  * The consumer's domain logic: turn one batch of Kinesis records into grouped HLL writes.
  *
- * Each valid event adds its user id to two daily HLLs (the site's, and the site's for the
- * event type). Ids are grouped per key and sent as one variadic PFADD per key (chunked), then
- * `EXPIREAT … NX` gives each key its fixed deadline, and the (site, day[, event]) pairs go to
- * the touched set the rollup drains. The commands are issued together so the client pipelines
- * them per cluster node.
+ * Each valid event adds its user id to two daily unique-visitor HLLs (`uv:`, the site's and the
+ * site's for the event type) and its identity (its `event_id`, else its record id) to the two
+ * matching events HLLs (`ev:`). Elements are grouped per key and sent as one variadic PFADD per
+ * key (chunked), then `EXPIREAT … NX` gives each key its fixed deadline, and the (site, day[,
+ * event]) pairs go to the touched set the rollup drains (one member stands for both families).
+ * The commands are issued together so the client pipelines them per cluster node.
  *
  * Failure model: every command carries the index of the first record whose effect depends on
  * it. When a command fails, or has not answered by the deadline, the batch fails from the
  * smallest such index: every record before it is known to be stored, and replaying the rest
- * is harmless because PFADD, EXPIREAT NX and SADD are idempotent.
+ * is harmless because PFADD, EXPIREAT NX, SADD and ZADD GT/LT are idempotent (and a record's
+ * identity is the same on every delivery).
  */
 
 import { at } from "../domain/arrays.js";
@@ -18,7 +20,9 @@ import { messageOf } from "../domain/errors.js";
 import { EventParser, isRejection, type Rejection, type RejectReason } from "../domain/events.js";
 import {
   AS_OF_CONSUMER,
+  AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
+  eventsKey,
   SITES_KEY,
   siteEventTypesKey,
   siteIndexMember,
@@ -35,7 +39,22 @@ export interface StreamRecord {
   readonly partitionKey: string;
   readonly data: string;
   readonly eventSourceArn?: string;
+  /**
+   * The event source mapping's `eventID`, `shardId-000000000000:4959…` (shard id and sequence
+   * number): the record's identity for the events metric. See `recordId`.
+   */
   readonly eventId?: string;
+}
+
+/**
+ * A record's identity, which the events metric counts when the event has no `event_id`: the
+ * event source mapping's `eventID` (`shardId:sequenceNumber`), the same on every delivery of
+ * the record (a retry, a bisected half, a replay). A record built without one (tests, tools)
+ * falls back to `<eventSourceArn or "stream">:<sequenceNumber>`, which is just as stable: the
+ * same record always gives the same identity. Lambda always sets `eventID`.
+ */
+export function recordId(record: StreamRecord): string {
+  return record.eventId ?? `${record.eventSourceArn ?? "stream"}:${record.sequenceNumber}`;
 }
 
 /** The Redis commands the consumer uses; an ioredis Redis or Cluster satisfies it. */
@@ -44,6 +63,7 @@ export interface HllWriter {
   expireat(key: string, unixTimeSeconds: number, nx: "NX"): Promise<number>;
   sadd(key: string, ...members: string[]): Promise<number>;
   zadd(key: string, gt: "GT", score: number, member: string): Promise<unknown>;
+  zadd(key: string, lt: "LT", score: number, member: string): Promise<unknown>;
 }
 
 export interface IngestLogger {
@@ -71,12 +91,15 @@ export interface IngestOptions {
   readonly deadlineMs: number;
   /** Most ids in one PFADD. Default 2000. */
   readonly pfaddChunkSize?: number;
+  /** See PlanOptions.eventsRecordedFromStart. */
+  readonly eventsRecordedFromStart?: boolean;
 }
 
 export interface IngestResult {
   readonly received: number;
   readonly counted: number;
   readonly quarantined: number;
+  /** HLL keys the batch wrote, both families (`uv:` and `ev:`). */
   readonly keysWritten: number;
   readonly commands: number;
   /** Commands sent again after a transient cluster error (MOVED, TRYAGAIN, a dropped connection). */
@@ -97,7 +120,14 @@ export type HllCommand = { readonly dependsFrom: number } & (
   | { readonly name: "pfadd"; readonly key: string; readonly args: readonly string[] }
   | { readonly name: "expireat"; readonly key: string; readonly at: number }
   | { readonly name: "sadd"; readonly key: string; readonly args: readonly string[] }
-  | { readonly name: "asOf"; readonly key: string; readonly member: string; readonly at: number }
+  | {
+      readonly name: "asOf";
+      readonly key: string;
+      readonly member: string;
+      readonly at: number;
+      /** ZADD GT keeps the latest time (`consumer`), ZADD LT the earliest (`events-since`). */
+      readonly mode: "GT" | "LT";
+    }
 );
 
 export interface RejectedRecord {
@@ -106,20 +136,49 @@ export interface RejectedRecord {
 }
 
 export interface BatchPlan {
-  /** In the order they must be issued: per key its PFADDs then its EXPIREAT; the SADD last. */
+  /**
+   * In the order they must be issued: per key its PFADDs then its EXPIREAT (a group's `uv:` key,
+   * then its `ev:` key); the bookkeeping (SADDs, the `as-of` ZADDs) last.
+   */
   readonly commands: readonly HllCommand[];
   readonly rejected: readonly RejectedRecord[];
   readonly rejectedByReason: ReadonlyMap<RejectReason, number>;
+  /** HLL keys written, both families. */
   readonly keys: number;
 }
 
+export interface PlanOptions {
+  readonly nowMs: number;
+  readonly retention: RetentionSettings;
+  readonly pfaddChunkSize?: number;
+  /**
+   * For bench/consumer.bench.ts only, which measures what the events family costs: true leaves
+   * the `ev:` commands (PFADD, EXPIREAT and the `events-since` ZADD) out of the plan. The
+   * consumer never sets it.
+   */
+  readonly benchWithoutEventsFamily?: boolean;
+  /**
+   * True when the cluster held no site before this consumer first stored events (a fresh
+   * install): events were then recorded from the start, and `events-since` is 0 rather than
+   * the time of the first batch, which would call a loaded history "not recorded".
+   */
+  readonly eventsRecordedFromStart?: boolean;
+}
+
+/**
+ * One (site, day[, event]) of the batch: the records that go to its `uv:` key and its `ev:`
+ * key, which share the touched-set member, the deadline and the record indexes.
+ */
 interface KeyGroup {
-  readonly key: string;
+  readonly visitorsKey: string;
+  readonly eventsKey: string;
   readonly expireAt: number;
   readonly firstIndex: number;
   /** User ids in record order; duplicates are left to PFADD, which ignores them for free. */
   readonly ids: string[];
-  /** Record index of each entry of `ids`. */
+  /** Event identities, in the same order (the same record at the same position as in `ids`). */
+  readonly identities: string[];
+  /** Record index of each entry of `ids` and `identities`. */
   readonly indexes: number[];
 }
 
@@ -133,16 +192,10 @@ interface SiteDayGroups {
  * caller sends the commands. Groups are listed (in first-seen order) under their touched-set
  * member (`715|2024-03-09`, `715|2024-03-09|view`), which is what the SADD for the rollup needs.
  */
-export function planBatch(
-  records: readonly StreamRecord[],
-  options: {
-    readonly nowMs: number;
-    readonly retention: RetentionSettings;
-    readonly pfaddChunkSize?: number;
-  },
-): BatchPlan {
+export function planBatch(records: readonly StreamRecord[], options: PlanOptions): BatchPlan {
   const parser = new EventParser({ nowMs: options.nowMs, retentionDays: options.retention.days });
   const chunkSize = options.pfaddChunkSize ?? DEFAULT_PFADD_CHUNK;
+  const withEvents = options.benchWithoutEventsFamily !== true;
   const groups = new Map<string, KeyGroup>();
   const rejected: RejectedRecord[] = [];
   const rejectedByReason = new Map<RejectReason, number>();
@@ -161,11 +214,13 @@ export function planBatch(
       expireAt = expiresAtSeconds({ kind: "day", label: day }, options.retention);
       expiries.set(day, expireAt);
     }
-    const g = {
-      key: uniqueVisitorsKey(siteId, day, event),
+    const g: KeyGroup = {
+      visitorsKey: uniqueVisitorsKey(siteId, day, event),
+      eventsKey: eventsKey(siteId, day, event),
       expireAt,
       firstIndex: index,
       ids: [],
+      identities: [],
       indexes: [],
     };
     groups.set(touchedMember(siteId, day, event), g);
@@ -175,14 +230,14 @@ export function planBatch(
   for (let index = 0; index < records.length; index++) {
     const record = records[index];
     if (record === undefined) continue;
-    const parsed = parser.decode(record.data);
+    const parsed = parser.decode(record.data, recordId(record));
     if (isRejection(parsed)) {
       rejectedByReason.set(parsed.reason, (rejectedByReason.get(parsed.reason) ?? 0) + 1);
       rejected.push({ index, record: quarantineEntry(record, parsed, options.nowMs) });
       continue;
     }
     if (firstValidIndex < 0) firstValidIndex = index;
-    const { siteId, event, day, userId } = parsed;
+    const { siteId, event, day, userId, identity } = parsed;
     let days = bySite.get(siteId);
     if (!days) {
       days = new Map();
@@ -202,16 +257,25 @@ export function planBatch(
     siteDay.daily.indexes.push(index);
     perEvent.ids.push(userId);
     perEvent.indexes.push(index);
+    if (withEvents) {
+      siteDay.daily.identities.push(identity);
+      perEvent.identities.push(identity);
+    }
   }
 
   const commands: HllCommand[] = [];
-  for (const g of groups.values()) {
-    for (let start = 0; start < g.ids.length; start += chunkSize) {
-      const args = g.ids.slice(start, start + chunkSize);
+  /** A key's PFADDs (chunked; each depends from its first element's record), then its EXPIREAT. */
+  const addKey = (key: string, elements: readonly string[], g: KeyGroup) => {
+    for (let start = 0; start < elements.length; start += chunkSize) {
+      const args = elements.slice(start, start + chunkSize);
       const dependsFrom = at(g.indexes, start, "record index");
-      commands.push({ name: "pfadd", key: g.key, args, dependsFrom });
+      commands.push({ name: "pfadd", key, args, dependsFrom });
     }
-    commands.push({ name: "expireat", key: g.key, at: g.expireAt, dependsFrom: g.firstIndex });
+    commands.push({ name: "expireat", key, at: g.expireAt, dependsFrom: g.firstIndex });
+  };
+  for (const g of groups.values()) {
+    addKey(g.visitorsKey, g.ids, g);
+    if (withEvents) addKey(g.eventsKey, g.identities, g);
   }
   if (groups.size > 0) {
     commands.push({
@@ -246,11 +310,24 @@ export function planBatch(
       key: AS_OF_KEY,
       member: AS_OF_CONSUMER,
       at: options.nowMs,
+      mode: "GT",
       dependsFrom: firstValidIndex,
     });
+    // The first time events were stored: days before it are "not recorded yet" for the events
+    // metric (history from before `ev:` keys existed), not zero.
+    if (withEvents) {
+      commands.push({
+        name: "asOf",
+        key: AS_OF_KEY,
+        member: AS_OF_EVENTS_SINCE,
+        at: options.eventsRecordedFromStart ? 0 : options.nowMs,
+        mode: "LT",
+        dependsFrom: firstValidIndex,
+      });
+    }
     commands.push(...eventTypes);
   }
-  return { commands, rejected, rejectedByReason, keys: groups.size };
+  return { commands, rejected, rejectedByReason, keys: groups.size * (withEvents ? 2 : 1) };
 }
 
 function quarantineEntry(
@@ -275,6 +352,13 @@ function quarantineEntry(
   };
 }
 
+/** A command as a failure message names it: `PFADD ev:{site_id=715}:2024-03-09`. */
+function describeCommand(command: HllCommand): string {
+  return command.name === "asOf"
+    ? `ZADD ${command.key} ${command.mode} ${command.member}`
+    : `${command.name.toUpperCase()} ${command.key}`;
+}
+
 /** Issues one planned command (callers issue all before awaiting any, to pipeline them). */
 export function sendCommand(redis: HllWriter, command: HllCommand): Promise<unknown> {
   switch (command.name) {
@@ -285,7 +369,9 @@ export function sendCommand(redis: HllWriter, command: HllCommand): Promise<unkn
     case "sadd":
       return redis.sadd(command.key, ...command.args);
     case "asOf":
-      return redis.zadd(command.key, "GT", command.at, command.member);
+      return command.mode === "GT"
+        ? redis.zadd(command.key, "GT", command.at, command.member)
+        : redis.zadd(command.key, "LT", command.at, command.member);
   }
 }
 
@@ -305,7 +391,7 @@ type Settled = { status: "fulfilled" } | { status: "rejected"; reason: unknown }
 /**
  * Errors after which the same command can simply be sent again: the cluster moved a slot or
  * was failing over, or a connection dropped. Every command of a batch is idempotent (PFADD,
- * EXPIREAT NX, SADD), so resending is safe. A full cluster (OOM), a missing permission or a
+ * EXPIREAT NX, SADD, ZADD GT/LT), so resending is safe. A full cluster (OOM), a missing permission or a
  * wrong type is not transient: the batch fails from the command's first record.
  */
 const TRANSIENT_ERROR =
@@ -322,6 +408,7 @@ export async function ingestBatch(
     nowMs: deps.now(),
     retention: options.retention,
     ...(options.pfaddChunkSize ? { pfaddChunkSize: options.pfaddChunkSize } : {}),
+    ...(options.eventsRecordedFromStart ? { eventsRecordedFromStart: true } : {}),
   });
   for (const { record } of plan.rejected) {
     deps.logger.warn("record quarantined", {
@@ -335,7 +422,7 @@ export async function ingestBatch(
   // Issue every command before awaiting any, so the client pipelines them per node.
   const calls: PendingCall[] = plan.commands.map((command) => ({
     dependsFrom: command.dependsFrom,
-    describe: `${command.name.toUpperCase()} ${command.key}`,
+    describe: describeCommand(command),
     command,
     promise: sendCommand(deps.redis, command),
   }));

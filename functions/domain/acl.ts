@@ -15,21 +15,25 @@ const CONNECT = "+ping +info +cluster|slots +cluster|info";
 
 export const ACL_RULES = {
   /**
-   * The Kinesis consumer: add ids to daily HLLs, set their deadlines, note touched days, sites
-   * and event types, and stamp the time of its last stored batch (ZADD GT on `as-of`).
+   * The Kinesis consumer: add ids to daily HLLs of both families (`uv:` user ids, `ev:` event
+   * identities), set their deadlines, note touched days, sites and event types, and stamp the
+   * time of its last stored batch (ZADD GT on `as-of`) and of its first (ZADD LT). EXISTS
+   * asks, once per execution environment, whether the site index exists (a fresh install).
    */
-  consumer: `~uv:* ~${TOUCHED_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd +zadd`,
+  consumer: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd +zadd +exists`,
   /**
-   * The rollup: merge days into weeks and months, rebuild through a temporary key, and keep its
-   * bookkeeping (lock, touched/pending/work sets). EVAL runs the lock's compare-and-delete; a
-   * script runs with the caller's ACL, so it cannot reach beyond these rules.
+   * The rollup: merge days into weeks and months (`uv:` and `ev:` alike), rebuild through a
+   * temporary key, and keep its bookkeeping (lock, touched/pending/work sets). EVAL runs the
+   * lock's compare-and-delete; a script runs with the caller's ACL, so it cannot reach beyond
+   * these rules.
    */
-  rollup: `~uv:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
+  rollup: `~uv:* ~ev:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
   /**
-   * Operators with redis-cli, the CLI's `count` and the read API: read counts and expiries, ask
-   * the rollup's touched/pending sets whether a week or month key is up to date, page through
-   * the site index (SSCAN, SISMEMBER), list a site's event types (SMEMBERS), read the `asOf`
-   * times (ZMSCORE) and a site's time zone (HGET). Every command allowed here only reads.
+   * Operators with redis-cli, the CLI's `count` and the read API: read counts (`uv:` and `ev:`)
+   * and expiries, ask the rollup's touched/pending sets whether a week or month key is up to
+   * date, page through the site index (SSCAN, SISMEMBER), list a site's event types (SMEMBERS),
+   * read the `asOf` times (ZMSCORE) and a site's time zone (HGET). Every command allowed here
+   * only reads.
    */
-  reader: `~uv:* ~${TOUCHED_KEY} ~${PENDING_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} ~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember +sscan +sismember +smembers +zmscore +hget`,
+  reader: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${PENDING_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} ~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember +sscan +sismember +smembers +zmscore +hget`,
 } as const;

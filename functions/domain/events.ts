@@ -2,9 +2,10 @@
  * Click-stream events: decoding and validation of one Kinesis record. Pure: the caller passes
  * the processing clock and the retention that defines the accepted time window.
  *
- * Accepted shape (the original Python generator's, plus ISO-8601 times with an offset):
+ * Accepted shape (the original Python generator's, plus ISO-8601 times with an offset and an
+ * optional `event_id`, the producer's own identity of the event):
  *   {"user_id":"u-123-45","site_id":715,"event":"view","sku":"…","amount":3,
- *    "event_time":"2024-03-09 14:02:11"}
+ *    "event_time":"2024-03-09 14:02:11","event_id":"7f3c…"}
  */
 
 import { isUtf8 } from "node:buffer";
@@ -28,6 +29,7 @@ export const REJECT_REASONS = [
   "invalid_event_time",
   "event_time_too_old",
   "event_time_in_future",
+  "invalid_event_id",
 ] as const;
 
 export type RejectReason = (typeof REJECT_REASONS)[number];
@@ -40,6 +42,12 @@ export interface ClickEvent {
   readonly eventTimeMs: number;
   /** UTC day of `eventTimeMs`, `YYYY-MM-DD`. */
   readonly day: string;
+  /**
+   * What the events metric (`ev:` keys) counts: the record's `event_id` when it has one, else
+   * the id of the Kinesis record that carried it (`shardId:sequenceNumber`). Either is the same
+   * every time the same event is delivered again, so a replay or a retry adds nothing.
+   */
+  readonly identity: string;
 }
 
 export interface Rejection {
@@ -64,6 +72,8 @@ export interface ParseContext {
 }
 
 export const MAX_USER_ID_LENGTH = 256;
+/** Longest `event_id`, in characters (Unicode code points, as for `user_id`). */
+export const MAX_EVENT_ID_LENGTH = 128;
 /** How far ahead of the processing clock an event may be: clocks of producers drift. */
 const FUTURE_TOLERANCE_MS = DAY_MS;
 
@@ -81,6 +91,8 @@ export const EVENT_JSON_SCHEMA = {
     site_id: { type: ["number", "string"] },
     event: { type: "string" },
     event_time: { type: "string" },
+    // Optional. Last, so a record's other fields are judged first, in the order above.
+    event_id: { type: "string", minLength: 1, maxLength: MAX_EVENT_ID_LENGTH },
   },
 } as const;
 
@@ -89,6 +101,7 @@ interface EventShape {
   readonly site_id: number | string;
   readonly event: string;
   readonly event_time: string;
+  readonly event_id?: string;
 }
 
 const ajv = new Ajv({ allErrors: false, allowUnionTypes: true });
@@ -104,6 +117,10 @@ function shapeRejection(error: ErrorObject | undefined): Rejection {
     return { reason: "missing_field", field, detail: `field "${field}" is missing` };
   }
   const field = (error?.instancePath ?? "").replace(/^\//, "");
+  if (field === "event_id") {
+    // Wrong type, empty or too long: one reason, since the producer's fix is the same.
+    return { reason: "invalid_event_id", field, detail: reasonText("invalid_event_id") };
+  }
   const reason: RejectReason =
     error?.keyword === "minLength"
       ? "user_id_empty"
@@ -171,8 +188,12 @@ export class EventParser {
 
   constructor(private readonly ctx: ParseContext) {}
 
-  /** Decodes one Kinesis record's base64 `data` and validates it. Never throws. */
-  decode(base64: string): Parsed {
+  /**
+   * Decodes one Kinesis record's base64 `data` and validates it. `recordId` is the record's
+   * identity (`shardId:sequenceNumber`), which the event takes when it has no `event_id`.
+   * Never throws.
+   */
+  decode(base64: string, recordId: string): Parsed {
     const bytes = Buffer.from(base64, "base64");
     // Node's decoder skips characters outside the alphabet instead of failing, so a string
     // that is not base64 decodes to fewer bytes than its length promises; it also accepts the
@@ -196,11 +217,11 @@ export class EventParser {
     } catch (err) {
       return rejection("bad_json", `the record's data is not JSON: ${messageOf(err)}`);
     }
-    return this.check(value);
+    return this.check(value, recordId);
   }
 
   /** Validates an already-decoded JSON value as an event (the second half of `decode`). */
-  check(value: unknown): Parsed {
+  check(value: unknown, recordId: string): Parsed {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       return rejection("not_an_object", "the record's JSON is not an object");
     }
@@ -208,7 +229,7 @@ export class EventParser {
       const { reason, field, detail } = shapeRejection(isEventShape.errors?.[0]);
       return rejection(reason, detail, field);
     }
-    const { user_id, event, event_time } = value;
+    const { user_id, event, event_time, event_id } = value;
     // A batch repeats a few sites and event types: each distinct one is checked once.
     let site_id = this.siteIds.get(value.site_id);
     if (site_id === undefined) {
@@ -264,7 +285,9 @@ export class EventParser {
       this.dayLabels.set(dayStart, day);
     }
     const userId = typeof user_id === "number" ? String(user_id) : user_id;
-    return { userId, siteId: site_id, event, eventTimeMs, day };
+    // The schema has checked event_id when present: a string of 1-128 characters.
+    const identity = event_id ?? recordId;
+    return { userId, siteId: site_id, event, eventTimeMs, day, identity };
   }
 
   /**
@@ -320,6 +343,8 @@ function reasonText(reason: RejectReason): string {
       return "user_id is empty";
     case "user_id_too_long":
       return `user_id is longer than ${MAX_USER_ID_LENGTH} characters`;
+    case "invalid_event_id":
+      return `event_id must be a string of 1-${MAX_EVENT_ID_LENGTH} characters; leave it out to count the event by its Kinesis record id`;
     default:
       return reason;
   }

@@ -35,45 +35,77 @@ export function siteTag(siteId: string): string {
   return `{site_id=${siteId}}`;
 }
 
+/**
+ * The two HLL families, by what they count: `uv:` unique visitors (user ids), `ev:` events
+ * (each event's identity: its `event_id`, else its Kinesis record id). Same periods, same hash
+ * tag, same expiry, merged by the same rollup.
+ */
+export const METRICS = ["visitors", "events"] as const;
+export type Metric = (typeof METRICS)[number];
+const KEY_PREFIX: Readonly<Record<Metric, string>> = { visitors: "uv", events: "ev" };
+
+/** Key of a metric's HLL of a site (optionally of one event type) for a period. */
+export function countingKey(
+  metric: Metric,
+  siteId: string,
+  periodLabel: string,
+  event?: string,
+): string {
+  assertSiteId(siteId);
+  const prefix = KEY_PREFIX[metric];
+  if (event === undefined) return `${prefix}:${siteTag(siteId)}:${periodLabel}`;
+  assertEventType(event);
+  return `${prefix}:${siteTag(siteId)}:event=${event}:${periodLabel}`;
+}
+
 /** Key of the unique-visitor HLL of a site (optionally of one event type) for a period. */
 export function uniqueVisitorsKey(siteId: string, periodLabel: string, event?: string): string {
-  assertSiteId(siteId);
-  if (event === undefined) return `uv:${siteTag(siteId)}:${periodLabel}`;
-  assertEventType(event);
-  return `uv:${siteTag(siteId)}:event=${event}:${periodLabel}`;
+  return countingKey("visitors", siteId, periodLabel, event);
 }
 
-export function periodKey(siteId: string, period: Period, event?: string): string {
-  return uniqueVisitorsKey(siteId, period.label, event);
+/** Key of the events HLL of a site (optionally of one event type) for a period. */
+export function eventsKey(siteId: string, periodLabel: string, event?: string): string {
+  return countingKey("events", siteId, periodLabel, event);
 }
 
-/** What a counting key names: the parts `uniqueVisitorsKey` puts together. */
+export function periodKey(
+  siteId: string,
+  period: Period,
+  event?: string,
+  metric: Metric = "visitors",
+): string {
+  return countingKey(metric, siteId, period.label, event);
+}
+
+/** What a counting key names: the parts `countingKey` puts together. */
 export interface ParsedKey {
+  readonly metric: Metric;
   readonly siteId: string;
   readonly event?: string;
   readonly period: Period;
 }
 
-const KEY_RE = /^uv:\{site_id=([^{}:]*)\}:(?:event=([^:]*):)?([^:]+)$/;
+const KEY_RE = /^(uv|ev):\{site_id=([^{}:]*)\}:(?:event=([^:]*):)?([^:]+)$/;
 
 /**
- * The parts of a unique-visitor key, the inverse of `uniqueVisitorsKey`: `parseKey(k)` gives
- * back what built `k`. Throws a RangeError for anything that is not such a key, so bookkeeping
- * keys, temporary `:rebuild` keys and forged names are never mistaken for counts.
+ * The parts of a counting key, the inverse of `countingKey`: `parseKey(k)` gives back what
+ * built `k`. Throws a RangeError for anything that is not such a key, so bookkeeping keys,
+ * temporary `:rebuild` keys and forged names are never mistaken for counts.
  */
 export function parseKey(key: string): ParsedKey {
   const m = KEY_RE.exec(key);
-  const [, siteId, event, label] = m ?? [];
+  const [, prefix, siteId, event, label] = m ?? [];
   if (siteId === undefined || label === undefined || !SITE_ID_RE.test(siteId)) {
     throw new RangeError(
-      `"${key}" is not a counting key: expected uv:{site_id=S}:PERIOD or uv:{site_id=S}:event=E:PERIOD`,
+      `"${key}" is not a counting key: expected uv:{site_id=S}:PERIOD or uv:{site_id=S}:event=E:PERIOD (or ev: for events)`,
     );
   }
   if (event !== undefined && !EVENT_TYPE_RE.test(event)) {
     throw new RangeError(`"${key}" names event type "${event}", which is not allowed`);
   }
+  const metric: Metric = prefix === "ev" ? "events" : "visitors";
   const period = parsePeriodLabel(label);
-  return event === undefined ? { siteId, period } : { siteId, event, period };
+  return event === undefined ? { metric, siteId, period } : { metric, siteId, event, period };
 }
 
 /**
@@ -90,7 +122,8 @@ export function parseKey(key: string): ParsedKey {
  *   lock:    string; the execution id holding the rollup, with a lease (PX).
  *   as-of:   sorted set; the read API's `asOf`: member `consumer` scored with the epoch ms of the
  *            last batch the consumer stored, member `rollup` with the time the last successful
- *            rollup finished. Written with ZADD GT, so concurrent writers keep the latest time;
+ *            rollup finished (ZADD GT, so concurrent writers keep the latest time), and member
+ *            `events-since` with the first time the consumer stored events (ZADD LT);
  *            the consumer's goes in the same pipeline as its SADDs to this slot (no round trip).
  */
 export const ROLLUP_TAG = "{rollup}";
@@ -102,6 +135,11 @@ export const LOCK_KEY = `sketchstream:${ROLLUP_TAG}:lock`;
 export const AS_OF_KEY = `sketchstream:${ROLLUP_TAG}:as-of`;
 export const AS_OF_CONSUMER = "consumer";
 export const AS_OF_ROLLUP = "rollup";
+/**
+ * Member of `as-of` scored with the time the consumer first stored events (`ev:` keys), kept
+ * with ZADD LT: days before it are "not recorded yet" for the events metric, not zero.
+ */
+export const AS_OF_EVENTS_SINCE = "events-since";
 
 /**
  * The event types a site has had, one set per site in the site's own slot (`{site_id=715}`), so

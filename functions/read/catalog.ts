@@ -6,6 +6,7 @@
 
 import {
   AS_OF_CONSUMER,
+  AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
   AS_OF_ROLLUP,
   SITES_KEY,
@@ -112,11 +113,38 @@ export interface AsOf {
   readonly consumer: string | null;
   /** The last rollup that succeeded (week and month keys). */
   readonly rollup: string | null;
+  /**
+   * The first time the consumer stored events (`ev:` keys): days before its (UTC) day are not
+   * recorded for the events metric. Null when no event has been recorded yet.
+   */
+  readonly eventsSince: string | null;
 }
 
-export async function asOf(redis: CatalogRedis): Promise<AsOf> {
-  const [consumer, rollup] = await redis.zmscore(AS_OF_KEY, AS_OF_CONSUMER, AS_OF_ROLLUP);
-  const iso = (score: string | null | undefined) =>
-    score === null || score === undefined ? null : new Date(Number(score)).toISOString();
-  return { consumer: iso(consumer), rollup: iso(rollup) };
+/** The as-of times as Redis keeps them: epoch ms, null when never. */
+export interface AsOfScores {
+  readonly consumer: number | null;
+  readonly rollup: number | null;
+  readonly eventsSince: number | null;
+}
+
+/** The as-of times, in one ZMSCORE (the counts need `eventsSince` from the same reply). */
+export async function asOfScores(redis: CatalogRedis): Promise<AsOfScores> {
+  const [consumer, rollup, eventsSince] = await redis.zmscore(
+    AS_OF_KEY,
+    AS_OF_CONSUMER,
+    AS_OF_ROLLUP,
+    AS_OF_EVENTS_SINCE,
+  );
+  const ms = (score: string | null | undefined) =>
+    score === null || score === undefined ? null : Number(score);
+  return { consumer: ms(consumer), rollup: ms(rollup), eventsSince: ms(eventsSince) };
+}
+
+export function asOfInstants(scores: AsOfScores): AsOf {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return {
+    consumer: iso(scores.consumer),
+    rollup: iso(scores.rollup),
+    eventsSince: iso(scores.eventsSince),
+  };
 }

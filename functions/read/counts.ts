@@ -6,16 +6,31 @@
  * A week or month key is only trusted when it exists and the rollup has nothing left to merge
  * into it: none of its days is in the touched set (written since the last run) or the pending
  * set (being merged by a run now). Both are checked with SMISMEMBER on exactly the members the
- * consumer writes (`site|day`, or `site|day|event`), never with a scan.
+ * consumer writes (`site|day`, or `site|day|event`), never with a scan. The same members stand
+ * for both metrics' keys (the consumer writes `uv:` and `ev:` keys of a day together), so only
+ * the keys checked for existence depend on the metric.
+ *
+ * Never a silent zero: a count lists in `missing` the days it cannot count, those read from a
+ * day key past its retention and, for events, those before events were first recorded
+ * (`notRecorded`, also in `missing`).
  */
 
 import { candidatePeriods, coverRange } from "../domain/cover.js";
 import { messageOf } from "../domain/errors.js";
-import { PENDING_KEY, periodKey, TOUCHED_KEY, touchedMember } from "../domain/keys.js";
+import {
+  AS_OF_EVENTS_SINCE,
+  AS_OF_KEY,
+  type Metric,
+  PENDING_KEY,
+  periodKey,
+  TOUCHED_KEY,
+  touchedMember,
+} from "../domain/keys.js";
 import {
   dayExpiresAtMs,
   dayLabel,
   dayNumber,
+  dayOf,
   dayStartMs,
   firstDayOf,
   lastDayOf,
@@ -30,22 +45,36 @@ export interface CountRedis {
   smismember(key: string, ...members: string[]): Promise<number[]>;
   exists(...keys: string[]): Promise<number>;
   pfcount(...keys: string[]): Promise<number>;
+  zmscore(key: string, ...members: string[]): Promise<(string | null)[]>;
 }
 
-/** A site's (or one of its event types') days from `from` to `to`, both included. */
+/**
+ * A site's (or one of its event types') days from `from` to `to`, both included, counted in
+ * one metric: unique visitors (`uv:` keys, the default) or events (`ev:` keys).
+ */
 export interface RangeQuery {
   readonly site: string;
   readonly event?: string;
   readonly from: string;
   readonly to: string;
+  readonly metric?: Metric;
 }
 
 export interface RangeCount {
   /** The keys of the cover, in day order: what one PFCOUNT counted. */
   readonly keys: readonly string[];
   readonly estimate: number;
-  /** Days counted from a day key that is past its retention: gone, so adding nothing. */
+  /**
+   * Days the estimate does not fully count, in day order: those read from a day key past its
+   * retention (gone, so adding nothing), and those in `notRecorded`.
+   */
   readonly missing: readonly string[];
+  /**
+   * Days before the metric was first recorded (events: before the day of `events-since`), in
+   * day order: their keys hold at most the late events stored since, so they are not counted.
+   * Always empty for visitors.
+   */
+  readonly notRecorded: readonly string[];
 }
 
 export interface SeriesPoint {
@@ -57,6 +86,7 @@ export interface SeriesPoint {
   readonly keys: readonly string[];
   readonly estimate: number;
   readonly missing: readonly string[];
+  readonly notRecorded: readonly string[];
 }
 
 const MEMBERS_PER_CALL = 5000;
@@ -112,7 +142,7 @@ export async function usablePeriods(
     return new Set();
   }
   const exists = await Promise.all(
-    candidates.map((p) => redis.exists(periodKey(query.site, p, query.event))),
+    candidates.map((p) => redis.exists(periodKey(query.site, p, query.event, query.metric))),
   );
   const usable = new Set<string>();
   spans.forEach(({ period, first, end }, i) => {
@@ -137,11 +167,67 @@ export function expiredDays(
     .map((period) => period.label);
 }
 
+/**
+ * When events were first recorded: the score of `events-since` in the as-of sorted set (epoch
+ * ms, kept with ZADD LT by the consumer), null when the consumer has never stored an event.
+ */
+export async function readEventsSince(redis: CountRedis): Promise<number | null> {
+  const [score] = await redis.zmscore(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+  return score === null || score === undefined ? null : Number(score);
+}
+
+/**
+ * The days from `from` to `to` before a metric was first recorded. Visitors have been recorded
+ * since the first batch, so none. Events: the days before the UTC day of `eventsSinceMs` (that
+ * day itself counts as recorded), or every day when events were never recorded (null).
+ */
+export function notRecordedDays(
+  metric: Metric,
+  from: string,
+  to: string,
+  eventsSinceMs: number | null,
+): string[] {
+  if (metric === "visitors") return [];
+  const start = dayNumber(from);
+  const end =
+    eventsSinceMs === null
+      ? dayNumber(to)
+      : Math.min(dayNumber(to), dayNumber(dayOf(eventsSinceMs)) - 1);
+  return Array.from({ length: Math.max(0, end - start + 1) }, (_, i) => dayLabel(start + i));
+}
+
+/** Two lists of days in day order as one, each day once. */
+function unionOfDays(a: readonly string[], b: readonly string[]): string[] {
+  if (b.length === 0) return [...a];
+  if (a.length === 0) return [...b];
+  return [...new Set([...a, ...b])].sort();
+}
+
 /** What a count needs besides Redis: the daily retention and the clock, for `missing`. */
 export interface CountContext {
   readonly retentionDays: number;
   readonly nowMs: number;
   readonly warn?: (line: string) => void;
+  /**
+   * When events were first recorded (readEventsSince), for `notRecorded`; only awaited for the
+   * events metric. A caller that reads `events-since` with other as-of members (the API's
+   * `asOf`) passes its promise, so no second ZMSCORE is sent; without it, counting reads it.
+   */
+  readonly eventsSince?: Promise<number | null>;
+}
+
+/** The events-since time a count of `metric` needs: undefined (not needed) for visitors. */
+function eventsSinceFor(
+  redis: CountRedis,
+  metric: Metric,
+  context: CountContext,
+): Promise<number | null> | undefined {
+  if (metric === "visitors") return undefined;
+  const since = context.eventsSince ?? readEventsSince(redis);
+  // Awaited only after the cover's commands: a failure of those must not leave this one's
+  // rejection unhandled (it is still seen by whoever awaits it).
+  since.catch(() => {});
+  return since;
 }
 
 function coverOf(query: RangeQuery, usable: ReadonlySet<string>): Period[] {
@@ -154,12 +240,17 @@ export async function countRange(
   query: RangeQuery,
   context: CountContext,
 ): Promise<RangeCount> {
+  const metric = query.metric ?? "visitors";
+  // Asked now, so it travels with the cover's first commands rather than after the PFCOUNT.
+  const since = eventsSinceFor(redis, metric, context);
   const usable = await usablePeriods(redis, query, context.warn);
   const cover = coverOf(query, usable);
-  const keys = cover.map((p) => periodKey(query.site, p, query.event));
+  const keys = cover.map((p) => periodKey(query.site, p, query.event, metric));
   // One PFCOUNT: every key of a site shares its hash tag, so one slot and no CROSSSLOT.
   const estimate = await redis.pfcount(...keys);
-  return { keys, estimate, missing: expiredDays(cover, context.retentionDays, context.nowMs) };
+  const notRecorded = notRecordedDays(metric, query.from, query.to, (await since) ?? null);
+  const expired = expiredDays(cover, context.retentionDays, context.nowMs);
+  return { keys, estimate, missing: unionOfDays(expired, notRecorded), notRecorded };
 }
 
 /**
@@ -174,6 +265,8 @@ export async function countSeries(
   granularity: PeriodKind,
   context: CountContext,
 ): Promise<SeriesPoint[]> {
+  const metric = query.metric ?? "visitors";
+  const since = eventsSinceFor(redis, metric, context);
   const usable = await usablePeriods(redis, query, context.warn);
   const points = periodsInRange(query.from, query.to, granularity).map((p) => {
     // A day, or a whole period that may answer for itself, is its own fewest-keys cover.
@@ -187,10 +280,21 @@ export async function countSeries(
       period: p.period.label,
       from: p.from,
       to: p.to,
-      keys: cover.map((c) => periodKey(query.site, c, query.event)),
-      missing: expiredDays(cover, context.retentionDays, context.nowMs),
+      keys: cover.map((c) => periodKey(query.site, c, query.event, metric)),
+      expired: expiredDays(cover, context.retentionDays, context.nowMs),
     };
   });
-  const estimates = await Promise.all(points.map((p) => redis.pfcount(...p.keys)));
-  return points.map((p, i) => ({ ...p, estimate: estimates[i] ?? 0 }));
+  const [estimates, eventsSince] = await Promise.all([
+    Promise.all(points.map((p) => redis.pfcount(...p.keys))),
+    since,
+  ]);
+  return points.map(({ expired, ...p }, i) => {
+    const notRecorded = notRecordedDays(metric, p.from, p.to, eventsSince ?? null);
+    return {
+      ...p,
+      estimate: estimates[i] ?? 0,
+      missing: unionOfDays(expired, notRecorded),
+      notRecorded,
+    };
+  });
 }

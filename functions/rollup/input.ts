@@ -63,6 +63,10 @@ const PlanSummarySchema = v.object({
   periods: v.array(v.string()),
 });
 
+/**
+ * One page's result. `merged` counts work items (each merges both families, `uv:` and `ev:`);
+ * `keysWritten` and `keysRemoved` count period keys of both families (see mergePage).
+ */
 const MergeOutputSchema = v.object({
   page: v.number(),
   merged: v.number(),
@@ -89,7 +93,14 @@ export const FinishInputSchema = v.object({
   executionId: v.optional(v.string()),
 });
 
-/** The execution's output (Finish's result): what a scheduled or backfill run merged. */
+/**
+ * The execution's output (Finish's result): what a scheduled or backfill run merged.
+ * `itemsMerged` counts work items, each a (site, period[, event]) merged in both families;
+ * `keysWritten` counts week and month keys of both families (`uv:` and `ev:`) that received
+ * data, and `keysRemoved` those a backfill deleted because none of their days exists. A family
+ * with no existing day for a period (history from before the events metric, an expired day)
+ * writes nothing and is not counted.
+ */
 export const RollupOutputSchema = v.object({
   status: v.picklist(["succeeded", "failed"]),
   mode: v.optional(v.picklist(["scheduled", "backfill"])),

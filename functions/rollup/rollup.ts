@@ -7,27 +7,37 @@
  *           and into its month; for a backfill, every week and month overlapping the range
  *           for every known site. Items go into the `work` sorted set; the plan returns page
  *           numbers only, so no state payload grows with the number of sites.
- *   merge   one page: scheduled, PFMERGE the touched day into the period key (exact: the key
- *           holds every earlier merge and days only grow); backfill, PFMERGE all the period's
- *           days into a temporary key that then replaces the key (PFMERGE keeps whatever the
- *           destination held). EXPIREAT … NX gives each key its fixed deadline.
+ *   merge   one page, for both HLL families (`uv:` visitors and `ev:` events, keys.ts METRICS):
+ *           scheduled, PFMERGE the touched day into the period key (exact: the key holds every
+ *           earlier merge and days only grow), but only when that day key exists; backfill,
+ *           PFMERGE all the period's days into a temporary key that then replaces the key
+ *           (PFMERGE keeps whatever the destination held), or DEL the key when none of its days
+ *           exists. EXPIREAT … NX gives each key its fixed deadline, the same for both families.
  *   finish  after every page merged: drop `pending` and `work`, release the lock.
  *
  * Every merge is idempotent (register-wise max), so a retried page or a re-planned execution
  * after a crash gives the same HLLs; `pending` is only dropped once all of it was merged.
+ *
+ * No merge creates a key from nothing: PFMERGE creates its destination even when no source
+ * exists, which would leave an empty period key (counting 0, with an expiry) for a family that
+ * has no data there. That happens for every `ev:` key of history written before the events
+ * metric existed, and for a touched `uv:` day that expired before a run merged it. So each
+ * source is checked with EXISTS first (pipelined, one round trip per slice of a page).
  */
 
 import {
   AS_OF_KEY,
   AS_OF_ROLLUP,
+  countingKey,
   LOCK_KEY,
+  METRICS,
+  type Metric,
   PENDING_KEY,
   parseSiteIndexMember,
   parseTouchedMember,
   parseWorkItem,
   SITES_KEY,
   TOUCHED_KEY,
-  uniqueVisitorsKey,
   WORK_KEY,
   workItem,
   workItemKeyPrefix,
@@ -108,6 +118,19 @@ export type PlanOutput =
 const DEFAULT_LEASE_MS = 15 * 60_000;
 const SCAN_COUNT = 5000;
 const ZADD_BATCH = 5000;
+/**
+ * Work items whose commands a page sends at once. A page of N items sends about 6N commands
+ * (an EXISTS, a PFMERGE and an EXPIREAT per family, scheduled) or 8N (backfill): slicing keeps
+ * the commands in flight, and the client's memory, bounded whatever the page size; a page of
+ * the default 2,000 items is one slice.
+ */
+const MERGE_SLICE_ITEMS = 2000;
+/**
+ * The most work items one period key has: a scheduled run merges each touched day separately,
+ * and a month has at most 31 days. A page reads this many items before its first one, so it
+ * knows whether an earlier page already wrote a key whose items straddle the two pages.
+ */
+const MAX_ITEMS_PER_KEY = 31;
 
 // Compare-and-delete: only the holder may release the lock.
 const RELEASE_LOCK = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
@@ -249,24 +272,25 @@ export function scheduledItemsOf(member: string): [string, string] {
 }
 
 export interface MergeTarget {
+  /** Which HLL family: `uv:` (visitors) or `ev:` (events). */
+  readonly metric: Metric;
   /** The period key written. */
   readonly key: string;
   /** The day keys merged into it: the touched day (scheduled), every day (backfill). */
   readonly days: readonly string[];
   readonly expireAt: number;
-  /** Whether this is the first item of its key, counting the item before the page. */
-  readonly firstOfKey: boolean;
 }
 
-/** The PFMERGEs of a page of work items; pure. `previous` is the item just before the page. */
+/**
+ * The PFMERGEs of work items, one per item and family, in item order (visitors, then events, for
+ * each item); pure. Both families share the period, its days and its deadline.
+ */
 export function mergeTargets(
   items: readonly string[],
   retention: RetentionSettings,
-  previous?: string,
 ): MergeTarget[] {
   const periods = new Map<string, { days: string[]; expireAt: number }>();
-  let lastPrefix = previous === undefined ? undefined : workItemKeyPrefix(previous);
-  return items.map((item) => {
+  return items.flatMap((item) => {
     const { siteId, periodLabel, event, day } = parseWorkItem(item);
     let facts = periods.get(periodLabel);
     if (!facts) {
@@ -274,17 +298,14 @@ export function mergeTargets(
       facts = { days: daysInPeriod(period), expireAt: expiresAtSeconds(period, retention) };
       periods.set(periodLabel, facts);
     }
-    const prefix = workItemKeyPrefix(item);
-    const firstOfKey = prefix !== lastPrefix;
-    lastPrefix = prefix;
-    return {
-      key: uniqueVisitorsKey(siteId, periodLabel, event),
-      days: (day === undefined ? facts.days : [day]).map((d) =>
-        uniqueVisitorsKey(siteId, d, event),
-      ),
-      expireAt: facts.expireAt,
-      firstOfKey,
-    };
+    const days = day === undefined ? facts.days : [day];
+    const expireAt = facts.expireAt;
+    return METRICS.map((metric) => ({
+      metric,
+      key: countingKey(metric, siteId, periodLabel, event),
+      days: days.map((d) => countingKey(metric, siteId, d, event)),
+      expireAt,
+    }));
   });
 }
 
@@ -299,41 +320,81 @@ async function holdLock(redis: RollupRedis, executionId: string, lease: number):
   await redis.pexpire(LOCK_KEY, lease);
 }
 
-export async function mergePage(
-  redis: RollupRedis,
-  settings: RollupSettings,
-  input: MergeInput,
-): Promise<MergeOutput> {
-  const { plan, page } = input;
-  await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
-  const start = page * plan.pageSize;
-  // One item before the page too: a key whose items began on the page before is counted there.
-  const fetched = await redis.zrange(WORK_KEY, Math.max(0, start - 1), start + plan.pageSize - 1);
-  const previous = start > 0 ? fetched[0] : undefined;
-  const items = start > 0 ? fetched.slice(1) : fetched;
-  const targets = mergeTargets(items, settings.retention, previous);
+/** Which of these keys exist: one single-key EXISTS per distinct key, sent together. */
+async function existingKeys(redis: RollupRedis, keys: Iterable<string>): Promise<Set<string>> {
+  const distinct = [...new Set(keys)];
+  const found = await Promise.all(distinct.map((key) => redis.exists(key)));
+  return new Set(distinct.filter((_, i) => found[i] === 1));
+}
 
-  let keysWritten = 0;
-  let keysRemoved = 0;
-  if (plan.mode === "scheduled") {
+/**
+ * Scheduled: merges each target's day into its period key when the day key exists (a week and
+ * its month share the day, so it is checked once). Returns how many period keys this page wrote
+ * first: a key an earlier item (`earlier`: the items of the page's first key that sit on earlier
+ * pages) already wrote is counted there, so the pages' counts add up to the keys written.
+ */
+async function mergeTouchedDays(
+  redis: RollupRedis,
+  targets: readonly MergeTarget[],
+  earlier: readonly MergeTarget[],
+): Promise<number> {
+  const written = new Set<string>();
+  const writtenBefore = new Set<string>();
+  const slice = MERGE_SLICE_ITEMS * METRICS.length;
+  for (let i = 0; i < targets.length; i += slice) {
+    const part = targets.slice(i, i + slice);
+    const checked = i === 0 ? [...earlier, ...part] : part;
+    const present = await existingKeys(
+      redis,
+      checked.flatMap((t) => t.days),
+    );
+    if (i === 0) {
+      for (const t of earlier) if (t.days.some((d) => present.has(d))) writtenBefore.add(t.key);
+    }
     // The period key holds every earlier merge and days only grow, so merging the touched day
     // into it is exact and idempotent.
+    const commands: Promise<unknown>[] = [];
+    try {
+      for (const t of part) {
+        if (!t.days.some((d) => present.has(d))) continue;
+        written.add(t.key);
+        commands.push(redis.pfmerge(t.key, ...t.days), redis.expireat(t.key, t.expireAt, "NX"));
+      }
+    } catch (err) {
+      // A command that threw as it was called: let those already sent settle, so none is left
+      // unawaited, and fail the page (it is retried; merges are idempotent).
+      await Promise.allSettled(commands);
+      throw err;
+    }
+    await Promise.all(commands);
+  }
+  let first = 0;
+  for (const key of written) if (!writtenBefore.has(key)) first++;
+  return first;
+}
+
+/**
+ * Backfill: recomputes each target from its days alone, into a temporary key that then replaces
+ * the period key; a period none of whose days exists loses its key (it would otherwise keep
+ * what days since deleted once held) and gets no empty one.
+ */
+async function rebuildPeriods(
+  redis: RollupRedis,
+  targets: readonly MergeTarget[],
+): Promise<{ keysWritten: number; keysRemoved: number }> {
+  let keysWritten = 0;
+  let keysRemoved = 0;
+  const slice = MERGE_SLICE_ITEMS * METRICS.length;
+  for (let i = 0; i < targets.length; i += slice) {
+    const part = targets.slice(i, i + slice);
+    const present = await Promise.all(part.map((t) => redis.exists(...t.days)));
     await Promise.all(
-      targets.map(async (t) => {
-        await Promise.all([
-          redis.pfmerge(t.key, ...t.days),
-          redis.expireat(t.key, t.expireAt, "NX"),
-        ]);
-        if (t.firstOfKey) keysWritten++;
-      }),
-    );
-  } else {
-    // Recompute from the days alone, into a temporary key that then replaces the period key.
-    const present = await Promise.all(targets.map((t) => redis.exists(...t.days)));
-    await Promise.all(
-      targets.map(async (t, i) => {
-        if (present[i] === 0) {
-          keysRemoved += await redis.del(t.key);
+      part.map(async (t, j) => {
+        if (present[j] === 0) {
+          // Awaited apart: `keysRemoved += await …` would read the count before the await and
+          // lose the other targets' removals made meanwhile.
+          const removed = await redis.del(t.key);
+          keysRemoved += removed;
           return;
         }
         const temporary = `${t.key}:rebuild`;
@@ -347,6 +408,39 @@ export async function mergePage(
       }),
     );
   }
+  return { keysWritten, keysRemoved };
+}
+
+/**
+ * Merges one page of the work set, both families of every item. `keysWritten` counts period
+ * keys of either family that received data (scheduled: each key once per execution, on the
+ * page of its first merged day; backfill: each key rebuilt); `keysRemoved` counts period keys
+ * a backfill deleted because none of their days exists.
+ */
+export async function mergePage(
+  redis: RollupRedis,
+  settings: RollupSettings,
+  input: MergeInput,
+): Promise<MergeOutput> {
+  const { plan, page } = input;
+  await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
+  const start = page * plan.pageSize;
+  // Items before the page too: those of a key whose items began on an earlier page.
+  const from = Math.max(0, start - MAX_ITEMS_PER_KEY);
+  const fetched = await redis.zrange(WORK_KEY, from, start + plan.pageSize - 1);
+  const items = fetched.slice(start - from);
+  const targets = mergeTargets(items, settings.retention);
+
+  if (plan.mode === "scheduled") {
+    const firstPrefix = items[0] === undefined ? undefined : workItemKeyPrefix(items[0]);
+    const before = fetched
+      .slice(0, start - from)
+      .filter((item) => workItemKeyPrefix(item) === firstPrefix);
+    const earlier = mergeTargets(before, settings.retention);
+    const keysWritten = await mergeTouchedDays(redis, targets, earlier);
+    return { page, merged: items.length, keysWritten, keysRemoved: 0 };
+  }
+  const { keysWritten, keysRemoved } = await rebuildPeriods(redis, targets);
   return { page, merged: items.length, keysWritten, keysRemoved };
 }
 

@@ -122,6 +122,15 @@ describe("count with API_URL", () => {
       ["--from", daysAgo(70, fixture.nowMs), "--to", daysAgo(0, fixture.nowMs)],
       ["--month", daysAgo(20, fixture.nowMs).slice(0, 7)],
       ["--day", daysAgo(3, fixture.nowMs), "--event", "purchase"],
+      // Events: days before events were first recorded (the fixture's first day) as well.
+      [
+        "--from",
+        daysAgo(70, fixture.nowMs),
+        "--to",
+        daysAgo(0, fixture.nowMs),
+        "--metric",
+        "events",
+      ],
     ];
     const before = received.length;
     for (const selection of selections) {
@@ -138,6 +147,18 @@ describe("count with API_URL", () => {
     const first = await direct(["count", "--site", site, ...(selections[0] ?? []), "--json"]);
     expect(JSON.parse(first.stdout).keys.length).toBeGreaterThan(2);
     expect(first.stderr).toContain("warning: 8 of the days counted");
+    const events = await direct(["count", "--site", site, ...(selections[3] ?? []), "--json"]);
+    const counted = JSON.parse(events.stdout);
+    expect(counted).toMatchObject({ metric: "events", complete: false });
+    expect(counted.keys[0]).toMatch(/^ev:/);
+    // 70 to 60 days ago are before the fixture's first day; 70 to 63, past the retention too,
+    // are reported once, for the reason that comes first: events were never recorded there.
+    expect(counted.notRecorded).toEqual(
+      Array.from({ length: 11 }, (_, i) => daysAgo(70 - i, fixture.nowMs)),
+    );
+    expect(events.stderr).toBe(
+      `warning: 11 of the days counted (${daysAgo(70, fixture.nowMs)} to ${daysAgo(60, fixture.nowMs)}) are before events were first recorded (${daysAgo(59, fixture.nowMs)}, as of ${new Date(fixture.eventsSinceMs).toISOString()}): their events are not recorded, so the estimate covers the other days only.\n`,
+    );
 
     const requests = received.slice(before);
     expect(requests).toHaveLength(selections.length * 2);

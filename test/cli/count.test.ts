@@ -16,7 +16,13 @@ import type { CountResult } from "../../cli/count.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
 import { at, first } from "../../functions/domain/arrays.js";
-import { PENDING_KEY, parseKey, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import {
+  AS_OF_EVENTS_SINCE,
+  AS_OF_KEY,
+  PENDING_KEY,
+  parseKey,
+  TOUCHED_KEY,
+} from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
@@ -72,13 +78,17 @@ async function cli(argv: string[]) {
 }
 
 /** `count --json`'s output. */
-const CountResultSchema = v.object({
+const CountResultSchema = v.strictObject({
   site: v.string(),
   event: v.nullable(v.string()),
+  metric: v.picklist(["visitors", "events"]),
   from: v.string(),
   to: v.string(),
   keys: v.array(v.string()),
   estimate: v.number(),
+  complete: v.boolean(),
+  missing: v.array(v.string()),
+  notRecorded: v.array(v.string()),
   redisCli: v.string(),
 });
 
@@ -117,6 +127,10 @@ const key = (label: string, event?: string) =>
   event ? `uv:{site_id=${site}}:event=${event}:${label}` : `uv:{site_id=${site}}:${label}`;
 const dayKeys = (a: number, b: number, event?: string) =>
   Array.from({ length: b - a + 1 }, (_, i) => key(dayLabel(a + i), event));
+const eventDayKeys = (a: number, b: number) =>
+  Array.from({ length: b - a + 1 }, (_, i) => `ev:{site_id=${site}}:${dayLabel(a + i)}`);
+/** Records sent per day (each one distinct event: no event_id, so its record id). */
+const EVENTS_PER_DAY = 150 + 40;
 
 async function consume(payloads: object[]) {
   const handler = createConsumerHandler(env, { now: () => now });
@@ -166,7 +180,7 @@ describe("count against a real Redis Cluster", () => {
   beforeAll(async () => {
     const payloads: object[] = [];
     for (let z = from - 2; z <= to + 2; z++) {
-      // 150 of 2000 users a day, so days overlap; a quarter of them purchase.
+      // 150 of 2000 users a day, so days overlap; 40 of them purchase (EVENTS_PER_DAY).
       const users = Array.from({ length: 150 }, (_, i) => (z * 37 + i * 13) % 2000);
       payloads.push(
         ...eventsFor(z, users, "view"),
@@ -215,6 +229,49 @@ describe("count against a real Redis Cluster", () => {
     const d = await count(["--site", site, "--day", wednesday, "--event", "purchase"]);
     expect(d.keys).toEqual([key(wednesday, "purchase")]);
     expect(d.estimate).toBe(await redis.pfcount(key(wednesday, "purchase")));
+  });
+
+  it("--metric events counts the ev: keys, and says the range's days are before events were first recorded", async () => {
+    const range = ["--site", site, "--from", dayLabel(from), "--to", dayLabel(to)];
+    const json = await cli(["count", ...range, "--metric", "events", "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    const result = parseCountResult(json.stdout);
+    expect(result).toMatchObject({ site, event: null, metric: "events" });
+    expect(result.keys.every((k) => k.startsWith(`ev:{site_id=${site}}:`))).toBe(true);
+    // The rollup merged the ev: weeks and months too, and the cover uses them.
+    expect(result.keys.some((k) => /-W\d\d$/.test(k))).toBe(true);
+    expect(daysOfKeys(result.keys).sort()).toEqual(eventDayKeys(from, to).map((k) => k.slice(-10)));
+    const union = await redis.pfcount(...eventDayKeys(from, to));
+    expect(result.estimate, "PFCOUNT of the cover = PFCOUNT of the range's ev: days").toBe(union);
+    const exact = (to - from + 1) * EVENTS_PER_DAY;
+    expect(Math.abs(union - exact)).toBeLessThanOrEqual(Math.ceil(3 * 0.0081 * exact));
+    // A fresh cluster: the consumer recorded events from the start (events-since 0).
+    expect(result).toMatchObject({ complete: true, missing: [], notRecorded: [] });
+    // As a deployment that gained the events metric at `now`: every day of the range (months
+    // ago) is before that, so it is reported, not counted as complete.
+    await redis.zadd(AS_OF_KEY, now, AS_OF_EVENTS_SINCE);
+    const upgraded = await cli(["count", ...range, "--metric", "events", "--json"]);
+    await redis.zadd(AS_OF_KEY, 0, AS_OF_EVENTS_SINCE);
+    const days = eventDayKeys(from, to).map((k) => k.slice(-10));
+    const partial = parseCountResult(upgraded.stdout);
+    expect(partial.estimate).toBe(union);
+    expect(partial.notRecorded).toEqual(days);
+    expect(partial.missing).toEqual(days);
+    expect(partial.complete).toBe(false);
+    expect(upgraded.stderr).toBe(
+      `warning: ${days.length} of the days counted (${dayLabel(from)} to ${dayLabel(to)}) are before events were first recorded (${dayLabel(todayZ)}, as of ${new Date(now).toISOString()}): their events are not recorded, so the estimate covers the other days only.\n`,
+    );
+    const text = await cli(["count", ...range, "--metric", "events"]);
+    expect(text.stdout.split("\n").slice(0, 2)).toEqual([
+      String(union),
+      `  events (distinct event identities: each event's event_id, else its Kinesis record id; HyperLogLog estimate, standard error 0.81%) of site ${site}, all events, ${dayLabel(from)} to ${dayLabel(to)}`,
+    ]);
+    // Visitors are the default, and say so.
+    const visitors = await cli(["count", ...range]);
+    expect(visitors.stdout.split("\n")[1]).toMatch(/^ {2}unique visitors \(HyperLogLog estimate/);
+    const bad = await cli(["count", ...range, "--metric", "pageviews"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('count: --metric must be visitors or events, got "pageviews"');
   });
 
   it("falls back to a week's days when a late event touched one of them, until the next rollup", async () => {

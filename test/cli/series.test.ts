@@ -12,6 +12,7 @@ import { runCli } from "../../cli/app.js";
 import { INCOMPLETE_MARK, type Series } from "../../cli/series.js";
 import { createApiRuntime } from "../../functions/api/handler.js";
 import { SeriesBody } from "../../functions/api/schemas.js";
+import { AS_OF_EVENTS_SINCE, AS_OF_KEY } from "../../functions/domain/keys.js";
 import { DAY_MS, daysAgo, utcDay } from "../helpers/clock.js";
 import { type ReadFixture, startReadFixture } from "../helpers/read-fixture.js";
 import { checked } from "../helpers/schema.js";
@@ -48,6 +49,15 @@ async function apiSeries(query: Record<string, string>): Promise<Series> {
   );
   expect(response.status).toBe(200);
   return checked(SeriesBody, await response.json(), "the API's series");
+}
+
+/** The days from `a` to `b`, both included. */
+function daysBetween(a: string, b: string): string[] {
+  const out: string[] = [];
+  for (let t = Date.parse(`${a}T00:00:00Z`); t <= Date.parse(`${b}T00:00:00Z`); t += DAY_MS) {
+    out.push(utcDay(t));
+  }
+  return out;
 }
 
 /** CSV rows as objects keyed by the header. */
@@ -92,7 +102,9 @@ describe("series read directly from Redis", () => {
       const args = ["--site", site, "--from", from(), "--to", to(), "--granularity", granularity];
       const result = await cli(["series", ...args, "--csv"]);
       expect(result.code, result.stderr).toBe(0);
-      expect(result.stdout.split("\n")[0]).toBe("period,from,to,estimate,complete,missing_days");
+      expect(result.stdout.split("\n")[0]).toBe(
+        "period,from,to,estimate,complete,missing_days,not_recorded_days",
+      );
       const expected = await apiSeries({ from: from(), to: to(), granularity });
       expect(parseCsv(result.stdout)).toEqual(
         expected.points.map((p) => ({
@@ -102,6 +114,7 @@ describe("series read directly from Redis", () => {
           estimate: String(p.estimate),
           complete: String(p.complete),
           missing_days: String(p.missing.length),
+          not_recorded_days: String(p.notRecorded.length),
         })),
       );
     }
@@ -166,6 +179,78 @@ describe("series read directly from Redis", () => {
   });
 });
 
+describe("series --metric events", () => {
+  it("--json is the API's events series; the table names events and marks the days before events were first recorded", async () => {
+    const args = ["--site", site, "--from", from(), "--to", to(), "--granularity", "week"];
+    const json = await cli(["series", ...args, "--metric", "events", "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    const expected = await apiSeries({
+      from: from(),
+      to: to(),
+      granularity: "week",
+      metric: "events",
+    });
+    expect(JSON.parse(json.stdout)).toEqual(expected);
+    expect(expected.metric).toBe("events");
+    const visitors = await apiSeries({ from: from(), to: to(), granularity: "week" });
+    // Every visitor has at least one event: events outnumber visitors in every point.
+    expected.points.forEach((p, i) => {
+      expect(p.estimate).toBeGreaterThan(visitors.points[i]?.estimate ?? Infinity);
+    });
+
+    const [saved] = await fixture.admin.zmscore(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+    const since = daysAgo(40, fixture.nowMs);
+    await fixture.admin.zadd(AS_OF_KEY, Date.parse(`${since}T06:00:00Z`), AS_OF_EVENTS_SINCE);
+    try {
+      const table = await cli(["series", ...args, "--metric", "events"]);
+      expect(table.code, table.stderr).toBe(0);
+      const lines = table.stdout.split("\n");
+      expect(lines[0]).toBe(
+        `events (distinct event identities: each event's event_id, else its Kinesis record id; HyperLogLog estimates, standard error 0.81%) of site ${site}, all events, ${from()} to ${to()}, by week`,
+      );
+      const notRecorded = daysBetween(from(), daysAgo(41, fixture.nowMs));
+      expect(table.stdout).toContain(
+        `${INCOMPLETE_MARK} not recorded: events are recorded from ${since} (as of ${since}T06:00:00.000Z); the days before are not counted (5 days: ${notRecorded[0]} to ${notRecorded.at(-1)}).`,
+      );
+      expect(notRecorded).toHaveLength(5);
+      expect(table.stdout).toContain(
+        `the range's own estimate: npm run cli -- count --site ${site} --from ${from()} --to ${to()} --metric events`,
+      );
+      expect(table.stdout).toContain(`events recorded since ${since}T06:00:00.000Z`);
+      // Exactly the points holding those days are marked.
+      const marked = lines.filter((l) => l.endsWith(` ${INCOMPLETE_MARK}`)).length;
+      const points = await apiSeries({
+        from: from(),
+        to: to(),
+        granularity: "week",
+        metric: "events",
+      });
+      expect(marked).toBe(points.points.filter((p) => p.notRecorded.length > 0).length);
+      expect(marked).toBeGreaterThan(0);
+    } finally {
+      if (saved === null || saved === undefined)
+        await fixture.admin.zrem(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+      else await fixture.admin.zadd(AS_OF_KEY, saved, AS_OF_EVENTS_SINCE);
+    }
+  });
+
+  it("rejects an unknown --metric as a usage error", async () => {
+    const result = await cli([
+      "series",
+      "--site",
+      site,
+      "--from",
+      from(),
+      "--to",
+      to(),
+      "--metric",
+      "bogus",
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('series: --metric must be visitors or events, got "bogus"');
+  });
+});
+
 describe("series through the read API (API_URL)", () => {
   let server: ApiServer;
   beforeAll(async () => {
@@ -177,7 +262,7 @@ describe("series through the read API (API_URL)", () => {
 
   it("prints what the direct path prints, without any Redis setting", async () => {
     const apiEnv = { API_URL: server.url, AWS_REGION: "eu-west-1" };
-    for (const format of [[], ["--json"], ["--csv"]]) {
+    for (const format of [[], ["--json"], ["--csv"], ["--metric", "events"]]) {
       const args = [
         "series",
         "--site",

@@ -3,7 +3,8 @@
  * no network beyond loopback), against a real Redis Cluster loaded by the real consumer and
  * rollup. What the page shows is checked against the read app's own answers, fetched here
  * directly: the table's points equal the series route's, the total equals the count route's
- * estimate, for the site, range and granularity chosen in the page. Without /usr/bin/chromium
+ * estimate, for the site, range, metric and granularity chosen in the page, and events per
+ * visitor is the ratio of the two count routes' estimates. Without /usr/bin/chromium
  * (or CHROMIUM_PATH) the file is skipped with the reason printed; CI installs it.
  */
 
@@ -17,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningDashboard, startDashboard } from "../../cli/dashboard.js";
 import { type ApiRuntime, createApiRuntime } from "../../functions/api/handler.js";
 import { CountBody, SeriesBody } from "../../functions/api/schemas.js";
+import { AS_OF_EVENTS_SINCE, AS_OF_KEY } from "../../functions/domain/keys.js";
 import { DAY_MS, daysAgo } from "../helpers/clock.js";
 import { type ReadFixture, siteEvent, startReadFixture } from "../helpers/read-fixture.js";
 import { checked } from "../helpers/schema.js";
@@ -131,8 +133,14 @@ async function shown(): Promise<Shown> {
 }
 
 /** What the page should show for a site, range and granularity: the app's own answers. */
-async function expected(site: string, from: string, to: string, granularity: string) {
-  const query = `from=${from}&to=${to}&metric=visitors`;
+async function expected(
+  site: string,
+  from: string,
+  to: string,
+  granularity: string,
+  metric = "visitors",
+) {
+  const query = `from=${from}&to=${to}&metric=${metric}`;
   const [count, series] = await Promise.all([
     fromApp(CountBody, `/v1/sites/${site}/count?${query}`),
     fromApp(SeriesBody, `/v1/sites/${site}/series?${query}&granularity=${granularity}`),
@@ -254,6 +262,86 @@ describe.skipIf(!hasChromium)("the dashboard page in chromium", () => {
     console.log(`dashboard screenshots: ${shots}`);
 
     // The only console errors allowed: the browser's own log of the 400 and 404 answers.
+    expect(
+      consoleErrors.filter(
+        (e) => !/Failed to load resource: the server responded with a status of 40[04]/.test(e),
+      ),
+    ).toEqual([]);
+  });
+
+  it("switches to events, and shows events per visitor as the ratio of the two counts, or not recorded yet", async () => {
+    const today = daysAgo(0, fixture.nowMs);
+    const monthAgo = daysAgo(29, fixture.nowMs);
+    const site = fixture.sites[0] ?? "";
+    await page.goto(dashboard.url);
+    await page.waitForSelector("#points tbody tr");
+    await settled();
+    await page.selectOption("#site-list", site);
+    await settled();
+    const ratio = new Intl.NumberFormat("en-US", {
+      minimumFractionDigits: 2,
+      maximumFractionDigits: 2,
+    });
+    /** The count route's events estimate over its visitors estimate, formatted as the page does. */
+    const ratioOf = async (from: string, to: string) => {
+      const query = `/v1/sites/${site}/count?from=${from}&to=${to}`;
+      const [visitors, events] = await Promise.all([
+        fromApp(CountBody, `${query}&metric=visitors`),
+        fromApp(CountBody, `${query}&metric=events`),
+      ]);
+      expect(events.estimate).toBeGreaterThan(visitors.estimate);
+      return ratio.format(events.estimate / visitors.estimate);
+    };
+    const wholeRange = await ratioOf(monthAgo, today);
+    expect(await textOf("#events-per-visitor")).toBe(wholeRange);
+
+    await page.selectOption("#metric", "events");
+    await settled();
+    const events = await shown();
+    const want = await expected(site, monthAgo, today, "day", "events");
+    expect(events.rows).toEqual(want.rows);
+    expect(events.total).toBe(want.total);
+    expect(events.title).toContain(`Site ${site}: events`);
+    expect(await textOf("#total-label")).toMatch(/^Events, /);
+    expect(await textOf("#events-per-visitor")).toBe(wholeRange);
+    expect(await textOf("#total-note")).toContain("Distinct event identities");
+
+    // Events recorded only from ten days ago: the ratio is over the recorded part, and says so.
+    const [saved] = await fixture.admin.zmscore(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+    const since = daysAgo(9, fixture.nowMs);
+    await fixture.admin.zadd(AS_OF_KEY, Date.parse(`${since}T12:00:00Z`), AS_OF_EVENTS_SINCE);
+    try {
+      await page.selectOption("#granularity", "week");
+      await settled();
+      const partly = await shown();
+      const wantPartly = await expected(site, monthAgo, today, "week", "events");
+      expect(partly.rows).toEqual(wantPartly.rows);
+      expect(partly.rows.some((row) => row.incomplete)).toBe(true);
+      expect(await textOf("#events-per-visitor")).toBe(await ratioOf(since, today));
+      expect(await textOf("#ratio-note")).toContain(
+        `Over ${since} to ${today} only: events are not recorded before ${since} (20 days of the range)`,
+      );
+      expect(await textOf("#total-incomplete")).toContain("20 days not counted, not recorded yet");
+      expect(await textOf("tr.incomplete td.complete")).toContain("not recorded yet");
+
+      // A range wholly before: no ratio, and the events view says why instead of a zero.
+      await page.fill("#to", daysAgo(12, fixture.nowMs));
+      await settled();
+      expect(await page.isVisible("#empty")).toBe(true);
+      expect(await textOf("#empty")).toContain(
+        `Events not recorded yet for site ${site} from ${monthAgo} to ${daysAgo(12, fixture.nowMs)}: events are recorded from ${since}`,
+      );
+      await page.selectOption("#metric", "visitors");
+      await settled();
+      expect(await page.isVisible("#report")).toBe(true);
+      expect(await textOf("#events-per-visitor")).toBe("not recorded yet");
+      expect(await textOf("#ratio-note")).toContain(`Events are recorded from ${since}`);
+      await page.screenshot({ path: join(shots, "events.png"), fullPage: true });
+    } finally {
+      if (saved === null || saved === undefined) {
+        await fixture.admin.zrem(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+      } else await fixture.admin.zadd(AS_OF_KEY, saved, AS_OF_EVENTS_SINCE);
+    }
     expect(
       consoleErrors.filter(
         (e) => !/Failed to load resource: the server responded with a status of 40[04]/.test(e),

@@ -185,8 +185,20 @@ describe("the local pipeline", () => {
         `site\\s+today ${today}\\s+week ${isoWeekLabel(dayNumber(today))}\\s+month ${today.slice(0, 7)}\\s+all 10 days`,
       ),
     );
-    const rows = stdout.split("\n").filter((l) => /^\s+(489|715|283|190|875)\s/.test(l));
+    // Two tables: unique users, then events; each has a row per site.
+    const [usersPart = "", eventsPart = ""] = stdout.split("\nevents: ");
+    const siteRows = (text: string) =>
+      text.split("\n").filter((l) => /^\s+(489|715|283|190|875)\s/.test(l));
+    const withinHll = (estimate: number, exact: number, row: string) => {
+      if (exact === 0) expect(estimate, row).toBe(0);
+      else {
+        const tolerance = Math.max(2, Math.ceil(3 * HLL_STANDARD_ERROR * exact));
+        expect(Math.abs(estimate - exact), row).toBeLessThanOrEqual(tolerance);
+      }
+    };
+    const rows = siteRows(usersPart);
     expect(rows).toHaveLength(5);
+    const visitorsBySite = new Map<string, { estimate: number; exact: number }>();
     for (const row of rows) {
       // Four cells "estimate / exact (error)". Today, this week or this month may hold no
       // event of a site when TEST_NOW is just after midnight (0 / 0 (-)); the 10 days never do.
@@ -194,15 +206,38 @@ describe("the local pipeline", () => {
         ([, estimate, exact]) => ({ estimate: Number(estimate), exact: Number(exact) }),
       );
       expect(cells, row).toHaveLength(4);
-      for (const { estimate, exact } of cells) {
-        if (exact === 0) expect(estimate, row).toBe(0);
-        else {
-          const tolerance = Math.max(2, Math.ceil(3 * HLL_STANDARD_ERROR * exact));
-          expect(Math.abs(estimate - exact), row).toBeLessThanOrEqual(tolerance);
-        }
-      }
-      expect(at(cells, -1, "range cell").exact, row).toBeGreaterThan(0);
+      for (const { estimate, exact } of cells) withinHll(estimate, exact, row);
+      const range = at(cells, -1, "range cell");
+      expect(range.exact, row).toBeGreaterThan(0);
+      visitorsBySite.set(row.trim().split(/\s+/)[0] ?? "", range);
     }
+    expect(eventsPart).toMatch(/^HyperLogLog estimate \/ exact count of distinct event identities/);
+    expect(eventsPart).toMatch(/site\s+events, all 10 days\s+events per visitor/);
+    const eventRows = siteRows(eventsPart);
+    expect(eventRows).toHaveLength(5);
+    let exactEvents = 0;
+    for (const row of eventRows) {
+      // "estimate / exact (error)" of the events, then "estimate / exact (error)" per visitor.
+      const m =
+        /^\s+(\d+)\s+(\d+) \/ (\d+) \([+-]\d+\.\d{2}%\)\s+(\d+\.\d{3}) \/ (\d+\.\d{3}) \([+-]\d+\.\d{2}%\)$/.exec(
+          row,
+        );
+      expect(m, row).not.toBeNull();
+      const [, site = "", estimate, exact, ratio, exactRatio] = m ?? [];
+      withinHll(Number(estimate), Number(exact), row);
+      exactEvents += Number(exact);
+      const visitors = visitorsBySite.get(site);
+      expect(visitors, row).toBeDefined();
+      // Each ratio is the row's own numbers divided (to the 3 decimals printed)...
+      expect(Number(ratio)).toBeCloseTo(Number(estimate) / (visitors?.estimate ?? 0), 2);
+      expect(Number(exactRatio)).toBeCloseTo(Number(exact) / (visitors?.exact ?? 0), 2);
+      // ...and the estimate is within both counts' HLL error of the exact one.
+      expect(Math.abs(Number(ratio) / Number(exactRatio) - 1), row).toBeLessThanOrEqual(
+        6 * HLL_STANDARD_ERROR + 0.001,
+      );
+    }
+    // Every valid record sent is one distinct event (no event_id: its record id).
+    expect(exactEvents).toBe(20_000);
     expect(stdout).toMatch(/done in \d+\.\d+s/);
     expect(stdout).toContain("redis-cli -c -p");
     expect(stdout).not.toContain("No application metrics");

@@ -4,11 +4,17 @@
  * a scheduled rollup through the real state machine. The read API, the CLI's series and the
  * dashboard are tested against it. The cluster is the caller's own (the rollup's bookkeeping
  * is global), with the stack's reader ACL user.
+ *
+ * The cluster is new, so the consumer records `events-since` as 0: events recorded from the
+ * start (kept in `consumerEventsSinceMs`). The fixture then sets it to the start of its first
+ * day, as for a system that gained the events metric that day, so the tests have a boundary to
+ * look at; tests of other boundaries set it themselves and put it back.
  */
 
 import { Cluster } from "ioredis";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
+import { AS_OF_EVENTS_SINCE, AS_OF_KEY } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { DAY_MS, testNowMs, utcDay } from "./clock.js";
@@ -29,6 +35,10 @@ export interface ReadFixture {
   /** The loaded days, oldest first; the last is today. */
   readonly days: readonly string[];
   readonly nowMs: number;
+  /** `events-since` as the consumer wrote it (epoch ms), before the fixture moved it. */
+  readonly consumerEventsSinceMs: number | null;
+  /** `events-since` as the fixture left it: the start of its first day. */
+  readonly eventsSinceMs: number;
   /** Sends events through the real consumer handler, on the fixture's clock. */
   consume(events: readonly object[]): Promise<void>;
   stop(): Promise<void>;
@@ -108,8 +118,13 @@ export async function startReadFixture(options: ReadFixtureOptions = {}): Promis
       }
     }
   });
+  const eventsSinceMs = (today - dayCount + 1) * DAY_MS;
+  let consumerEventsSinceMs: number | null;
   try {
     await consume(events);
+    const [written] = await admin.zmscore(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+    consumerEventsSinceMs = written === null || written === undefined ? null : Number(written);
+    await admin.zadd(AS_OF_KEY, eventsSinceMs, AS_OF_EVENTS_SINCE);
     const rollup = await runRollupLocally({
       env,
       startTime: new Date(nowMs),
@@ -131,6 +146,8 @@ export async function startReadFixture(options: ReadFixtureOptions = {}): Promis
     sites,
     days: dayNumbers.map((z) => utcDay(z * DAY_MS)),
     nowMs,
+    consumerEventsSinceMs,
+    eventsSinceMs,
     consume,
     async stop() {
       admin.disconnect();

@@ -2,7 +2,8 @@
  * The read API against a real Redis Cluster loaded through the real consumer and rolled up by
  * the real state machine (test/helpers/read-fixture.ts), as the stack's reader ACL user. Every
  * number is checked against Redis itself: a count is the same registers as PFCOUNT over the
- * union of the range's day keys, so the numbers are equal, not merely close.
+ * union of the range's day keys, so the numbers are equal, not merely close. The same holds for
+ * the events metric (`ev:` keys), whose days before `events-since` are reported, not hidden.
  */
 
 import { type AddressInfo, createServer, type Socket } from "node:net";
@@ -24,6 +25,7 @@ import {
 } from "../../functions/api/schemas.js";
 import { at, first, last } from "../../functions/domain/arrays.js";
 import {
+  AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
   SITES_KEY,
   siteEventTypesKey,
@@ -64,8 +66,8 @@ async function getOk<T>(schema: v.GenericSchema<unknown, T>, path: string): Prom
   return v.parse(schema, body);
 }
 
-const dayKey = (s: string, day: string, event?: string) =>
-  event ? `uv:{site_id=${s}}:event=${event}:${day}` : `uv:{site_id=${s}}:${day}`;
+const dayKey = (s: string, day: string, event?: string, prefix: "uv" | "ev" = "uv") =>
+  event ? `${prefix}:{site_id=${s}}:event=${event}:${day}` : `${prefix}:{site_id=${s}}:${day}`;
 
 function daysBetween(a: string, b: string): string[] {
   const out: string[] = [];
@@ -78,6 +80,11 @@ function daysBetween(a: string, b: string): string[] {
 /** PFCOUNT over the union of the days' keys, asked of Redis directly. */
 async function unionOfDays(s: string, a: string, b: string, event?: string): Promise<number> {
   return fixture.admin.pfcount(...daysBetween(a, b).map((d) => dayKey(s, d, event)));
+}
+
+/** The same over the days' events (`ev:`) keys. */
+async function unionOfEventDays(s: string, a: string, b: string, event?: string): Promise<number> {
+  return fixture.admin.pfcount(...daysBetween(a, b).map((d) => dayKey(s, d, event, "ev")));
 }
 
 describe("count", () => {
@@ -176,6 +183,126 @@ describe("series", () => {
   }
 });
 
+describe("the events metric", () => {
+  it("count equals PFCOUNT over the union of the range's ev: day keys, using ev: weeks and months", async () => {
+    for (const [a, b, event] of [
+      [from, to, undefined],
+      [at(fixture.days, 3, "day"), at(fixture.days, 47, "day"), "purchase"],
+    ] as const) {
+      const query = `from=${a}&to=${b}&metric=events${event ? `&event=${event}` : ""}`;
+      const body = await getOk(CountBody, `/v1/sites/${site}/count?${query}`);
+      const union = await unionOfEventDays(site, a, b, event);
+      expect(union).toBeGreaterThan(0);
+      expect(body.estimate, query).toBe(union);
+      expect(body).toMatchObject({ metric: "events", event: event ?? null, complete: true });
+      expect(body).toMatchObject({ missing: [], notRecorded: [] });
+      expect(body.keys.every((k) => k.startsWith(`ev:{site_id=${site}}:`))).toBe(true);
+      expect(
+        body.keys.some((k) => /:\d{4}-(W\d\d|\d\d)$/.test(k)),
+        query,
+      ).toBe(true);
+      // More events than visitors: each visitor has at least one, most several.
+      const visitors = await unionOfDays(site, a, b, event);
+      expect(body.estimate).toBeGreaterThan(visitors);
+    }
+  });
+
+  it("uses an ev: week or month only when that key exists, whatever the uv: one does", async () => {
+    const path = `/v1/sites/${site}/count?from=${from}&to=${to}&metric=events`;
+    const rolledUp = (await getOk(CountBody, path)).keys.find((k) =>
+      /:\d{4}-(W\d\d|\d\d)$/.test(k),
+    );
+    if (rolledUp === undefined) throw new Error("the events cover must use a week or month key");
+    const saved = await fixture.admin.dumpBuffer(rolledUp);
+    if (saved === null) throw new Error(`${rolledUp} must exist`);
+    // The visitors' key of the same period stays; only the events' is gone.
+    expect(await fixture.admin.exists(rolledUp.replace(/^ev:/, "uv:"))).toBe(1);
+    await fixture.admin.del(rolledUp);
+    try {
+      const body = await getOk(CountBody, path);
+      expect(body.keys).not.toContain(rolledUp);
+      expect(body.estimate).toBe(await unionOfEventDays(site, from, to));
+    } finally {
+      await fixture.admin.restore(rolledUp, 0, saved, "REPLACE");
+    }
+  });
+
+  it("series by week: each point equals PFCOUNT of its ev: days inside the range", async () => {
+    const a = at(fixture.days, 2, "day");
+    const b = at(fixture.days, 57, "day");
+    const body = await getOk(
+      SeriesBody,
+      `/v1/sites/${site}/series?from=${a}&to=${b}&granularity=week&metric=events`,
+    );
+    expect(body.metric).toBe("events");
+    expect(body.points.flatMap((p) => daysBetween(p.from, p.to))).toEqual(daysBetween(a, b));
+    for (const p of body.points) {
+      const union = await unionOfEventDays(site, p.from, p.to);
+      expect(union).toBeGreaterThan(0);
+      expect(p.estimate, p.period).toBe(union);
+      expect(p).toMatchObject({ complete: true, missing: [], notRecorded: [] });
+    }
+  });
+
+  it("reports the days before the UTC day of events-since as not recorded, and every day when never recorded", async () => {
+    const [saved] = await fixture.admin.zmscore(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+    // Mid-afternoon of the fixture's 21st day: that day counts as recorded, the 20 before not.
+    const boundary = at(fixture.days, 20, "day");
+    const sinceMs = Date.parse(`${boundary}T15:30:00Z`);
+    const before = fixture.days.slice(0, 20);
+    try {
+      await fixture.admin.zadd(AS_OF_KEY, sinceMs, AS_OF_EVENTS_SINCE);
+      const count = await getOk(
+        CountBody,
+        `/v1/sites/${site}/count?from=${from}&to=${to}&metric=events`,
+      );
+      expect(count.asOf.eventsSince).toBe(new Date(sinceMs).toISOString());
+      expect(count).toMatchObject({ complete: false, missing: before, notRecorded: before });
+      // Not recorded is not lost: the estimate is still the keys' own.
+      expect(count.estimate).toBe(await unionOfEventDays(site, from, to));
+      // Visitors were recorded all along.
+      const visitors = await getOk(CountBody, `/v1/sites/${site}/count?from=${from}&to=${to}`);
+      expect(visitors).toMatchObject({ complete: true, missing: [], notRecorded: [] });
+      expect(visitors.asOf.eventsSince).toBe(count.asOf.eventsSince);
+
+      const a = at(fixture.days, 18, "day");
+      const b = at(fixture.days, 22, "day");
+      const series = await getOk(
+        SeriesBody,
+        `/v1/sites/${site}/series?from=${a}&to=${b}&granularity=day&metric=events`,
+      );
+      expect(series.points.map((p) => [p.period, p.complete, p.notRecorded])).toEqual(
+        daysBetween(a, b).map((d) => [d, d >= boundary, d < boundary ? [d] : []]),
+      );
+      // A range that starts on the boundary day is complete.
+      const recorded = await getOk(
+        CountBody,
+        `/v1/sites/${site}/count?from=${boundary}&to=${to}&metric=events`,
+      );
+      expect(recorded).toMatchObject({ complete: true, missing: [], notRecorded: [] });
+
+      // Never recorded: every day is.
+      await fixture.admin.zrem(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+      const never = await getOk(
+        CountBody,
+        `/v1/sites/${site}/count?from=${a}&to=${b}&metric=events`,
+      );
+      expect(never.asOf.eventsSince).toBeNull();
+      expect(never).toMatchObject({ complete: false, notRecorded: daysBetween(a, b) });
+      expect(never.missing).toEqual(daysBetween(a, b));
+    } finally {
+      if (saved === null || saved === undefined)
+        await fixture.admin.zrem(AS_OF_KEY, AS_OF_EVENTS_SINCE);
+      else await fixture.admin.zadd(AS_OF_KEY, saved, AS_OF_EVENTS_SINCE);
+    }
+  });
+
+  it("reads events-since as the consumer writes it on a fresh install: 0, recorded from the start", () => {
+    // The fixture's cluster had no site when its consumer first stored events (read-fixture.ts).
+    expect(fixture.consumerEventsSinceMs).toBe(0);
+  });
+});
+
 describe("catalog", () => {
   it("pages through the sites with a cursor, each once, and filters by prefix", async () => {
     const seen: string[] = [];
@@ -230,6 +357,7 @@ describe("catalog", () => {
     const rollupMs = Date.parse(body.asOf.rollup ?? "");
     expect(rollupMs).toBeGreaterThanOrEqual(fixture.nowMs);
     expect(rollupMs - fixture.nowMs).toBeLessThan(60_000);
+    expect(body.asOf.eventsSince).toBe(new Date(fixture.eventsSinceMs).toISOString());
   });
 });
 
@@ -258,6 +386,11 @@ describe("errors and caching", () => {
       "/v1/sites/s1/count?from=2031-03-01&to=2031-03-02&metric=pageviews",
       400,
       /unknown metric "pageviews"/,
+    ],
+    [
+      "/v1/sites/s1/series?from=2031-03-01&to=2031-03-02&granularity=day&metric=bogus",
+      400,
+      /^metric: unknown metric "bogus": use visitors or events$/,
     ],
     [
       "/v1/sites/s1/count?from=2031-03-01&to=2031-03-02&event=Buy!",
@@ -362,8 +495,10 @@ describe("the reader ACL user", () => {
     });
     try {
       expect(await reader.sismember(SITES_KEY, site)).toBe(1);
+      expect(await reader.pfcount(dayKey(site, to, undefined, "ev"))).toBeGreaterThan(0);
       const writes: [string, () => Promise<unknown>][] = [
         ["PFADD", () => reader.pfadd(dayKey(site, to), "intruder")],
+        ["PFADD ev:", () => reader.pfadd(dayKey(site, to, undefined, "ev"), "intruder")],
         ["SADD site index", () => reader.sadd(SITES_KEY, "forged")],
         ["SREM site index", () => reader.srem(SITES_KEY, site)],
         ["SADD event types", () => reader.sadd(siteEventTypesKey(site), "forged")],

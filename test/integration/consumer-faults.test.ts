@@ -2,7 +2,8 @@
  * Redis becomes unreachable in the middle of a batch: one primary is paused (SIGSTOP), so its
  * commands get no answer. The handler must answer before its deadline with batchItemFailures
  * from the first record whose writes went to that node; after the node returns, replaying from
- * there must give HLLs equal to a fault-free run of the same batch.
+ * there must give HLLs equal to a fault-free run of the same batch (user ids under `uv:`), and
+ * `ev:` HLLs of exactly the batch's record ids.
  *
  * This file starts its own cluster: pausing a node of the shared one would disturb other tests.
  */
@@ -83,7 +84,9 @@ describe("Redis unreachable mid-batch", () => {
     };
     const handler = createConsumerHandler(env, { now: () => now });
     // Warm the connection and slot map, as a warm Lambda would have them.
-    await handler(kinesisEvent([payloadFor(first(safeSites, "safe site"), 0)]));
+    const warmPayload = payloadFor(first(safeSites, "safe site"), 0);
+    const warm = kinesisEvent([warmPayload]);
+    await handler(warm);
 
     const event = kinesisEvent(payloads);
     const victimPid = at(cluster.pids, cluster.ports.indexOf(victim), "pid of the victim");
@@ -129,6 +132,27 @@ describe("Redis unreachable mid-batch", () => {
       }
     }
     expect(compared).toBeGreaterThanOrEqual(sites.length * 2);
+
+    // The events family: each key holds exactly the ids of its records, none lost and none
+    // added twice by the replay (the replayed records keep their ids).
+    const identities = new Map<string, string[]>();
+    const delivered = [
+      { p: warmPayload, id: at(warm.Records, 0, "warm-up record").eventID },
+      ...payloads.map((p, i) => ({ p, id: at(event.Records, i, "record").eventID })),
+    ];
+    for (const { p, id } of delivered) {
+      for (const suffix of [day, `event=${p.event}:${day}`]) {
+        const key = `ev:{site_id=${p.site_id}}:${suffix}`;
+        identities.set(key, [...(identities.get(key) ?? []), id]);
+      }
+    }
+    for (const [key, ids] of identities) {
+      const refKey = key.replace(/^ev:/, "ref-ev:");
+      await redis.pfadd(refKey, ...ids);
+      const [a, b] = [await redis.getBuffer(key), await redis.getBuffer(refKey)];
+      expect(hllSame(a, b), `${key} holds exactly its records' ids`).toBe(true);
+    }
+    expect(identities.size).toBeGreaterThanOrEqual(sites.length * 2);
   });
 });
 

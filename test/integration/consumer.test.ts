@@ -31,8 +31,21 @@ describe("consumer handler against a real Redis Cluster", () => {
   const now = testNowMs();
   const days = [0, 1, 2, 9].map((back) => now - back * DAY_MS);
   const random = mulberry32(42);
+  /** Exact elements per key: user ids under uv:, each record's identity under ev:. */
   const truth = new Map<string, Set<string>>();
-  const payloads: object[] = [];
+  const payloads: {
+    user_id: string;
+    site_id: string;
+    event: string;
+    sku: string;
+    amount: number;
+    event_time: string;
+  }[] = [];
+  const add = (key: string, element: string) => {
+    const set = truth.get(key) ?? new Set<string>();
+    set.add(element);
+    truth.set(key, set);
+  };
   for (let i = 0; i < 3000; i++) {
     const site = at(sites, Math.floor(random() * sites.length), "site");
     const t =
@@ -47,26 +60,28 @@ describe("consumer handler against a real Redis Cluster", () => {
       amount: 3,
       event_time: generatorTime(t),
     });
-    const day = utcDay(t);
-    for (const key of [
-      `uv:{site_id=${site}}:${day}`,
-      `uv:{site_id=${site}}:event=${event}:${day}`,
-    ]) {
-      const set = truth.get(key) ?? new Set<string>();
-      set.add(user);
-      truth.set(key, set);
-    }
+  }
+  // One batch, built once: replaying it sends the very same records (same record ids).
+  const batch = kinesisEvent(payloads);
+  for (const [i, p] of payloads.entries()) {
+    const { site_id: site, event, event_time, user_id } = p;
+    const day = event_time.slice(0, 10);
+    const identity = at(batch.Records, i, "record").eventID;
+    add(`uv:{site_id=${site}}:${day}`, user_id);
+    add(`uv:{site_id=${site}}:event=${event}:${day}`, user_id);
+    add(`ev:{site_id=${site}}:${day}`, identity);
+    add(`ev:{site_id=${site}}:event=${event}:${day}`, identity);
   }
   const env = consumerEnv();
   const handler = createConsumerHandler(env, { now: () => now });
   afterAll(() => handler.close());
 
-  it("writes every key, named as specified, equal to a reference HLL of the same ids", async () => {
-    const result = await handler(kinesisEvent(payloads));
+  it("writes every key of both families, named as specified, equal to a reference HLL of the same elements", async () => {
+    const result = await handler(batch);
     expect(result.batchItemFailures).toEqual([]);
-    expect(truth.size).toBeGreaterThan(30);
+    expect(truth.size).toBeGreaterThan(60);
     for (const [key, ids] of truth) {
-      const refKey = key.replace(/^uv:/, "ref:");
+      const refKey = key.replace(/^(uv|ev):/, "ref-$1:");
       await redis.del(refKey);
       await redis.pfadd(refKey, ...ids);
       const [actual, reference] = await Promise.all([
@@ -85,8 +100,8 @@ describe("consumer handler against a real Redis Cluster", () => {
 
   it("puts all of a site's keys in one cluster slot", async () => {
     for (const site of sites) {
-      const keys = [...truth.keys()].filter((k) => k.startsWith(`uv:{site_id=${site}}:`));
-      expect(keys.length).toBeGreaterThan(4);
+      const keys = [...truth.keys()].filter((k) => k.includes(`:{site_id=${site}}:`));
+      expect(keys.length).toBeGreaterThan(8);
       if (!isNonEmpty(keys)) throw new Error(`no keys for site ${site}`);
       const slots = new Set(await Promise.all(keys.map((k) => redis.cluster("KEYSLOT", k))));
       expect(slots.size).toBe(1);
@@ -105,7 +120,7 @@ describe("consumer handler against a real Redis Cluster", () => {
   it("records every touched (site, day) and (site, day, event) for the rollup", async () => {
     const members = await redis.smembers(TOUCHED_KEY);
     for (const key of truth.keys()) {
-      const m = /^uv:\{site_id=([^}]+)\}:(?:event=([a-z]+):)?(\d{4}-\d{2}-\d{2})$/.exec(key);
+      const m = /^(?:uv|ev):\{site_id=([^}]+)\}:(?:event=([a-z]+):)?(\d{4}-\d{2}-\d{2})$/.exec(key);
       assert.isNotNull(m, key);
       const [, site, event, day] = m;
       expect(members).toContain(event ? `${site}|${day}|${event}` : `${site}|${day}`);
@@ -116,7 +131,7 @@ describe("consumer handler against a real Redis Cluster", () => {
     const before = new Map<string, [Buffer | null, unknown]>();
     for (const key of truth.keys())
       before.set(key, [await redis.getBuffer(key), await redis.call("EXPIRETIME", key)]);
-    const result = await handler(kinesisEvent(payloads));
+    const result = await handler(batch);
     expect(result.batchItemFailures).toEqual([]);
     for (const [key, [value, expiry]] of before) {
       expect(hllSame(await redis.getBuffer(key), value), key).toBe(true);
@@ -234,6 +249,11 @@ describe("malformed records", () => {
       reason: "user_id_too_long",
     },
     { name: "empty user_id", data: b64(JSON.stringify(ok(""))), reason: "user_id_empty" },
+    {
+      name: "event_id not a string",
+      data: b64(JSON.stringify({ ...ok("u1"), event_id: 42 })),
+      reason: "invalid_event_id",
+    },
   ];
 
   it("quarantines each with its reason and sequence number, counts the rest, does not throw", async () => {
@@ -264,6 +284,7 @@ describe("malformed records", () => {
         });
       }
       expect(await redis.pfcount(`uv:{site_id=${site}}:${day}`)).toBe(goodUsers.length);
+      expect(await redis.pfcount(`ev:{site_id=${site}}:${day}`)).toBe(goodUsers.length);
     } finally {
       handler.close();
     }

@@ -104,35 +104,43 @@ function periodsOf(days: readonly string[]): Map<string, string[]> {
   return periods;
 }
 
+/** The two HLL families the consumer writes and the rollup merges: visitors and events. */
+const FAMILIES = ["uv", "ev"] as const;
+
 /**
- * Checks every week and month key of the sites: PFCOUNT equals PFCOUNT of the union of its day
- * keys, and the registers equal an independent PFMERGE of the days done here.
+ * Checks every week and month key of the sites, in both families: PFCOUNT equals PFCOUNT of the
+ * union of its day keys, and the registers equal an independent PFMERGE of the days done here.
+ * Returns how many period keys it checked (those with at least one day), per family.
  */
 async function expectRolledUp(
   sites: readonly string[],
   days: readonly string[],
   events: readonly (string | undefined)[],
 ) {
-  let checked = 0;
-  for (const site of sites) {
-    for (const [label, periodDays] of periodsOf(days)) {
-      for (const event of events) {
-        const prefix = event ? `uv:{site_id=${site}}:event=${event}:` : `uv:{site_id=${site}}:`;
-        const dayKeys = periodDays.map((d) => `${prefix}${d}`);
-        if (!isNonEmpty(dayKeys)) throw new Error(`no days in ${label}`);
-        if ((await redis.exists(...dayKeys)) === 0) continue;
-        const key = `${prefix}${label}`;
-        const ref = `ref${key.slice(2)}`;
-        await redis.del(ref);
-        await redis.pfmerge(ref, ...dayKeys);
-        const [count, unionCount] = [await redis.pfcount(key), await redis.pfcount(...dayKeys)];
-        expect(unionCount, `${key}: its days count something`).toBeGreaterThan(0);
-        expect(count, `PFCOUNT ${key} = PFCOUNT of its ${dayKeys.length} days`).toBe(unionCount);
-        expect(
-          hllSame(await redis.getBuffer(key), await redis.getBuffer(ref)),
-          `${key} equals the reference merge`,
-        ).toBe(true);
-        checked++;
+  const checked = { uv: 0, ev: 0 };
+  for (const family of FAMILIES) {
+    for (const site of sites) {
+      for (const [label, periodDays] of periodsOf(days)) {
+        for (const event of events) {
+          const prefix = event
+            ? `${family}:{site_id=${site}}:event=${event}:`
+            : `${family}:{site_id=${site}}:`;
+          const dayKeys = periodDays.map((d) => `${prefix}${d}`);
+          if (!isNonEmpty(dayKeys)) throw new Error(`no days in ${label}`);
+          if ((await redis.exists(...dayKeys)) === 0) continue;
+          const key = `${prefix}${label}`;
+          const ref = `ref:${key}`;
+          await redis.del(ref);
+          await redis.pfmerge(ref, ...dayKeys);
+          const [count, unionCount] = [await redis.pfcount(key), await redis.pfcount(...dayKeys)];
+          expect(unionCount, `${key}: its days count something`).toBeGreaterThan(0);
+          expect(count, `PFCOUNT ${key} = PFCOUNT of its ${dayKeys.length} days`).toBe(unionCount);
+          expect(
+            hllSame(await redis.getBuffer(key), await redis.getBuffer(ref)),
+            `${key} equals the reference merge`,
+          ).toBe(true);
+          checked[family]++;
+        }
       }
     }
   }
@@ -196,15 +204,20 @@ describe("rollup over 60 days and 50 sites", () => {
     expect(output.sitesMerged).toBe(50);
     // One merge per touched pair and period (its week and its month): only what changed.
     expect(output.itemsMerged).toBe(touched.size * 2);
+    // keysWritten counts the week and month keys of both families; every event the consumer
+    // counted went to both, so each uv: period key has its ev: twin.
     const checked = await expectRolledUp(sites, days, [undefined, ...EVENTS]);
-    expect(checked).toBe(output.keysWritten);
+    expect(checked.uv + checked.ev).toBe(output.keysWritten);
+    expect(checked.ev).toBe(checked.uv);
     // The touched set was drained and the bookkeeping cleared.
     expect(await redis.scard(TOUCHED_KEY)).toBe(0);
     expect(await redis.exists(PENDING_KEY, LOCK_KEY)).toBe(0);
   });
 
   it("re-running gives equal HLLs, and a scheduled run with nothing touched merges nothing", async () => {
-    const keys = [...periodsOf(days).keys()].map((label) => `uv:{site_id=big3}:${label}`);
+    const keys = [...periodsOf(days).keys()].flatMap((label) =>
+      FAMILIES.map((family) => `${family}:{site_id=big3}:${label}`),
+    );
     const before = await snapshot(keys);
     const again = await runRollupLocally({
       env,
@@ -236,10 +249,12 @@ describe("rollup over 60 days and 50 sites", () => {
     const site = "big7";
     const week = isoWeekLabel(dayNumber(lateDay));
     const month = lateDay.slice(0, 7);
-    const before = await snapshot([
-      `uv:{site_id=${site}}:${week}`,
-      `uv:{site_id=${site}}:${month}`,
-    ]);
+    const before = await snapshot(
+      FAMILIES.flatMap((family) => [
+        `${family}:{site_id=${site}}:${week}`,
+        `${family}:{site_id=${site}}:${month}`,
+      ]),
+    );
     const late = Array.from({ length: 300 }, (_, i) => ({
       user_id: `late-${i}`,
       site_id: site,

@@ -1,6 +1,7 @@
 /**
  * The TLS and ACL path, as in MemoryDB: a TLS-only cluster (throwaway CA made with openssl),
- * the consumer connecting as its least-privilege ACL user, a read-only reader user.
+ * the consumer connecting as its least-privilege ACL user, a read-only reader user. Each role
+ * reaches both HLL families (`uv:` visitors, `ev:` events) with its own commands only.
  */
 
 import { readFileSync } from "node:fs";
@@ -69,6 +70,7 @@ describe("TLS cluster with least-privilege ACL users", () => {
   const now = testNowMs();
   const day = utcDay(now);
   const key = `uv:{site_id=${site}}:${day}`;
+  const eventsKey = `ev:{site_id=${site}}:${day}`;
 
   it("serves TLS only, with a certificate from the throwaway CA", () => {
     expect(cluster.tls).toBe(true);
@@ -93,6 +95,9 @@ describe("TLS cluster with least-privilege ACL users", () => {
     }
     const estimate = await reader.client.pfcount(key);
     expect(Math.abs(estimate - 500)).toBeLessThanOrEqual(Math.ceil(500 * 3 * 0.0081));
+    // One event per record: the events family was written under the same ACL user.
+    const events = await reader.client.pfcount(eventsKey);
+    expect(Math.abs(events - 500)).toBeLessThanOrEqual(Math.ceil(500 * 3 * 0.0081));
   });
 
   it("runs the rollup state machine as the rollup ACL user, scheduled and backfill", async () => {
@@ -111,7 +116,25 @@ describe("TLS cluster with least-privilege ACL users", () => {
     const dayCount = await reader.client.pfcount(key);
     expect(dayCount).toBeGreaterThan(0);
     expect(await reader.client.pfcount(`uv:{site_id=${site}}:${week}`)).toBe(dayCount);
+    const eventsDay = await reader.client.pfcount(eventsKey);
+    expect(await reader.client.pfcount(`ev:{site_id=${site}}:${week}`)).toBe(eventsDay);
     expect(await reader.client.smismember(TOUCHED_KEY, `${site}|${day}`)).toEqual([0]);
+  });
+
+  it("lets the rollup merge ev: keys, but not add to them or write other keys", async () => {
+    const rollup = await connectRedis(loadRuntimeConfig(tlsEnv("rollup", ROLLUP_PASSWORD)).redis);
+    const merged = `ev:{site_id=${site}}:${day}:acl-check`;
+    try {
+      expect(await rollup.client.pfmerge(merged, eventsKey)).toBe("OK");
+      expect(await rollup.client.pfcount(merged)).toBe(await reader.client.pfcount(eventsKey));
+      expect(await rollup.client.del(merged)).toBe(1);
+      await expect(rollup.client.pfadd(eventsKey, "intruder")).rejects.toThrow(/NOPERM/);
+      await expect(rollup.client.pfmerge(`xv:{site_id=${site}}:${day}`, eventsKey)).rejects.toThrow(
+        /NOPERM/,
+      );
+    } finally {
+      rollup.close();
+    }
   });
 
   it("lets the reader read counts and expiries but not write or read other keys", async () => {
@@ -120,6 +143,15 @@ describe("TLS cluster with least-privilege ACL users", () => {
     await expect(reader.client.del(key)).rejects.toThrow(/NOPERM/);
     await expect(reader.client.get(key)).rejects.toThrow(/NOPERM/);
     await expect(reader.client.pfcount("secret:{x}")).rejects.toThrow(/NOPERM/);
+    // The events family alike: counts and expiries, nothing else.
+    expect(await reader.client.pfcount(eventsKey)).toBeGreaterThan(0);
+    expect(Number(await reader.client.call("EXPIRETIME", eventsKey))).toBeGreaterThan(now / 1000);
+    await expect(reader.client.pfadd(eventsKey, "intruder")).rejects.toThrow(/NOPERM/);
+    await expect(reader.client.del(eventsKey)).rejects.toThrow(/NOPERM/);
+    await expect(reader.client.get(eventsKey)).rejects.toThrow(/NOPERM/);
+    await expect(reader.client.pfmerge(`ev:{site_id=${site}}:copy`, eventsKey)).rejects.toThrow(
+      /NOPERM/,
+    );
   });
 
   it("denies the consumer anything beyond its writes", async () => {
@@ -129,6 +161,11 @@ describe("TLS cluster with least-privilege ACL users", () => {
     try {
       await expect(consumer.client.get(key)).rejects.toThrow(/NOPERM/);
       await expect(consumer.client.del(key)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.get(eventsKey)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.del(eventsKey)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.pfmerge(`ev:{site_id=${site}}:copy`, eventsKey)).rejects.toThrow(
+        /NOPERM/,
+      );
       await expect(consumer.client.pfadd("other:{x}", "a")).rejects.toThrow(/NOPERM/);
       await expect(consumer.client.call("FLUSHALL")).rejects.toThrow(/NOPERM/);
     } finally {

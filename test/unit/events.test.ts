@@ -4,6 +4,7 @@ import {
   type ClickEvent,
   EventParser,
   isRejection,
+  MAX_EVENT_ID_LENGTH,
   MAX_USER_ID_LENGTH,
   type ParseContext,
   type Parsed,
@@ -18,6 +19,9 @@ const RUNS = { numRuns: 300 };
 
 const NOW = Date.parse("2024-03-10T12:00:00Z");
 const CTX: ParseContext = { nowMs: NOW, retentionDays: 62 };
+
+/** A Kinesis record id as the event source mapping gives it (`eventID`, shardId:sequenceNumber). */
+const RECORD_ID = "shardId-000000000000:49590338271490256608559692538361571095921575989136588898";
 
 const GENERATOR_EVENT = {
   user_id: "u-123-45",
@@ -40,13 +44,13 @@ function outcome(parsed: Parsed): Outcome {
 }
 
 /** EventParser.check of one value, by a fresh parser (what the consumer does per record). */
-function checkValue(value: unknown, ctx: ParseContext = CTX): Outcome {
-  return outcome(new EventParser(ctx).check(value));
+function checkValue(value: unknown, ctx: ParseContext = CTX, recordId = RECORD_ID): Outcome {
+  return outcome(new EventParser(ctx).check(value, recordId));
 }
 
 /** EventParser.decode of one record's base64 data, by a fresh parser. */
-function decodeData(data: string, ctx: ParseContext = CTX): Outcome {
-  return outcome(new EventParser(ctx).decode(data));
+function decodeData(data: string, ctx: ParseContext = CTX, recordId = RECORD_ID): Outcome {
+  return outcome(new EventParser(ctx).decode(data, recordId));
 }
 
 function reasonOf(result: Outcome): RejectReason | undefined {
@@ -218,6 +222,7 @@ describe("EventParser.check: the generator's event", () => {
         event: "view",
         eventTimeMs: 1_709_992_931_000,
         day: "2024-03-09",
+        identity: RECORD_ID,
       },
     });
   });
@@ -382,6 +387,89 @@ describe("EventParser.check: rejections", () => {
   });
 });
 
+describe("EventParser.check: event_id, the identity the events metric counts", () => {
+  it("takes the record id as the identity of an event without event_id", () => {
+    const r = checkValue(GENERATOR_EVENT, CTX, RECORD_ID);
+    expect(r.ok && r.event.identity).toBe(RECORD_ID);
+    // Another record with the same data is another event.
+    const other = checkValue(GENERATOR_EVENT, CTX, "shardId-000000000000:2");
+    expect(other.ok && other.event.identity).toBe("shardId-000000000000:2");
+  });
+
+  it("takes event_id as the identity, whichever record carries it", () => {
+    const withId = { ...GENERATOR_EVENT, event_id: "order-42/line-1" };
+    for (const recordId of [RECORD_ID, "shardId-000000000003:17"]) {
+      const r = checkValue(withId, CTX, recordId);
+      expect(r).toEqual({
+        ok: true,
+        event: {
+          userId: "u-123-45",
+          siteId: "715",
+          event: "view",
+          eventTimeMs: 1_709_992_931_000,
+          day: "2024-03-09",
+          identity: "order-42/line-1",
+        },
+      });
+    }
+  });
+
+  it("accepts 1 to 128 characters, counted as characters (code points) as for user_id", () => {
+    expect(MAX_EVENT_ID_LENGTH).toBe(128);
+    for (const id of ["x", "e".repeat(128), "😀".repeat(128), " ", "{715}:|"]) {
+      const r = checkValue({ ...GENERATOR_EVENT, event_id: id }, CTX);
+      expect(r.ok && r.event.identity, JSON.stringify(id)).toBe(id);
+    }
+  });
+
+  it("rejects an empty, too long or non-string event_id as invalid_event_id, saying what to send instead", () => {
+    const bad: unknown[] = ["", "e".repeat(129), "😀".repeat(129), 5, 0, null, true, { id: "x" }];
+    bad.push(["x"]);
+    for (const eventId of bad) {
+      const r = checkValue({ ...GENERATOR_EVENT, event_id: eventId }, CTX);
+      expect(reasonOf(r), JSON.stringify(eventId)).toBe("invalid_event_id");
+      expectRejected(r, "invalid_event_id", "event_id");
+      if (!r.ok) expect(r.rejection.detail).toMatch(/1-128 characters.*leave it out/);
+    }
+  });
+
+  it("judges the required fields before event_id", () => {
+    const badId = { ...GENERATOR_EVENT, event_id: "" };
+    const { user_id: _userId, ...withoutUser } = badId;
+    expectRejected(checkValue(withoutUser, CTX), "missing_field", "user_id");
+    expectRejected(checkValue({ ...badId, event_time: 5 }, CTX), "wrong_type", "event_time");
+  });
+
+  it("accepts any string event_id of 1-128 code points as the identity, and rejects the rest", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ maxLength: 140 }), fc.string({ unit: "grapheme", maxLength: 140 })),
+        (eventId) => {
+          const r = checkValue({ ...GENERATOR_EVENT, event_id: eventId }, CTX);
+          const length = [...eventId].length;
+          if (length >= 1 && length <= 128) expect(r.ok && r.event.identity).toBe(eventId);
+          else expect(reasonOf(r)).toBe("invalid_event_id");
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("rejects any event_id that is not a string", () => {
+    fc.assert(
+      fc.property(
+        fc.jsonValue().filter((v) => typeof v !== "string"),
+        (eventId) => {
+          expect(reasonOf(checkValue({ ...GENERATOR_EVENT, event_id: eventId }, CTX))).toBe(
+            "invalid_event_id",
+          );
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
 describe("EventParser.check: time window", () => {
   const at = (ms: number) => {
     const f = fields(ms);
@@ -444,6 +532,7 @@ describe("EventParser.check: time window", () => {
                 event: "view",
                 eventTimeMs: t,
                 day: dayLabel(z),
+                identity: RECORD_ID,
               },
             });
           }
@@ -569,6 +658,7 @@ describe("EventParser.check: properties", () => {
                 "x",
               ),
             ),
+            event_id: fieldArb(fc.string({ maxLength: 140 })),
           },
           { requiredKeys: [] },
         ),
@@ -580,6 +670,8 @@ describe("EventParser.check: properties", () => {
             expect(isAllowedSiteId(r.event.siteId)).toBe(true);
             expect(r.event.userId.length).toBeGreaterThan(0);
             expect(r.event.userId.length).toBeLessThanOrEqual(256);
+            const given = (value as { event_id?: unknown }).event_id;
+            expect(r.event.identity).toBe(given === undefined ? RECORD_ID : given);
           } else {
             expect(REJECT_REASONS).toContain(r.rejection.reason);
           }
@@ -699,6 +791,7 @@ describe("one parser per batch", () => {
       fc.tuple(dayArb, timeArb).map(([d, t]) => `${d}T${t}+05:30`),
       fc.constantFrom("2024-02-30 10:00:00", "2024-03-09 1:02:03", "yesterday"),
     ),
+    event_id: fc.option(fc.constantFrom("e-1", "e-2", "", 7), { nil: undefined }),
   });
   const recordArb = fc.oneof(
     { weight: 8, arbitrary: valueArb.map((value) => b64(JSON.stringify(value))) },
@@ -717,8 +810,9 @@ describe("one parser per batch", () => {
         (records, nowMs) => {
           const ctx = { nowMs, retentionDays: 62 };
           const shared = new EventParser(ctx);
-          const inSequence = records.map((data) => shared.decode(data));
-          const oneByOne = records.map((data) => new EventParser(ctx).decode(data));
+          const id = (i: number) => `shardId-000000000001:${1000 + i}`;
+          const inSequence = records.map((data, i) => shared.decode(data, id(i)));
+          const oneByOne = records.map((data, i) => new EventParser(ctx).decode(data, id(i)));
           expect(inSequence).toEqual(oneByOne);
         },
       ),

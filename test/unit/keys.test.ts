@@ -3,8 +3,11 @@ import { describe, expect, it } from "vitest";
 import {
   assertEventType,
   assertSiteId,
+  countingKey,
   EVENT_TYPE_RE,
+  eventsKey,
   LOCK_KEY,
+  METRICS,
   PENDING_KEY,
   parseKey,
   parseTouchedMember,
@@ -67,6 +70,26 @@ describe("key formats (docs/contract.md)", () => {
     expect(uniqueVisitorsKey("715", "2024-03", "purchase")).toBe(
       "uv:{site_id=715}:event=purchase:2024-03",
     );
+  });
+
+  it("events keys: the same forms under ev:", () => {
+    expect(eventsKey("715", "2024-03-09")).toBe("ev:{site_id=715}:2024-03-09");
+    expect(eventsKey("715", "2024-W10")).toBe("ev:{site_id=715}:2024-W10");
+    expect(eventsKey("715", "2024-03")).toBe("ev:{site_id=715}:2024-03");
+    expect(eventsKey("715", "2024-03-09", "purchase")).toBe(
+      "ev:{site_id=715}:event=purchase:2024-03-09",
+    );
+    expect(countingKey("events", "715", "2024-03", "view")).toBe(
+      "ev:{site_id=715}:event=view:2024-03",
+    );
+    expect(countingKey("visitors", "715", "2024-03", "view")).toBe(
+      "uv:{site_id=715}:event=view:2024-03",
+    );
+    expect(periodKey("715", periodOf("week", "2024-12-30"), "view", "events")).toBe(
+      "ev:{site_id=715}:event=view:2025-W01",
+    );
+    expect(() => eventsKey("a:b", "2024-03-09")).toThrow(RangeError);
+    expect(() => eventsKey("715", "2024-03-09", "Bad")).toThrow(RangeError);
   });
 
   it("periodKey uses the period's label", () => {
@@ -169,11 +192,16 @@ describe("key properties", () => {
             return;
           }
           for (const kind of ["day", "week", "month"] as const) {
-            const key = periodKey(siteId, periodOf(kind, day), event);
-            expect(count(key, "{")).toBe(1);
-            expect(count(key, "}")).toBe(1);
-            expect(hashTag(key)).toBe(`site_id=${siteId}`);
-            expect(key.startsWith(`uv:{site_id=${siteId}}:`)).toBe(true);
+            for (const [metric, prefix] of [
+              ["visitors", "uv"],
+              ["events", "ev"],
+            ] as const) {
+              const key = periodKey(siteId, periodOf(kind, day), event, metric);
+              expect(count(key, "{")).toBe(1);
+              expect(count(key, "}")).toBe(1);
+              expect(hashTag(key)).toBe(`site_id=${siteId}`);
+              expect(key.startsWith(`${prefix}:{site_id=${siteId}}:`)).toBe(true);
+            }
           }
         },
       ),
@@ -185,10 +213,12 @@ describe("key properties", () => {
     fc.assert(
       fc.property(siteIdArb, siteIdArb, eventArb, dayArb, (a, b, event, day) => {
         const keysOf = (site: string) =>
-          (["day", "week", "month"] as const).flatMap((kind) => [
-            periodKey(site, periodOf(kind, day)),
-            periodKey(site, periodOf(kind, day), event),
-          ]);
+          (["day", "week", "month"] as const).flatMap((kind) =>
+            METRICS.flatMap((metric) => [
+              periodKey(site, periodOf(kind, day), undefined, metric),
+              periodKey(site, periodOf(kind, day), event, metric),
+            ]),
+          );
         const tagsA = new Set(keysOf(a).map(hashTag));
         expect(tagsA).toEqual(new Set([`site_id=${a}`]));
         if (a !== b) expect(hashTag(periodKey(b, periodOf("day", day)))).not.toBe(`site_id=${a}`);
@@ -197,18 +227,20 @@ describe("key properties", () => {
     );
   });
 
-  it("keys are unambiguous: distinct (site, event, period) give distinct keys", () => {
+  it("keys are unambiguous: distinct (metric, site, event, period) give distinct keys", () => {
     fc.assert(
       fc.property(
+        fc.constantFrom(...METRICS),
+        fc.constantFrom(...METRICS),
         siteIdArb,
         siteIdArb,
         fc.option(eventArb, { nil: undefined }),
         fc.option(eventArb, { nil: undefined }),
         dayArb,
         dayArb,
-        (s1, s2, e1, e2, d1, d2) => {
-          const same = s1 === s2 && e1 === e2 && d1 === d2;
-          expect(uniqueVisitorsKey(s1, d1, e1) === uniqueVisitorsKey(s2, d2, e2)).toBe(same);
+        (m1, m2, s1, s2, e1, e2, d1, d2) => {
+          const same = m1 === m2 && s1 === s2 && e1 === e2 && d1 === d2;
+          expect(countingKey(m1, s1, d1, e1) === countingKey(m2, s2, d2, e2)).toBe(same);
         },
       ),
       RUNS,
@@ -292,21 +324,30 @@ describe("parsePeriodLabel and parseKey: the inverse of the builders", () => {
     );
   });
 
-  it("parseKey gives back the site, event type and period of every key", () => {
+  it("parseKey gives back the metric, site, event type and period of every key", () => {
     fc.assert(
       fc.property(
+        fc.constantFrom(...METRICS),
         siteIdArb,
         fc.option(eventArb, { nil: undefined }),
         periodArb,
-        (site, event, period) => {
-          const parsed = parseKey(uniqueVisitorsKey(site, period.label, event));
-          expect(parsed).toEqual(
-            event === undefined ? { siteId: site, period } : { siteId: site, event, period },
+        (metric, site, event, period) => {
+          const parsed = parseKey(countingKey(metric, site, period.label, event));
+          expect(parsed).toStrictEqual(
+            event === undefined
+              ? { metric, siteId: site, period }
+              : { metric, siteId: site, event, period },
           );
         },
       ),
       RUNS,
     );
+    expect(parseKey("ev:{site_id=715}:event=purchase:2024-W10")).toStrictEqual({
+      metric: "events",
+      siteId: "715",
+      event: "purchase",
+      period: periodOf("week", "2024-03-09"),
+    });
   });
 
   it("parseKey refuses bookkeeping, temporary and malformed keys", () => {
@@ -318,7 +359,11 @@ describe("parsePeriodLabel and parseKey: the inverse of the builders", () => {
       "uv:{site_id=715}:event=Purchase:2024-03-09",
       "uv:{site_id=7 5}:2024-03-09",
       "uv:site_id=715:2024-03-09",
-      "ev:{site_id=715}:2024-03-09",
+      "ev:{site_id=715}:2024-W10:rebuild",
+      "ev:{site_id=715}:event=Purchase:2024-03-09",
+      "xv:{site_id=715}:2024-03-09",
+      "EV:{site_id=715}:2024-03-09",
+      "ev{site_id=715}:2024-03-09",
       "uv:{site_id=715}:2024-02-30",
     ]) {
       expect(() => parseKey(bad), bad).toThrow(RangeError);

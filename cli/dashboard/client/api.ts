@@ -9,7 +9,12 @@ import type { DashboardConfig } from "./config.js";
 export interface AsOf {
   readonly consumer: string | null;
   readonly rollup: string | null;
+  /** The first time the consumer stored events; null when it never did. */
+  readonly eventsSince: string | null;
 }
+
+/** What a count or series counts: unique visitors or events. */
+export type Metric = "visitors" | "events";
 
 export interface SitesBody {
   readonly sites: string[];
@@ -23,11 +28,15 @@ export interface EventsBody {
 
 export interface CountBody {
   readonly site: string;
+  readonly metric: Metric;
   readonly from: string;
   readonly to: string;
   readonly estimate: number;
   readonly complete: boolean;
+  /** Days not counted: past the retention, or not recorded (those are also in notRecorded). */
   readonly missing: string[];
+  /** Days before the metric was first recorded (events only). */
+  readonly notRecorded: string[];
   readonly asOf: AsOf;
 }
 
@@ -38,10 +47,12 @@ export interface SeriesPoint {
   readonly estimate: number;
   readonly complete: boolean;
   readonly missing: string[];
+  readonly notRecorded: string[];
 }
 
 export interface SeriesBody {
   readonly site: string;
+  readonly metric: Metric;
   readonly granularity: string;
   readonly from: string;
   readonly to: string;

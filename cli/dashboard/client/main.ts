@@ -2,8 +2,9 @@
 /// <reference lib="dom.iterable" />
 /**
  * The dashboard page: a site picker over /v1/sites, the query controls, and for the chosen
- * site the range's total (count route), its points (series route) as a chart and a table,
- * and when the data was last brought up to date. Every failure is shown in the banner; a
+ * site the range's total (count route), its points (series route) as a chart and a table, its
+ * events per visitor (the count route's events estimate over its visitors estimate), and when
+ * the data was last brought up to date. Every failure is shown in the banner; a
  * newer request aborts an older one, so a slow answer never overwrites a newer choice.
  */
 
@@ -12,6 +13,8 @@ import {
   type CountBody,
   createApi,
   type EventsBody,
+  type Metric,
+  type Query,
   type SeriesBody,
   type SeriesPoint,
   type SitesBody,
@@ -30,6 +33,11 @@ const config = JSON.parse(byId("dashboard-config").textContent ?? "") as Dashboa
 const api = createApi(config);
 const numbers = new Intl.NumberFormat("en-US");
 const format = (n: number) => numbers.format(Math.round(n));
+/** Events per visitor: two decimals, as the README and the tests read it. */
+const ratios = new Intl.NumberFormat("en-US", {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
 
 const ui = {
   source: byId("source"),
@@ -50,7 +58,10 @@ const ui = {
   report: byId("report"),
   totalLabel: byId("total-label"),
   total: byId<HTMLOutputElement>("total"),
+  totalNote: byId("total-note"),
   totalIncomplete: byId("total-incomplete"),
+  eventsPerVisitor: byId<HTMLOutputElement>("events-per-visitor"),
+  ratioNote: byId("ratio-note"),
   asOf: byId("as-of"),
   chart: byId("chart"),
   chartCaption: byId("chart-caption"),
@@ -111,7 +122,34 @@ function describeDays(days: readonly string[]): string {
 /** "per …" for each granularity. */
 const PER: Record<string, string> = { day: "day", week: "ISO week", month: "month" };
 
-const MISSING_WHY = "past the retention, or before the first day recorded";
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/** The day after `day` (YYYY-MM-DD, UTC calendar). */
+function nextDay(day: string): string {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Days from `from` to `to`, both included. */
+function daysIn(from: string, to: string): number {
+  return (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000 + 1;
+}
+
+/**
+ * Why the days of an answer are not counted, each reason with its days: past the retention of
+ * their daily keys, or before events were first recorded ("not recorded yet").
+ */
+function whyMissing(missing: readonly string[], notRecorded: readonly string[]): string {
+  const before = new Set(notRecorded);
+  const expired = missing.filter((day) => !before.has(day));
+  const parts: string[] = [];
+  if (notRecorded.length > 0) {
+    parts.push(
+      `not recorded yet (before events were first recorded): ${describeDays(notRecorded)}`,
+    );
+  }
+  if (expired.length > 0) parts.push(`past the retention: ${describeDays(expired)}`);
+  return `${plural(missing.length, "day")} not counted, ${parts.join("; ")}`;
+}
 
 function instant(iso: string | null): string {
   return iso === null ? "never" : `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
@@ -186,24 +224,101 @@ function tableRow(point: SeriesPoint): HTMLTableRowElement {
     complete.textContent = "yes";
   } else {
     row.className = "incomplete";
-    complete.textContent = `incomplete: ${point.missing.length} day${point.missing.length === 1 ? "" : "s"} not counted (${MISSING_WHY}): ${describeDays(point.missing)}`;
+    complete.textContent = `incomplete: ${whyMissing(point.missing, point.notRecorded)}`;
   }
   row.append(complete);
   return row;
 }
 
-function showReport(shown: string, count: CountBody, series: SeriesBody, event: string): void {
-  const metric = ui.metric.selectedOptions[0]?.text ?? "Unique visitors";
+/** Events per visitor over the range, or over the part of it where events are recorded. */
+interface EventsPerVisitor {
+  readonly value: string;
+  readonly note: string;
+  /** False when no day of the range has events recorded: the value is words, not a number. */
+  readonly recorded: boolean;
+}
+
+function ratioOf(events: CountBody, visitors: CountBody): string {
+  return visitors.estimate === 0 ? "–" : ratios.format(events.estimate / visitors.estimate);
+}
+
+function ratioNote(events: CountBody, visitors: CountBody): string {
+  return `${format(events.estimate)} events ÷ ${format(visitors.estimate)} unique visitors (count estimates, standard error 0.81% each).`;
+}
+
+/**
+ * The ratio of the count route's events and visitors estimates over the range. Days before
+ * events were first recorded would lower it without reason: when some are in the range, the
+ * ratio is over the rest of the range (two more counts), and when all are, there is none.
+ */
+async function eventsPerVisitor(
+  shown: string,
+  query: Query & { readonly from: string; readonly to: string },
+  visitors: CountBody,
+  events: CountBody,
+  signal: AbortSignal,
+): Promise<EventsPerVisitor> {
+  const notRecorded = events.notRecorded;
+  const lastNotRecorded = notRecorded.at(-1);
+  if (lastNotRecorded === undefined) {
+    return { value: ratioOf(events, visitors), note: ratioNote(events, visitors), recorded: true };
+  }
+  const since = events.asOf.eventsSince;
+  if (notRecorded.length >= daysIn(query.from, query.to)) {
+    return {
+      value: "not recorded yet",
+      recorded: false,
+      note:
+        since === null
+          ? "Events have not been recorded yet: the consumer has stored none since the events metric was added."
+          : `Events are recorded from ${since.slice(0, 10)}: pick a range that reaches that day.`,
+    };
+  }
+  const recorded = { ...query, from: nextDay(lastNotRecorded) };
+  const path = sitePath(shown, "count");
+  const [partVisitors, partEvents] = await Promise.all([
+    api.get<CountBody>(path, { ...recorded, metric: "visitors" }, signal),
+    api.get<CountBody>(path, { ...recorded, metric: "events" }, signal),
+  ]);
+  return {
+    value: ratioOf(partEvents, partVisitors),
+    recorded: true,
+    note: `Over ${recorded.from} to ${recorded.to} only: events are not recorded before ${recorded.from} (${plural(notRecorded.length, "day")} of the range). ${ratioNote(partEvents, partVisitors)}`,
+  };
+}
+
+const METRIC_NAMES: Record<Metric, string> = { visitors: "Unique visitors", events: "Events" };
+
+const TOTAL_NOTES: Record<Metric, string> = {
+  visitors:
+    "The range's true total: a visitor seen on several days counts once here but once in each day's (or week's) number, so the points do not add up to it.",
+  events:
+    "Distinct event identities (each event's event_id, else its Kinesis record id), so a retried or replayed record counts once. Each event belongs to one day, so the points add up to this total within their error.",
+};
+
+function showReport(
+  shown: string,
+  count: CountBody,
+  series: SeriesBody,
+  event: string,
+  ratio: EventsPerVisitor,
+): void {
+  const metric = METRIC_NAMES[count.metric];
   const per = PER[series.granularity] ?? series.granularity;
-  const events = event ? `event ${event}` : "all events";
+  const events = event ? `event ${event}` : "all event types";
   ui.title.textContent = `Site ${shown}: ${metric.toLowerCase()}, ${events}, ${count.from} to ${count.to}`;
   ui.totalLabel.textContent = `${metric}, ${count.from} to ${count.to} (${events})`;
   ui.total.value = format(count.estimate);
+  ui.totalNote.textContent = TOTAL_NOTES[count.metric];
   ui.totalIncomplete.hidden = count.complete;
   ui.totalIncomplete.textContent = count.complete
     ? ""
-    : `Incomplete: ${count.missing.length} day${count.missing.length === 1 ? "" : "s"} not counted (${MISSING_WHY}): ${describeDays(count.missing)}.`;
-  ui.asOf.textContent = `As of: events stored ${instant(count.asOf.consumer)}; rollup ${instant(count.asOf.rollup)}`;
+    : `Incomplete: ${whyMissing(count.missing, count.notRecorded)}.`;
+  ui.eventsPerVisitor.value = ratio.value;
+  ui.eventsPerVisitor.classList.toggle("not-recorded", !ratio.recorded);
+  ui.ratioNote.textContent = ratio.note;
+  const since = count.asOf.eventsSince;
+  ui.asOf.textContent = `As of: events stored ${instant(count.asOf.consumer)}; rollup ${instant(count.asOf.rollup)}; events recorded since ${since === null ? "never (not recorded yet)" : instant(since)}`;
   const incomplete = series.points.filter((p) => !p.complete).length;
   ui.chartCaption.textContent = `${metric} per ${per}.${incomplete > 0 ? ` Hollow orange markers: ${incomplete} incomplete point${incomplete === 1 ? "" : "s"} (days not counted; see the table).` : ""} The table below lists the same points.`;
   ui.chart.setAttribute("role", "img");
@@ -251,22 +366,35 @@ async function load(): Promise<void> {
     }
     fillEvents(events.events);
     const event = ui.event.value;
-    const query = { from, to, metric: ui.metric.value, event };
-    const [count, series] = await Promise.all([
-      api.get<CountBody>(sitePath(shown, "count"), query, signal),
+    const metric: Metric = ui.metric.value === "events" ? "events" : "visitors";
+    const query = { from, to, event };
+    // Both metrics' counts: the chosen one is the total, and together they give events per visitor.
+    const [visitorsCount, eventsCount, series] = await Promise.all([
+      api.get<CountBody>(sitePath(shown, "count"), { ...query, metric: "visitors" }, signal),
+      api.get<CountBody>(sitePath(shown, "count"), { ...query, metric: "events" }, signal),
       api.get<SeriesBody>(
         sitePath(shown, "series"),
-        { ...query, granularity: ui.granularity.value },
+        { ...query, metric, granularity: ui.granularity.value },
         signal,
       ),
     ]);
-    if (count.estimate === 0 && series.points.every((p) => p.estimate === 0)) {
+    const count = metric === "events" ? eventsCount : visitorsCount;
+    const what = event ? ` for event ${event}` : "";
+    if (metric === "events" && count.notRecorded.length >= daysIn(from, to)) {
+      const since = count.asOf.eventsSince;
       showEmpty(
-        `No data for site ${shown} from ${from} to ${to}${event ? ` for event ${event}` : ""}: try a wider range${event ? " or all events" : ""}. As of: events stored ${instant(count.asOf.consumer)}.`,
+        `Events not recorded yet for site ${shown} from ${from} to ${to}${what}: ${since === null ? "the consumer has stored none since the events metric was added" : `events are recorded from ${since.slice(0, 10)}; pick a range that reaches that day`}.`,
       );
       return;
     }
-    showReport(shown, count, series, event);
+    if (count.estimate === 0 && series.points.every((p) => p.estimate === 0)) {
+      showEmpty(
+        `No data for site ${shown} from ${from} to ${to}${what}: try a wider range${event ? " or all events" : ""}. As of: events stored ${instant(count.asOf.consumer)}.`,
+      );
+      return;
+    }
+    const ratio = await eventsPerVisitor(shown, query, visitorsCount, eventsCount, signal);
+    showReport(shown, count, series, event, ratio);
   } catch (err) {
     if (isAbort(err)) return;
     ui.report.hidden = true;
