@@ -13,7 +13,7 @@
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
-import { type CountAnswer, countAnswer } from "../functions/api/answers.js";
+import { type CountAnswer, countAnswer, rangeRequest } from "../functions/api/answers.js";
 import { CountBody } from "../functions/api/schemas.js";
 import { first, last } from "../functions/domain/arrays.js";
 import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
@@ -241,21 +241,11 @@ function countFromRedis(
     config.redis,
     { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
     (connection: RedisConnection) =>
-      countAnswer(
-        connection.client,
-        {
-          site: request.site,
-          from: request.from,
-          to: request.to,
-          metric: request.metric,
-          ...(request.event === undefined ? {} : { event: request.event }),
-        },
-        {
-          retentionDays: config.retention.days,
-          nowMs: (deps.now ?? Date.now)(),
-          warn: (line) => deps.stderr.write(`${line}\n`),
-        },
-      ),
+      countAnswer(connection.client, rangeRequest(request), {
+        retentionDays: config.retention.days,
+        nowMs: (deps.now ?? Date.now)(),
+        warn: (line) => deps.stderr.write(`${line}\n`),
+      }),
   );
 }
 

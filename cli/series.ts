@@ -10,7 +10,7 @@
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
-import { type SeriesAnswer, seriesAnswer } from "../functions/api/answers.js";
+import { rangeRequest, type SeriesAnswer, seriesAnswer } from "../functions/api/answers.js";
 import { GRANULARITIES, MAX_SERIES_POINTS, SeriesBody } from "../functions/api/schemas.js";
 import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { messageOf } from "../functions/domain/errors.js";
@@ -112,22 +112,11 @@ async function seriesFromRedis(request: SeriesRequest, deps: SeriesDeps): Promis
     config.redis,
     { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
     (connection: RedisConnection) =>
-      seriesAnswer(
-        connection.client,
-        {
-          site: request.site,
-          from: request.from,
-          to: request.to,
-          metric: request.metric,
-          ...(request.event === undefined ? {} : { event: request.event }),
-        },
-        request.granularity,
-        {
-          retentionDays: config.retention.days,
-          nowMs: (deps.now ?? Date.now)(),
-          warn: (line) => deps.stderr.write(`${line}\n`),
-        },
-      ),
+      seriesAnswer(connection.client, rangeRequest(request), request.granularity, {
+        retentionDays: config.retention.days,
+        nowMs: (deps.now ?? Date.now)(),
+        warn: (line) => deps.stderr.write(`${line}\n`),
+      }),
   );
 }
 

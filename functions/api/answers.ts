@@ -27,6 +27,18 @@ export interface RangeRequest extends RangeQuery {
   readonly metric: Metric;
 }
 
+/** A range request from what was asked: `event` left out when absent (all event types). */
+export function rangeRequest(asked: {
+  readonly site: string;
+  readonly from: string;
+  readonly to: string;
+  readonly metric: RangeRequest["metric"];
+  readonly event?: string | undefined;
+}): RangeRequest {
+  const { site, from, to, metric, event } = asked;
+  return event === undefined ? { site, from, to, metric } : { site, from, to, metric, event };
+}
+
 /** What was asked, as every range answer starts: site, event (null for all), metric. */
 function asked(request: RangeRequest) {
   return { site: request.site, event: request.event ?? null, metric: request.metric };

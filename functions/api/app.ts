@@ -16,7 +16,7 @@ import { messageOf } from "../domain/errors.js";
 import { dayOf } from "../domain/periods.js";
 import { API_DEADLINE } from "../domain/runtime-env.js";
 import { listSites, siteEventTypes, siteTimeZone } from "../read/catalog.js";
-import { countAnswer, type RangeRequest, type ReadRedis, seriesAnswer } from "./answers.js";
+import { countAnswer, type ReadRedis, rangeRequest, seriesAnswer } from "./answers.js";
 import { openApiDocument } from "./openapi.js";
 import {
   CountBody,
@@ -114,21 +114,6 @@ function route<P, Q>(definition: {
 
 const today = (nowMs: number) => dayOf(nowMs);
 
-/** The range a count or series route was asked for, in the answers' terms. */
-function rangeRequest(
-  params: { readonly site: string },
-  query: { readonly from: string; readonly to: string; readonly event?: string | undefined },
-  metric: RangeRequest["metric"],
-): RangeRequest {
-  return {
-    site: params.site,
-    from: query.from,
-    to: query.to,
-    metric,
-    ...(query.event === undefined ? {} : { event: query.event }),
-  };
-}
-
 /** An answer about a range that reaches today (or later) changes until the day is over. */
 const reachesToday = (to: string, context: RouteContext) => to >= today(context.nowMs);
 
@@ -175,7 +160,7 @@ export const ROUTES: readonly RouteDefinition[] = [
     query: CountQuery,
     response: CountBody,
     run: async ({ params, query }, context) => ({
-      body: await countAnswer(context.redis, rangeRequest(params, query, query.metric), context),
+      body: await countAnswer(context.redis, rangeRequest({ ...params, ...query }), context),
       live: reachesToday(query.to, context),
     }),
   }),
@@ -190,7 +175,7 @@ export const ROUTES: readonly RouteDefinition[] = [
     run: async ({ params, query }, context) => ({
       body: await seriesAnswer(
         context.redis,
-        rangeRequest(params, query, query.metric),
+        rangeRequest({ ...params, ...query }),
         query.granularity,
         context,
       ),

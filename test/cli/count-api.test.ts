@@ -10,7 +10,6 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
-import { createConnection } from "node:net";
 import { promisify } from "node:util";
 import { getRequestListener } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,7 +17,7 @@ import { startApiServer } from "../../cli/api.js";
 import { runCli } from "../../cli/app.js";
 import { createApiRuntime } from "../../functions/api/handler.js";
 import { daysAgo, utcDay } from "../helpers/clock.js";
-import { listeningPort } from "../helpers/net.js";
+import { listeningPort, portOpen } from "../helpers/net.js";
 import { type ReadFixture, startReadFixture } from "../helpers/read-fixture.js";
 import { captureIo } from "./capture.js";
 import { parseAuthorization, verifySigV4 } from "./sigv4.js";
@@ -103,17 +102,6 @@ async function cli(
 const direct = (argv: string[]) => cli(argv, fixture.readerEnv);
 const apiEnv = () => ({ ...fixture.readerEnv, API_URL: apiUrl, AWS_REGION: REGION });
 const viaApi = (argv: string[]) => cli(argv, apiEnv());
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
 
 describe("count with API_URL", () => {
   it("prints exactly what the direct path prints, text and --json, from requests signed for lambda", async () => {

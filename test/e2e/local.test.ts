@@ -6,7 +6,6 @@
 
 import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
-import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -23,6 +22,7 @@ import { runRollupLocally } from "../../state-machines/local-runner.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { exitFailure } from "../helpers/exec.js";
 import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
+import { portOpen } from "../helpers/net.js";
 import { dayNumber, isoWeekLabel } from "../unit/calendar.js";
 
 const run = promisify(execFile);
@@ -34,17 +34,6 @@ function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
 }
 
 describe("the local pipeline", () => {
