@@ -10,6 +10,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "@aws-lambda-powertools/logger";
 import { createAdaptorServer } from "@hono/node-server";
+import { createAdminRuntime } from "../functions/admin/handler.js";
 import { ROUTES } from "../functions/api/app.js";
 import { createApiRuntime } from "../functions/api/handler.js";
 import type { Env } from "../functions/domain/runtime-env.js";
@@ -39,7 +40,11 @@ function isErrno(err: unknown, code: string): boolean {
   return err instanceof Error && "code" in err && err.code === code;
 }
 
-/** The read app over `env` (the functions' runtime variables), listening on 127.0.0.1. */
+/**
+ * The read app and the admin app over `env` (the functions' runtime variables), listening on
+ * 127.0.0.1: writes (PUT and DELETE, the admin routes) go to the admin app, everything else to
+ * the read app. In AWS they are two functions; locally, one loopback server without auth.
+ */
 export async function startApiServer(env: Env, options: ApiServerOptions = {}): Promise<ApiServer> {
   const port = options.port ?? DEFAULT_API_PORT;
   // Throws ConfigError naming every bad variable before anything listens.
@@ -47,8 +52,15 @@ export async function startApiServer(env: Env, options: ApiServerOptions = {}): 
     ...(options.now ? { now: options.now } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });
+  const admin = createAdminRuntime(env, {
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  const fetch = (request: Request) =>
+    request.method === "PUT" || request.method === "DELETE"
+      ? admin.app.fetch(request)
+      : runtime.app.fetch(request);
   // The default adaptor server is a node:http Server (no TLS or HTTP/2 options given).
-  const server = createAdaptorServer({ fetch: runtime.app.fetch, hostname: API_HOST }) as Server;
+  const server = createAdaptorServer({ fetch, hostname: API_HOST }) as Server;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -59,6 +71,7 @@ export async function startApiServer(env: Env, options: ApiServerOptions = {}): 
     });
   } catch (err) {
     runtime.close();
+    admin.close();
     if (isErrno(err, "EADDRINUSE")) {
       throw new CliError(
         `port ${port} on ${API_HOST} is in use: choose another with --port N, or --port 0 for a free one`,
@@ -76,7 +89,10 @@ export async function startApiServer(env: Env, options: ApiServerOptions = {}): 
         server.close(() => resolve());
         // Keep-alive connections would hold close() open until their idle timeout.
         server.closeAllConnections();
-      }).finally(() => runtime.close());
+      }).finally(() => {
+        runtime.close();
+        admin.close();
+      });
       return closed;
     },
   };
@@ -86,6 +102,10 @@ export async function startApiServer(env: Env, options: ApiServerOptions = {}): 
 export function describeRoutes(url: string): string[] {
   const lines = ROUTES.map((r) => ({ path: `GET ${url}${r.path}`, summary: r.summary }));
   lines.push({ path: `GET ${url}/v1/openapi.json`, summary: "OpenAPI 3 document of the routes" });
+  lines.push({
+    path: `PUT|DELETE ${url}/v1/sites/{site}/time-zone`,
+    summary: 'Set ({"timeZone":"Europe/Paris"}) or remove a site\'s time zone (the admin routes)',
+  });
   const width = Math.max(...lines.map((l) => l.path.length));
   return lines.map((l) => `  ${l.path.padEnd(width)}  ${l.summary}`);
 }

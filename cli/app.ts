@@ -21,6 +21,7 @@ import {
 import { type RollupDeps, runRollup } from "./rollup.js";
 import { runSend, type SendDeps } from "./send.js";
 import { runSeries, type SeriesDeps } from "./series.js";
+import { runSite, type SiteDeps } from "./site.js";
 import { runToken, type TokenDeps } from "./token.js";
 
 /** The streams and environment, plus any command dependency a test wants to replace. */
@@ -30,6 +31,7 @@ export type CliDeps = CliIo &
   Partial<Omit<TokenDeps, keyof CliIo>> &
   Partial<Omit<SendDeps, keyof CliIo>> &
   Partial<Omit<SeriesDeps, keyof CliIo>> &
+  Partial<Omit<SiteDeps, keyof CliIo>> &
   Partial<Omit<ApiCommandDeps, keyof CliIo>> &
   Partial<Omit<DashboardDeps, keyof CliIo>>;
 
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promi
   rollup: runRollup,
   count: runCount,
   series: runSeries,
+  site: runSite,
   // Loaded when used: the API server (Hono, Powertools) would add ~0.2 s to every command.
   api: async (args, deps) => (await import("./api.js")).runApi(args, deps),
   // The same for the dashboard (esbuild bundles its page when it starts).

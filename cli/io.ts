@@ -93,6 +93,16 @@ Commands:
       At most ${MAX_SERIES_POINTS} points and ${MAX_RANGE_DAYS} days. Reads REDIS_ENDPOINT, or the read API when API_URL
       is set.
 
+  site --site S [--time-zone ZONE | --utc] [--json]
+      Site S's time zone: the zone registry's entry, or UTC (the default) without one. With
+      --time-zone, set it: UTC or an IANA Area/Location name in its canonical case, e.g.
+      Europe/Paris (not +05:30, EST or europe/paris); --utc removes the entry (back to UTC). A
+      change applies to events ingested from then on (the consumer re-reads the registry within
+      60 s); keys already written keep their labels, never rewritten. --json prints
+      {"site","timeZone","source"} (source registry or default), after a change with
+      "previous" and "changed". Uses Redis at REDIS_ENDPOINT, or the admin API when
+      ADMIN_API_URL is set (SigV4-signed with your AWS credentials; how it is done in AWS).
+
   api [--port N]
       Serve the read API (GET /v1/sites, /v1/sites/{site}/events|count|series|time-zone,
       /v1/openapi.json) on 127.0.0.1 only, without auth, against REDIS_ENDPOINT, until Ctrl-C
@@ -113,8 +123,8 @@ Commands:
   help
       Print this text.
 
-Environment: the functions' variables (count, series, api, dashboard, rollup --local, token;
-README "Runtime environment"):
+Environment: the functions' variables (count, series, site, api, dashboard, rollup --local,
+token; README "Runtime environment"):
 ${wrap(RUNTIME_VARIABLES.map((variable) => variable.name).join(", "), 92, "  ")}
 and the CLI's own:
 ${CLI_VARIABLES.map((variable) => `  ${variable.name.padEnd(19)} ${wrap(variable.meaning.replaceAll("`", ""), 92, " ".repeat(22)).trimStart()}`).join("\n")}

@@ -13,7 +13,8 @@
  * The operator policy (attach it to the people or roles that operate the stack) allows
  * exactly the operator's actions: connect through this endpoint to this instance, get a
  * MemoryDB token for the read-only `reader` user, call the read API's function URL, send test
- * events, start and watch rollups.
+ * events, start and watch rollups. It grants nothing on the admin API: that function has its
+ * own policy (api.ts), attached only to the people who may change a site's settings.
  */
 
 import { Ec2InstanceConnectEndpoint } from "@cdktf/provider-aws/lib/ec2-instance-connect-endpoint/index.js";
@@ -26,7 +27,7 @@ import { VpcSecurityGroupEgressRule } from "@cdktf/provider-aws/lib/vpc-security
 import { VpcSecurityGroupIngressRule } from "@cdktf/provider-aws/lib/vpc-security-group-ingress-rule/index.js";
 import { Fn, type ITerraformDependable } from "cdktf";
 import { Construct } from "constructs";
-import { READ_API_AUTH_TYPE } from "./api.js";
+import { urlCallerStatements } from "./api.js";
 import type { SketchstreamConfig } from "./config.js";
 import { arn, memorydbConnectStatement, policyDocument, type Statement } from "./policy.js";
 
@@ -87,7 +88,10 @@ export interface AccessProps {
   readonly kmsKeyArn: string;
   readonly stateMachineArn: string;
   readonly stateMachineName: string;
-  /** The read API's function (api.ts): operators may call its AWS_IAM function URL. */
+  /**
+   * The read API's function (api.ts): operators may call its AWS_IAM function URL. The admin
+   * API is deliberately not here.
+   */
   readonly readApiFunctionArn: string;
 }
 
@@ -261,21 +265,8 @@ function operatorStatements(props: AccessProps): Statement[] {
   const region = props.config.region;
   return [
     memorydbConnectStatement(props.redis.clusterArn, props.redis.readerUserArn),
-    {
-      // Through its URL, and only while the URL requires IAM auth.
-      Sid: "CallReadApiUrl",
-      Effect: "Allow",
-      Action: "lambda:InvokeFunctionUrl",
-      Resource: props.readApiFunctionArn,
-      Condition: { StringEquals: { "lambda:FunctionUrlAuthType": READ_API_AUTH_TYPE } },
-    },
-    {
-      // Function URLs created since October 2025 also check InvokeFunction on the function.
-      Sid: "InvokeReadApi",
-      Effect: "Allow",
-      Action: "lambda:InvokeFunction",
-      Resource: props.readApiFunctionArn,
-    },
+    // CallReadApiUrl, InvokeReadApi.
+    ...urlCallerStatements("ReadApi", props.readApiFunctionArn),
     {
       Sid: "SendTestEvents",
       Effect: "Allow",

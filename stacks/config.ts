@@ -158,7 +158,10 @@ export interface SketchstreamConfig {
   readonly stream: StreamConfig;
   readonly consumer: ConsumerFunctionConfig;
   readonly rollup: RollupFunctionConfig;
-  /** The read API's function (stacks/api.ts). */
+  /**
+   * The read and admin APIs' functions (stacks/api.ts): both are small HTTP apps doing a few
+   * Redis round trips a request, so they share one sizing.
+   */
   readonly api: ApiFunctionConfig;
   readonly retention: RetentionConfig;
   /** CloudWatch Logs retention of every log group, in days (one of LOG_RETENTION_DAYS). */

@@ -17,20 +17,31 @@ import { ACL_RULES } from "../functions/domain/acl.js";
 import { recordOf } from "../functions/domain/arrays.js";
 import { parameterGroupFamily, type SketchstreamConfig } from "./config.js";
 
-/** One MemoryDB user per role of functions/domain/acl.ts. */
+/**
+ * One MemoryDB user per role of functions/domain/acl.ts: the consumer, the rollup, the reader
+ * (people with redis-cli and the read API) and the registry writer (the admin API, which may
+ * write the zone registry and nothing else).
+ */
 export const REDIS_ROLES = [
   "consumer",
   "rollup",
   "reader",
+  "registryWriter",
 ] as const satisfies readonly (keyof typeof ACL_RULES)[];
 export type RedisRole = (typeof REDIS_ROLES)[number];
 
+/** A role as it appears in user names and construct ids: registryWriter is registry-writer. */
+export function roleSlug(role: RedisRole): string {
+  return role.replace(/[A-Z]/g, (upper) => `-${upper.toLowerCase()}`);
+}
+
 /**
- * The MemoryDB user name of a role. User names are unique per account and region, so they
- * carry the name prefix: dev and prod can share an account.
+ * The MemoryDB user name of a role, e.g. `sketchstream-dev-registry-writer`. User names are
+ * unique per account and region, so they carry the name prefix: dev and prod can share an
+ * account.
  */
 export function redisUserName(namePrefix: string, role: RedisRole): string {
-  return `${namePrefix}-${role}`;
+  return `${namePrefix}-${roleSlug(role)}`;
 }
 
 /** "on" enables the user: MemoryDB creates users "off" unless the access string says "on". */
@@ -88,7 +99,7 @@ export class MemoryDb extends Construct {
     const users = recordOf(
       REDIS_ROLES,
       (role) =>
-        new MemorydbUser(this, `user-${role}`, {
+        new MemorydbUser(this, `user-${roleSlug(role)}`, {
           userName: redisUserName(prefix, role),
           accessString: accessString(role),
           authenticationMode: { type: "iam" },

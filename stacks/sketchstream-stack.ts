@@ -8,11 +8,17 @@
 
 import { join } from "node:path";
 import { DataAwsCallerIdentity } from "@cdktf/provider-aws/lib/data-aws-caller-identity/index.js";
+import type { IamPolicy } from "@cdktf/provider-aws/lib/iam-policy/index.js";
 import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { TerraformOutput, TerraformStack } from "cdktf";
 import type { Construct } from "constructs";
 import { Access } from "./access.js";
-import { ReadApi } from "./api.js";
+import {
+  adminApiFunctionName,
+  apiEnvironment,
+  FunctionUrlApi,
+  readApiFunctionName,
+} from "./api.js";
 import { bundleEntry, projectRootFrom } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
 import { Consumer, quarantineQueueName } from "./consumer.js";
@@ -33,6 +39,7 @@ export interface StackSources {
   readonly rollupEntry: string;
   readonly rollupAsl: string;
   readonly apiEntry: string;
+  readonly adminEntry: string;
 }
 
 export const DEFAULT_SOURCES: StackSources = {
@@ -40,6 +47,7 @@ export const DEFAULT_SOURCES: StackSources = {
   rollupEntry: join(PROJECT_ROOT, "functions/rollup/handler.ts"),
   rollupAsl: join(PROJECT_ROOT, "state-machines/rollup.asl.json"),
   apiEntry: join(PROJECT_ROOT, "functions/api/handler.ts"),
+  adminEntry: join(PROJECT_ROOT, "functions/admin/handler.ts"),
 };
 
 export interface SketchstreamStackProps {
@@ -56,7 +64,10 @@ export class SketchstreamStack extends TerraformStack {
   readonly stream: Stream;
   readonly consumer: Consumer;
   readonly rollup: Rollup;
-  readonly readApi: ReadApi;
+  readonly readApi: FunctionUrlApi;
+  readonly adminApi: FunctionUrlApi;
+  /** The admin API's callers' policy: admins get it beside the operator policy. */
+  readonly adminPolicy: IamPolicy;
   readonly access: Access;
   readonly observability: Observability;
 
@@ -86,6 +97,7 @@ export class SketchstreamStack extends TerraformStack {
     const consumerBundle = bundleEntry(sources.consumerEntry, ["handler"], PROJECT_ROOT);
     const rollupBundle = bundleEntry(sources.rollupEntry, ROLLUP_HANDLERS, PROJECT_ROOT);
     const apiBundle = bundleEntry(sources.apiEntry, ["handler"], PROJECT_ROOT);
+    const adminBundle = bundleEntry(sources.adminEntry, ["handler"], PROJECT_ROOT);
 
     const key = new DataKey(this, "kms", {
       config,
@@ -157,20 +169,53 @@ export class SketchstreamStack extends TerraformStack {
       clusterName: this.memorydb.clusterName,
     });
 
-    // The read API reads as the reader, the read-only user people use with redis-cli. It calls
-    // no AWS API (its MemoryDB token is signed locally), so it needs no endpoint.
-    this.readApi = new ReadApi(this, "read-api", {
+    // Two HTTP apps behind AWS_IAM function URLs. Neither calls an AWS API (their MemoryDB
+    // tokens are signed locally), so neither needs an endpoint. IAM cannot tell one URL's
+    // routes apart, so reading and administering are two functions, two MemoryDB users and two
+    // callers' policies.
+    const urlApi = {
       config,
       accountId,
-      asset: bundleAsset(this, "api-code", apiBundle),
-      bundle: apiBundle,
       subnetIds: this.network.subnetIds,
       securityGroupIds: [this.network.functionsSg.id],
       kmsKeyArn: key.arn,
       alarmTopicArn: this.observability.topic.arn,
       networkReady: this.network.functionRules,
+      handlerExport: "handler",
+      sizing: config.api,
+      environment: apiEnvironment(config),
+    };
+    // The read API reads as the reader, the read-only user people use with redis-cli; the
+    // operator policy lets operators call it.
+    this.readApi = new FunctionUrlApi(this, "read-api", {
+      ...urlApi,
+      functionName: readApiFunctionName(prefix),
+      statementName: "ReadApi",
+      title: "read API",
+      description: "Read API (function URL, AWS_IAM): counts and series from MemoryDB, read-only",
+      asset: bundleAsset(this, "api-code", apiBundle),
+      bundle: apiBundle,
       redis: redisFor("reader"),
     });
+    // The admin API writes the zone registry as the registry writer, a user that can write
+    // nothing else; only the admin policy lets anyone call it.
+    this.adminApi = new FunctionUrlApi(this, "admin-api", {
+      ...urlApi,
+      functionName: adminApiFunctionName(prefix),
+      statementName: "AdminApi",
+      title: "admin API",
+      description:
+        "Admin API (function URL, AWS_IAM): sets sites' time zones in MemoryDB as the registry writer",
+      asset: bundleAsset(this, "admin-code", adminBundle),
+      bundle: adminBundle,
+      redis: redisFor("registryWriter"),
+      callerPolicy: {
+        name: `${prefix}-admin`,
+        description: `${prefix}: call the admin API (set a site's time zone); nothing else`,
+      },
+    });
+    if (!this.adminApi.callerPolicy) throw new Error("the admin API was made without its policy");
+    this.adminPolicy = this.adminApi.callerPolicy;
 
     const [operatorSubnet] = this.network.subnets;
     const [operatorRouting] = this.network.routeTableAssociations;
@@ -229,6 +274,16 @@ export class SketchstreamStack extends TerraformStack {
       "Read API (function URL, AWS_IAM auth): requests are SigV4-signed for service lambda; the operator policy allows them",
     );
     out(
+      "admin_api_url",
+      this.adminApi.url.functionUrl,
+      "Admin API (function URL, AWS_IAM auth): writes sites' settings; only the admin policy allows it",
+    );
+    out(
+      "admin_policy_arn",
+      this.adminPolicy.arn,
+      "IAM policy to attach to admins: calling the admin API and nothing else (operators need operator_policy_arn too)",
+    );
+    out(
       "redis_cli_command",
       `redis-cli -c --tls -h ${this.memorydb.endpointAddress} -p ${this.memorydb.port} --user ${reader} PFCOUNT ${EXAMPLE_KEY}`,
       "Run on the operator instance after `export REDISCLI_AUTH='<token>'`, the token made on a workstation by `npm run cli -- token` (it opens connections for 15 minutes)",
@@ -242,6 +297,7 @@ export class SketchstreamStack extends TerraformStack {
       STREAM_NAME: this.stream.stream.name,
       STATE_MACHINE_ARN: this.rollup.stateMachine.arn,
       API_URL: this.readApi.url.functionUrl,
+      ADMIN_API_URL: this.adminApi.url.functionUrl,
     };
     out(
       "cli_env",

@@ -9,7 +9,7 @@
  * days before events were first recorded, are listed in `missing`.
  */
 
-import { Hono } from "hono";
+import { type Context, type ErrorHandler, Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as v from "valibot";
 import { messageOf } from "../domain/errors.js";
@@ -53,7 +53,8 @@ export const RETRY_AFTER_S = 5;
 
 type ErrorKind = v.InferOutput<typeof ErrorBody>["error"];
 
-class ApiError extends Error {
+/** A failure the request's answer states: its status, kind and message (the admin app's too). */
+export class ApiError extends Error {
   constructor(
     readonly status: ContentfulStatusCode,
     readonly kind: ErrorKind,
@@ -64,7 +65,7 @@ class ApiError extends Error {
 }
 
 /** Redis did not answer in time or could not be reached: a 503, worth retrying. */
-class Unavailable extends ApiError {
+export class Unavailable extends ApiError {
   constructor(message: string) {
     super(503, "unavailable", message);
   }
@@ -210,17 +211,16 @@ function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
   return path && !issue.message.includes(`"${path}"`) ? `${path}: ${issue.message}` : issue.message;
 }
 
-function parseInput<T>(
-  schema: v.GenericSchema<Record<string, string>, T> | undefined,
-  input: Record<string, string>,
-): T {
+/** The input checked against its schema; a 400 naming the field when it fails. */
+export function parseInput<T>(schema: v.GenericSchema<unknown, T> | undefined, input: unknown): T {
   if (!schema) return {} as T;
   const parsed = v.safeParse(schema, input);
   if (!parsed.success) throw new ApiError(400, "invalid_request", describeIssues(parsed.issues));
   return parsed.output;
 }
 
-function withDeadline<T>(work: Promise<T>, ms: number, onMiss: () => void): Promise<T> {
+/** `work`, or a 503 once `ms` have passed (then `onMiss` drops the connection). */
+export function withDeadline<T>(work: Promise<T>, ms: number, onMiss: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const missed = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -231,20 +231,64 @@ function withDeadline<T>(work: Promise<T>, ms: number, onMiss: () => void): Prom
   return Promise.race([work, missed]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * An error answer, `{"error","message"}`, never cached; a 503 says when to retry. `kind` is one
+ * the app's error schema documents.
+ */
+export function errorResponse(
+  status: ContentfulStatusCode,
+  kind: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify({ error: kind, message }), {
+    status,
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      ...(status === 503 ? { "retry-after": String(RETRY_AFTER_S) } : {}),
+      ...headers,
+    },
+  });
+}
+
+/** The 404 of a request no route takes. */
+export function noRoute(c: Context): Response {
+  return errorResponse(
+    404,
+    "not_found",
+    `no route ${c.req.method} ${new URL(c.req.url).pathname}: see /v1/openapi.json for the routes`,
+  );
+}
+
+/**
+ * What a request that failed answers: an ApiError as it says; an unreachable Redis a 503;
+ * anything else a 500 without its cause, which goes to `logError` as `what`.
+ */
+export function failureAnswer(logError: ApiDeps["logError"], what: string): ErrorHandler {
+  return (err, c) => {
+    if (err instanceof ApiError) return errorResponse(err.status, err.kind, err.message);
+    const message = messageOf(err);
+    if (UNREACHABLE.test(message)) {
+      return errorResponse(
+        503,
+        "unavailable",
+        `Redis is unavailable (${message}): try again shortly`,
+      );
+    }
+    logError?.(what, { path: new URL(c.req.url).pathname, error: message });
+    return errorResponse(
+      500,
+      "internal",
+      "the request failed inside the API; its log has the cause",
+    );
+  };
+}
+
 export function createApiApp(deps: ApiDeps): Hono {
   const now = deps.now ?? Date.now;
   const deadlineMs = deps.deadlineMs ?? API_DEADLINE.default;
   const app = new Hono();
-
-  const errorResponse = (status: ContentfulStatusCode, kind: ErrorKind, message: string) =>
-    new Response(JSON.stringify({ error: kind, message }), {
-      status,
-      headers: {
-        "content-type": "application/json; charset=utf-8",
-        "cache-control": "no-store",
-        ...(status === 503 ? { "retry-after": String(RETRY_AFTER_S) } : {}),
-      },
-    });
 
   for (const definition of ROUTES) {
     const honoPath = definition.path.replace(/\{(\w+)\}/g, ":$1");
@@ -274,34 +318,8 @@ export function createApiApp(deps: ApiDeps): Hono {
 
   app.get("/v1/openapi.json", (c) => c.json(openApiDocument(ROUTES)));
 
-  app.notFound((c) =>
-    errorResponse(
-      404,
-      "not_found",
-      `no route ${c.req.method} ${new URL(c.req.url).pathname}: see /v1/openapi.json for the routes`,
-    ),
-  );
-
-  app.onError((err, c) => {
-    if (err instanceof ApiError) return errorResponse(err.status, err.kind, err.message);
-    const message = messageOf(err);
-    if (UNREACHABLE.test(message)) {
-      return errorResponse(
-        503,
-        "unavailable",
-        `Redis is unavailable (${message}): try again shortly`,
-      );
-    }
-    deps.logError?.("read API request failed", {
-      path: new URL(c.req.url).pathname,
-      error: message,
-    });
-    return errorResponse(
-      500,
-      "internal",
-      "the request failed inside the API; its log has the cause",
-    );
-  });
+  app.notFound(noRoute);
+  app.onError(failureAnswer(deps.logError, "read API request failed"));
 
   return app;
 }

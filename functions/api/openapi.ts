@@ -10,7 +10,8 @@ import { ErrorBody } from "./schemas.js";
 
 type JsonSchema = Record<string, unknown>;
 
-function jsonSchema(schema: v.GenericSchema): JsonSchema {
+/** A valibot schema as JSON Schema (draft 2020-12, OpenAPI 3.1's dialect). */
+export function jsonSchema(schema: v.GenericSchema): JsonSchema {
   // Checks across fields (from <= to, range length) have no JSON Schema form: they are
   // described in the route's summary and enforced by the app.
   const { $schema: _, ...rest } = toJsonSchema(schema, {
@@ -21,7 +22,7 @@ function jsonSchema(schema: v.GenericSchema): JsonSchema {
 }
 
 /** Path and query parameters of a route, from the properties of its object schemas. */
-function parameters(route: RouteDefinition): JsonSchema[] {
+export function parameters(route: Pick<RouteDefinition, "params" | "query">): JsonSchema[] {
   const out: JsonSchema[] = [];
   for (const [where, schema] of [
     ["path", route.params],

@@ -36,4 +36,10 @@ export const ACL_RULES = {
    * only reads.
    */
   reader: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${PENDING_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} ~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember +sscan +sismember +smembers +zmscore +hget`,
+  /**
+   * The admin function: read, set and remove a site's entry in the zone registry (HGET, HSET,
+   * HDEL), and nothing else. The read API's reader user may only HGET it: the write boundary is
+   * this user, behind its own function.
+   */
+  registryWriter: `~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +hget +hset +hdel`,
 } as const;

@@ -118,7 +118,7 @@ export const RUNTIME_VARIABLES: readonly VariableSpec[] = [
   {
     name: API_DEADLINE.variable,
     defaultText: `\`${API_DEADLINE.default}\``,
-    meaning: `read API only: ms, ${API_DEADLINE.min}-${API_DEADLINE.max}, a request waits for Redis before answering 503`,
+    meaning: `read and admin APIs only: ms, ${API_DEADLINE.min}-${API_DEADLINE.max}, a request waits for Redis before answering 503`,
   },
 ];
 
@@ -129,6 +129,12 @@ export const CLI_VARIABLES: readonly VariableSpec[] = [
     defaultText: "none",
     meaning:
       "`count`, `series`, `dashboard`: read through the read API (the stack's `api_url`), SigV4-signed with your AWS credentials",
+  },
+  {
+    name: "ADMIN_API_URL",
+    defaultText: "none",
+    meaning:
+      "`site`: read and set time zones through the admin API (the stack's `admin_api_url`), SigV4-signed with your AWS credentials",
   },
   { name: "STREAM_NAME", defaultText: "none", meaning: "`send`: the Kinesis stream's name or ARN" },
   {

@@ -100,7 +100,10 @@ export interface SiteTimeZone {
   readonly source: "registry" | "default";
 }
 
-export async function siteTimeZone(redis: CatalogRedis, site: string): Promise<SiteTimeZone> {
+export async function siteTimeZone(
+  redis: Pick<CatalogRedis, "hget">,
+  site: string,
+): Promise<SiteTimeZone> {
   const zone = await redis.hget(TIME_ZONES_KEY, site);
   return zone === null
     ? { timeZone: "UTC", source: "default" }

@@ -302,6 +302,33 @@ describe("the api command", () => {
     expect(await portOpen(port), "the port is closed after the command returns").toBe(false);
   });
 
+  it("serves the admin routes too: PUT and DELETE of a site's time zone", async () => {
+    const api = await startApiServer(fixture.env, { port: 0, now: () => fixture.nowMs });
+    try {
+      const zone = `${api.url}/v1/sites/${site}/time-zone`;
+      const put = await fetch(zone, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ timeZone: "Asia/Kathmandu" }),
+      });
+      expect(put.status).toBe(200);
+      expect(await (await fetch(zone)).json()).toEqual({
+        site,
+        timeZone: "Asia/Kathmandu",
+        source: "registry",
+      });
+      const bad = await fetch(zone, { method: "PUT", body: JSON.stringify({ timeZone: "EST" }) });
+      expect(bad.status).toBe(400);
+      expect((await fetch(zone, { method: "DELETE" })).status).toBe(200);
+      expect(await (await fetch(zone)).json()).toMatchObject({
+        timeZone: "UTC",
+        source: "default",
+      });
+    } finally {
+      await api.close();
+    }
+  });
+
   it("says so when the port is taken (exit 1)", async () => {
     const taken = listeningPort(server);
     const { out, io } = captureIo(fixture.readerEnv);

@@ -97,11 +97,17 @@ describe("Lambda bundles", () => {
       ["handler"],
       PROJECT_ROOT,
     );
+    const admin = bundleEntry(
+      join(PROJECT_ROOT, "functions/admin/handler.ts"),
+      ["handler"],
+      PROJECT_ROOT,
+    );
     expect(consumer.exports).toContain("handler");
     expect(rollup.exports).toEqual(expect.arrayContaining(["plan", "merge", "finish"]));
     expect(api.exports).toContain("handler");
+    expect(admin.exports).toContain("handler");
     expect(consumer.sha256).toMatch(/^[A-Za-z0-9+/]{43}=$/);
-    expect(new Set([consumer.sha256, rollup.sha256, api.sha256]).size).toBe(3);
+    expect(new Set([consumer.sha256, rollup.sha256, api.sha256, admin.sha256]).size).toBe(4);
     const zip = readFileSync(consumer.zipPath);
     expect(createHash("sha256").update(zip).digest("base64")).toBe(consumer.sha256);
     // Zipping the bundle's files again, in any order, gives the same bytes: two builds of the

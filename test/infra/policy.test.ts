@@ -38,18 +38,31 @@ describe.each(ENVIRONMENTS)("policy rules, %s", (env) => {
     const { docs, problems } = policyDocuments(s.tf);
     expect(problems).toEqual([]);
     const kinds = docs.map((d) => `${d.address.split(".")[0]}:${d.kind}`);
-    // 5 roles (consumer, rollup functions, state machine, scheduler, read API), their
-    // policies, the operator policy, the key, 2 queue policies, the topic policy, 2 endpoint
-    // policies.
-    expect(kinds.filter((k) => k === "aws_iam_role:trust")).toHaveLength(5);
-    expect(kinds.filter((k) => k === "aws_iam_role_policy:identity")).toHaveLength(5);
-    expect(kinds).toContain("aws_iam_policy:identity");
+    // 6 roles (consumer, rollup functions, state machine, scheduler, read API, admin API),
+    // their policies, the operator and admin policies, the key, 2 queue policies, the topic
+    // policy, 2 endpoint policies.
+    expect(kinds.filter((k) => k === "aws_iam_role:trust")).toHaveLength(6);
+    expect(kinds.filter((k) => k === "aws_iam_role_policy:identity")).toHaveLength(6);
+    expect(kinds.filter((k) => k === "aws_iam_policy:identity")).toHaveLength(2);
     expect(kinds).toContain("aws_kms_key:key");
     expect(kinds.filter((k) => k === "aws_sqs_queue_policy:resource")).toHaveLength(2);
     expect(kinds).toContain("aws_sns_topic_policy:resource");
     expect(kinds.filter((k) => k === "aws_vpc_endpoint:resource")).toHaveLength(2);
-    // The function-URL rule has a URL to check.
-    expect(Object.keys(s.tf.resource.aws_lambda_function_url ?? {})).toHaveLength(1);
+  });
+
+  it("the function-URL rule sees both URLs, the read API's and the admin API's", () => {
+    const urls = Object.keys(s.tf.resource.aws_lambda_function_url ?? {});
+    expect(urls.map((name) => name.split("_")[0]).sort()).toEqual(["admin-api", "read-api"]);
+    // Each URL, opened to anyone in a copy of the stack, is reported by its address.
+    for (const name of urls) {
+      const opened: TfJson = structuredClone(s.tf);
+      const url = opened.resource.aws_lambda_function_url?.[name];
+      if (!url) throw new Error(`no function URL ${name}`);
+      url.authorization_type = "NONE";
+      expect(functionUrlsRequireIam(opened)).toEqual([
+        `aws_lambda_function_url.${name}: authorization_type NONE (not AWS_IAM: anyone who finds the URL can call it)`,
+      ]);
+    }
   });
 });
 

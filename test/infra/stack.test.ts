@@ -22,8 +22,10 @@ import {
   loadConsumerRuntimeConfig,
   loadRuntimeConfig,
 } from "../../functions/domain/runtime-env.js";
+import { bundleEntry } from "../../stacks/bundle.js";
 import { availabilityZones } from "../../stacks/config.js";
 import { subnetCidrs } from "../../stacks/network.js";
+import { DEFAULT_SOURCES, PROJECT_ROOT } from "../../stacks/sketchstream-stack.js";
 import { policyDocuments } from "./rules.js";
 import {
   ACCOUNT_REF,
@@ -43,6 +45,7 @@ import {
   str,
   strs,
   synth,
+  type TfJson,
   type TfResource,
 } from "./synth.js";
 
@@ -58,7 +61,7 @@ function resolved(vars: Record<string, string>, prefix: string): Record<string, 
           /\$\{aws_memorydb_cluster\.[^}]+\.address\}/g,
           "clustercfg.x.memorydb.eu-west-1.amazonaws.com",
         )
-        .replace(/\$\{aws_memorydb_user\.[^}]+user-([a-z]+)_[^}]*\}/g, `${prefix}-$1`)
+        .replace(/\$\{aws_memorydb_user\.[^}]+user-([a-z-]+)_[^}]*\}/g, `${prefix}-$1`)
         .replace(
           /\$\{aws_sqs_queue\.[^}]+\.url\}/g,
           "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
@@ -82,8 +85,53 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** The MemoryDB ACL rules of a role, undefined for a name that is not one. */
-const aclRules: Readonly<Record<string, string>> = ACL_RULES;
+/** The ACL rules of functions/domain/acl.ts by the role's part of a MemoryDB user name. */
+const ACL_BY_USER_ROLE: Readonly<Record<string, string>> = {
+  consumer: ACL_RULES.consumer,
+  rollup: ACL_RULES.rollup,
+  reader: ACL_RULES.reader,
+  "registry-writer": ACL_RULES.registryWriter,
+};
+
+/**
+ * Every Allow, in every policy of the stack, that could invoke the function named `name`:
+ * actions that match lambda:InvokeFunction or lambda:InvokeFunctionUrl (wildcards included) on
+ * a resource that could be it (its ARN reference, a qualified ARN, the ARN built from its name,
+ * wildcards). Each as "<resource type> <policy name> <Sid>", sorted.
+ */
+function invokeGrants(tf: TfJson, region: string, name: string, fnArn: string): string[] {
+  const builtArn = `arn:aws:lambda:${region}:${ACCOUNT_REF}:function:${name}`;
+  const matches = wildcardMatches;
+  return policyDocuments(tf)
+    .docs.flatMap((doc) =>
+      doc.statements
+        .filter((st) => st.Effect === "Allow")
+        .filter((st) =>
+          strs([st.Action].flat(), `${doc.address} Action`).some((a) =>
+            ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"].some((x) => matches(a, x)),
+          ),
+        )
+        .filter((st) =>
+          [st.Resource ?? []].flat().some((r) => {
+            const pattern = str(r, `${doc.address} Resource`);
+            return [fnArn, `${fnArn}:live`, builtArn].some((x) => matches(pattern, x));
+          }),
+        )
+        .map((st) => `${policyOwner(tf, doc.address)} ${String(st.Sid)}`),
+    )
+    .sort();
+}
+
+/** Whether an IAM pattern (with `*` wildcards) matches a value. */
+function wildcardMatches(pattern: string, value: string): boolean {
+  return new RegExp(`^${pattern.split("*").map(escapeRegExp).join(".*")}$`).test(value);
+}
+
+/** A policy's resource type and name attribute, e.g. "aws_iam_policy sketchstream-dev-admin". */
+function policyOwner(tf: TfJson, docAddress: string): string {
+  const [type = "", ...rest] = docAddress.split(".");
+  return `${type} ${String(tf.resource[type]?.[rest.join(".")]?.name)}`;
+}
 
 function zipEntries(zip: Buffer): Map<string, Buffer> {
   return new Map(Object.entries(unzipSync(zip)).map(([name, data]) => [name, Buffer.from(data)]));
@@ -227,22 +275,61 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     it("one IAM-authenticated user per role with the ACL rules of functions/domain/acl.ts", () => {
       const users = resourcesOfType(tf, "aws_memorydb_user").map(([, b]) => b);
       expect(users.map((u) => u.user_name).sort()).toEqual(
-        ["consumer", "reader", "rollup"].map((r) => `${prefix}-${r}`),
+        ["consumer", "reader", "registry-writer", "rollup"].map((r) => `${prefix}-${r}`),
       );
       for (const u of users) {
         const role = str(u.user_name, "memorydb user_name").slice(prefix.length + 1);
         expect(u.authentication_mode).toEqual({ type: "iam" });
-        expect(u.access_string).toBe(`on ${aclRules[role]}`);
+        expect(u.access_string).toBe(`on ${defined(ACL_BY_USER_ROLE[role], `ACL of ${role}`)}`);
       }
+      // The registry writer's rules are exactly the ones the admin handler is tested under.
+      expect(one(tf, "aws_memorydb_user", "user-registry-writer").access_string).toBe(
+        `on ${ACL_RULES.registryWriter}`,
+      );
       // The reader may only read: no write command in its access string.
       const reader = defined(
         users.find((u) => u.user_name === `${prefix}-reader`),
         `memorydb user ${prefix}-reader`,
       );
       expect(reader.access_string).not.toMatch(
-        /\+(pfadd|pfmerge|set|del|sadd|expireat|eval|@write|@all)\b/,
+        /\+(pfadd|pfmerge|set|del|sadd|hset|hdel|expireat|eval|@write|@all)\b/,
       );
-      expect(one(tf, "aws_memorydb_acl").user_names).toHaveLength(3);
+      // Every user is in the cluster's ACL, or its token would be refused.
+      expect(one(tf, "aws_memorydb_acl").user_names).toEqual(
+        ["consumer", "rollup", "reader", "registry-writer"].map((r) =>
+          ref(tf, "aws_memorydb_user", `user-${r}_`, "user_name"),
+        ),
+      );
+    });
+
+    it("memorydb:Connect: each principal as its one user; only the admin API as the registry writer", () => {
+      const userOf = new Map(
+        resourcesOfType(tf, "aws_memorydb_user").map(([a, b]) => [
+          `\${${a}.arn}`,
+          str(b.user_name, `${a} user_name`).slice(prefix.length + 1),
+        ]),
+      );
+      const cluster = ref(tf, "aws_memorydb_cluster", "cluster", "arn");
+      // Every Allow whose actions match memorydb:Connect (wildcards included), by policy: the
+      // users it names (any other resource, e.g. a built or wildcard ARN, as it is written).
+      const connects: Record<string, string[]> = {};
+      for (const doc of policyDocuments(tf).docs) {
+        for (const st of doc.statements.filter((x) => x.Effect === "Allow")) {
+          const actions = strs([st.Action].flat(), `${doc.address} Action`);
+          if (!actions.some((a) => wildcardMatches(a, "memorydb:Connect"))) continue;
+          const owner = policyOwner(tf, doc.address);
+          for (const r of strs([st.Resource ?? []].flat(), `${doc.address} Resource`)) {
+            if (r !== cluster) connects[owner] = [...(connects[owner] ?? []), userOf.get(r) ?? r];
+          }
+        }
+      }
+      expect(connects).toEqual({
+        [`aws_iam_role_policy ${prefix}-consumer`]: ["consumer"],
+        [`aws_iam_role_policy ${prefix}-rollup`]: ["rollup"],
+        [`aws_iam_role_policy ${prefix}-read-api`]: ["reader"],
+        [`aws_iam_role_policy ${prefix}-admin-api`]: ["registry-writer"],
+        [`aws_iam_policy ${prefix}-operator`]: ["reader"],
+      });
     });
   });
 
@@ -517,7 +604,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
 
     it("function URL: AWS_IAM auth, created once the network rules to MemoryDB exist", () => {
-      expect(one(tf, "aws_lambda_function_url")).toMatchObject({
+      expect(one(tf, "aws_lambda_function_url", "read-api")).toMatchObject({
         function_name: ref(tf, "aws_lambda_function", "read-api", "function_name"),
         authorization_type: "AWS_IAM",
         depends_on: [
@@ -528,7 +615,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         ],
       });
       // No CORS (the dashboard signs through its local proxy) and no resource-based grant.
-      expect(one(tf, "aws_lambda_function_url").cors).toBeUndefined();
+      expect(one(tf, "aws_lambda_function_url", "read-api").cors).toBeUndefined();
       expect(resourcesOfType(tf, "aws_lambda_permission")).toEqual([]);
     });
 
@@ -585,9 +672,9 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
           ref(tf, "aws_memorydb_user", "user-reader", "arn"),
         ],
       });
-      // Neither writer's user appears anywhere in the role's policy.
+      // No writer's user appears anywhere in the role's policy.
       const text = str(one(tf, "aws_iam_role_policy", "read-api").policy, "read API policy");
-      for (const writer of ["consumer", "rollup"]) {
+      for (const writer of ["consumer", "rollup", "registry-writer"]) {
         expect(text).not.toContain(ref(tf, "aws_memorydb_user", `user-${writer}`, "arn"));
       }
       const trust = policyStatements(
@@ -614,30 +701,11 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         Action: "lambda:InvokeFunction",
         Resource: fnArn,
       });
-      // Every Allow in every policy of the stack whose actions could invoke the read function
-      // (wildcards included) on a resource that could be it (ARN, qualified ARN, wildcard).
-      const builtArn = `arn:aws:lambda:${config.region}:${ACCOUNT_REF}:function:${name}`;
-      const matches = (pattern: string, value: string) =>
-        new RegExp(`^${pattern.split("*").map(escapeRegExp).join(".*")}$`).test(value);
-      const grants = policyDocuments(tf).docs.flatMap((doc) =>
-        doc.statements
-          .filter((st) => st.Effect === "Allow")
-          .filter((st) =>
-            strs([st.Action].flat(), `${doc.address} Action`).some((a) =>
-              ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"].some((x) => matches(a, x)),
-            ),
-          )
-          .filter((st) =>
-            [st.Resource ?? []].flat().some((r) => {
-              const pattern = str(r, `${doc.address} Resource`);
-              return [fnArn, `${fnArn}:live`, builtArn].some((x) => matches(pattern, x));
-            }),
-          )
-          .map((st) => `${doc.address.split(".")[0]} ${String(st.Sid)}`),
-      );
-      expect(grants.sort()).toEqual([
-        "aws_iam_policy CallReadApiUrl",
-        "aws_iam_policy InvokeReadApi",
+      // Every Allow in every policy of the stack that could invoke the read function: the
+      // operator policy's two, and the admin policy grants nothing on it.
+      expect(invokeGrants(tf, config.region, name, fnArn)).toEqual([
+        `aws_iam_policy ${prefix}-operator CallReadApiUrl`,
+        `aws_iam_policy ${prefix}-operator InvokeReadApi`,
       ]);
     });
 
@@ -671,6 +739,174 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         }),
       ]);
       // One statistic per alarm: the p99 alarm has no plain statistic beside it.
+      expect(alarms[1]?.statistic).toBeUndefined();
+    });
+  });
+
+  describe("admin API", () => {
+    const fn = one(tf, "aws_lambda_function", "admin-api");
+    const fnArn = ref(tf, "aws_lambda_function", "admin-api", "arn");
+    const name = `${prefix}-admin-api`;
+
+    it("Lambda: Node.js 22, the bundle of functions/admin/handler.ts, in the VPC, sized like the read API", () => {
+      expect(fn).toMatchObject({
+        function_name: name,
+        runtime: "nodejs22.x",
+        handler: "index.handler",
+        architectures: [config.api.architecture],
+        timeout: config.api.timeoutSeconds,
+        memory_size: config.api.memoryMb,
+        role: ref(tf, "aws_iam_role", "admin-api", "arn"),
+      });
+      expect(fn.vpc_config).toEqual({
+        subnet_ids: resourcesOfType(tf, "aws_subnet").map(([a]) => `\${${a}.id}`),
+        security_group_ids: [ref(tf, "aws_security_group", "network_functions", "id")],
+      });
+      const zip = readFileSync(join(s.stackDir, str(fn.filename, "admin API filename")));
+      const hash = createHash("sha256").update(zip).digest("base64");
+      expect(fn.source_code_hash).toBe(hash);
+      // Its own code: the admin handler's bundle, not the read API's.
+      const admin = bundleEntry(DEFAULT_SOURCES.adminEntry, ["handler"], PROJECT_ROOT);
+      expect(hash).toBe(admin.sha256);
+      expect(hash).not.toBe(one(tf, "aws_lambda_function", "read-api").source_code_hash);
+      expect(fn.depends_on).toEqual([
+        address(tf, "aws_cloudwatch_log_group", "admin-api"),
+        address(tf, "aws_iam_role_policy", "admin-api"),
+      ]);
+    });
+
+    it("its own function URL: AWS_IAM auth, no CORS, created once the network rules exist", () => {
+      const url = one(tf, "aws_lambda_function_url", "admin-api");
+      expect(url).toMatchObject({
+        function_name: ref(tf, "aws_lambda_function", "admin-api", "function_name"),
+        authorization_type: "AWS_IAM",
+        depends_on: [
+          address(tf, "aws_vpc_security_group_egress_rule", "functions-to-memorydb"),
+          address(tf, "aws_vpc_security_group_ingress_rule", "memorydb-from-functions"),
+          address(tf, "aws_vpc_security_group_egress_rule", "functions-to-endpoints"),
+          address(tf, "aws_vpc_security_group_ingress_rule", "endpoints-from-functions"),
+        ],
+      });
+      expect(url.cors).toBeUndefined();
+      // Two URLs, two functions: the boundary between reading and administering.
+      expect(
+        resourcesOfType(tf, "aws_lambda_function_url")
+          .map(([, b]) => String(b.function_name))
+          .sort(),
+      ).toEqual(
+        [
+          ref(tf, "aws_lambda_function", "admin-api", "function_name"),
+          ref(tf, "aws_lambda_function", "read-api", "function_name"),
+        ].sort(),
+      );
+    });
+
+    it("environment: the runtime contract as the registry writer", () => {
+      const vars = variables(fn, "admin API environment");
+      expect(vars.REDIS_USER).toBe(
+        ref(tf, "aws_memorydb_user", "user-registry-writer", "user_name"),
+      );
+      const loaded = loadRuntimeConfig({ ...resolved(vars, prefix), AWS_REGION: config.region });
+      expect(loaded.redis).toMatchObject({
+        port: 6379,
+        cluster: true,
+        tls: true,
+        auth: { mode: "iam", user: `${prefix}-registry-writer`, clusterName: prefix },
+      });
+      expect(vars.API_REDIS_DEADLINE_MS).toBe(String(config.api.redisDeadlineMs));
+    });
+
+    it("IAM: its logs, its network interfaces, and MemoryDB as the registry writer only", () => {
+      const policy = one(tf, "aws_iam_role_policy", "admin-api");
+      const sids = bySid(policyStatements(policy.policy, "admin API policy"));
+      expect(Object.keys(sids)).toEqual([
+        "WriteOwnLogs",
+        "VpcNetworkInterfaces",
+        "MemoryDbConnect",
+      ]);
+      expect(sids.WriteOwnLogs?.Resource).toEqual([
+        `arn:aws:logs:${config.region}:${ACCOUNT_REF}:log-group:/aws/lambda/${name}:*`,
+      ]);
+      expect(sids.MemoryDbConnect).toEqual({
+        Sid: "MemoryDbConnect",
+        Effect: "Allow",
+        Action: "memorydb:Connect",
+        Resource: [
+          ref(tf, "aws_memorydb_cluster", "cluster", "arn"),
+          ref(tf, "aws_memorydb_user", "user-registry-writer", "arn"),
+        ],
+      });
+      const text = str(policy.policy, "admin API policy");
+      for (const other of ["consumer", "rollup", "reader"]) {
+        expect(text).not.toContain(ref(tf, "aws_memorydb_user", `user-${other}_`, "arn"));
+      }
+      expect(
+        policyStatements(one(tf, "aws_iam_role", "admin-api").assume_role_policy, "trust").map(
+          (st) => st.Principal,
+        ),
+      ).toEqual([{ Service: "lambda.amazonaws.com" }]);
+    });
+
+    it("admin policy: both invoke actions on this function only; no other policy grants them", () => {
+      const policy = one(tf, "aws_iam_policy", "admin-api");
+      expect(policy.name).toBe(`${prefix}-admin`);
+      expect(policyStatements(policy.policy, "admin policy")).toEqual([
+        {
+          Sid: "CallAdminApiUrl",
+          Effect: "Allow",
+          Action: "lambda:InvokeFunctionUrl",
+          Resource: fnArn,
+          Condition: { StringEquals: { "lambda:FunctionUrlAuthType": "AWS_IAM" } },
+        },
+        {
+          Sid: "InvokeAdminApi",
+          Effect: "Allow",
+          Action: "lambda:InvokeFunction",
+          Resource: fnArn,
+        },
+      ]);
+      // Every Allow anywhere that could invoke the admin function: the operator policy is not
+      // among them, whatever wildcard it might use.
+      expect(invokeGrants(tf, config.region, name, fnArn)).toEqual([
+        `aws_iam_policy ${prefix}-admin CallAdminApiUrl`,
+        `aws_iam_policy ${prefix}-admin InvokeAdminApi`,
+      ]);
+      const operator = str(one(tf, "aws_iam_policy", "operator").policy, "operator policy");
+      expect(operator).not.toContain(address(tf, "aws_lambda_function", "admin-api"));
+      expect(operator).not.toContain(name);
+    });
+
+    it("alarms: errors and p99 duration near the timeout, to the alarm topic", () => {
+      const alarms = resourcesOfType(tf, "aws_cloudwatch_metric_alarm")
+        .map(([, b]) => b)
+        .filter((b) => String(b.alarm_name).startsWith(name));
+      const topic = ref(tf, "aws_sns_topic", "alarms", "arn");
+      expect(alarms).toEqual([
+        expect.objectContaining({
+          alarm_name: `${name}-errors`,
+          alarm_description: expect.stringMatching(/^The admin API Lambda failed/),
+          namespace: "AWS/Lambda",
+          metric_name: "Errors",
+          dimensions: { FunctionName: name },
+          statistic: "Sum",
+          threshold: 0,
+          comparison_operator: "GreaterThanThreshold",
+          alarm_actions: [topic],
+          ok_actions: [topic],
+        }),
+        expect.objectContaining({
+          alarm_name: `${name}-p99-duration`,
+          alarm_description: expect.stringMatching(/^The admin API's p99 duration/),
+          namespace: "AWS/Lambda",
+          metric_name: "Duration",
+          dimensions: { FunctionName: name },
+          extended_statistic: "p99",
+          threshold: config.api.timeoutSeconds * 1000 * 0.8,
+          comparison_operator: "GreaterThanThreshold",
+          alarm_actions: [topic],
+          ok_actions: [topic],
+        }),
+      ]);
       expect(alarms[1]?.statistic).toBeUndefined();
     });
   });
@@ -733,6 +969,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       const groups = resourcesOfType(tf, "aws_cloudwatch_log_group").map(([, b]) => b);
       expect(groups.map((g) => g.name).sort()).toEqual(
         [
+          `/aws/lambda/${prefix}-admin-api`,
           `/aws/lambda/${prefix}-consumer`,
           `/aws/lambda/${prefix}-read-api`,
           `/aws/lambda/${prefix}-rollup-finish`,
@@ -772,7 +1009,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(resourcesOfType(tf, "aws_sns_topic_subscription")).toEqual([]);
     });
 
-    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory, read API", () => {
+    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory, both APIs", () => {
       const alarms: Record<string, TfResource> = Object.fromEntries(
         resourcesOfType(tf, "aws_cloudwatch_metric_alarm").map(([, b]) => [
           str(b.alarm_name, "alarm_name"),
@@ -781,6 +1018,8 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       );
       expect(Object.keys(alarms).sort()).toEqual(
         [
+          "admin-api-errors",
+          "admin-api-p99-duration",
           "consumer-errors",
           "consumer-iterator-age",
           "failure-queue-depth",
@@ -834,7 +1073,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     });
   });
 
-  it("outputs: endpoint, stream, state machine, queues, API URL and the exact redis-cli command", () => {
+  it("outputs: endpoint, stream, state machine, queues, both API URLs, the admin policy and the exact redis-cli command", () => {
     const cluster = resourcesOfType(tf, "aws_memorydb_cluster")[0]?.[0];
     const host = `\${${cluster}.cluster_endpoint[0].address}`;
     expect(tf.output.redis_endpoint?.value).toBe(`${host}:6379`);
@@ -851,8 +1090,16 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       `redis-cli -c --tls -h ${host} -p 6379 --user ${prefix}-reader PFCOUNT 'uv:{site_id=715}:2024-03-09'`,
     );
     const apiUrl = ref(tf, "aws_lambda_function_url", "read-api", "function_url");
+    const adminUrl = ref(tf, "aws_lambda_function_url", "admin-api", "function_url");
     expect(tf.output.api_url?.value).toBe(apiUrl);
-    expect(str(tf.output.cli_env?.value, "cli_env").split("\n")).toContain(`API_URL=${apiUrl}`);
+    expect(tf.output.admin_api_url?.value).toBe(adminUrl);
+    expect(tf.output.admin_policy_arn?.value).toBe(ref(tf, "aws_iam_policy", "admin-api", "arn"));
+    expect(tf.output.operator_policy_arn?.value).toBe(ref(tf, "aws_iam_policy", "operator", "arn"));
+    const cliEnv = str(tf.output.cli_env?.value, "cli_env").split("\n");
+    expect(cliEnv).toContain(`API_URL=${apiUrl}`);
+    expect(cliEnv).toContain(`ADMIN_API_URL=${adminUrl}`);
+    // The CLI keeps reading as the reader: the admin API is reached only through its URL.
+    expect(cliEnv).toContain(`REDIS_USER=${prefix}-reader`);
     expect(tf.output.operator_connect_command?.value).toBe(
       `aws ec2-instance-connect ssh --region ${config.region} --instance-id ${ref(tf, "aws_instance", "instance", "id")} --os-user ec2-user --connection-type eice`,
     );
@@ -898,7 +1145,7 @@ describe("stack with overrides", () => {
     });
   });
 
-  it("access disabled: no instance, endpoint or S3 route; the operator policy stays", () => {
+  it("access disabled: no instance, endpoint or S3 route; the operator and admin policies stay", () => {
     const { tf } = synth("dev", { access: { enabled: false } });
     for (const type of [
       "aws_instance",
@@ -910,7 +1157,11 @@ describe("stack with overrides", () => {
     expect(resourcesOfType(tf, "aws_vpc_endpoint").map(([a]) => a)).toEqual([
       expect.stringContaining("sqs"),
     ]);
-    expect(resourcesOfType(tf, "aws_iam_policy")).toHaveLength(1);
+    expect(
+      resourcesOfType(tf, "aws_iam_policy")
+        .map(([, b]) => String(b.name))
+        .sort(),
+    ).toEqual(["sketchstream-dev-admin", "sketchstream-dev-operator"]);
     expect(tf.output.operator_connect_command).toBeUndefined();
     // Without the instance, operators still read through the API (and with a token).
     const operator = policyStatements(one(tf, "aws_iam_policy", "operator").policy, "policy");
@@ -918,9 +1169,11 @@ describe("stack with overrides", () => {
       expect.arrayContaining(["MemoryDbConnect", "CallReadApiUrl", "InvokeReadApi"]),
     );
     expect(tf.output.api_url).toBeDefined();
+    expect(tf.output.admin_api_url).toBeDefined();
+    expect(tf.output.admin_policy_arn).toBeDefined();
   });
 
-  it("read API sized by config: timeout, memory, Redis deadline and the p99 alarm follow", () => {
+  it("both APIs sized by config: timeout, memory, Redis deadline and the p99 alarms follow", () => {
     const { tf } = synth("dev", {
       api: { timeoutSeconds: 30, memoryMb: 512, redisDeadlineMs: 5000, architecture: "x86_64" },
     });
@@ -929,6 +1182,12 @@ describe("stack with overrides", () => {
     expect(variables(fn, "read API environment").API_REDIS_DEADLINE_MS).toBe("5000");
     expect(one(tf, "aws_cloudwatch_metric_alarm", "read-api_p99")).toMatchObject({
       extended_statistic: "p99",
+      threshold: 24_000,
+    });
+    const admin = one(tf, "aws_lambda_function", "admin-api");
+    expect(admin).toMatchObject({ timeout: 30, memory_size: 512, architectures: ["x86_64"] });
+    expect(variables(admin, "admin API environment").API_REDIS_DEADLINE_MS).toBe("5000");
+    expect(one(tf, "aws_cloudwatch_metric_alarm", "admin-api_p99")).toMatchObject({
       threshold: 24_000,
     });
   });

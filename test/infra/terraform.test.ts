@@ -48,12 +48,13 @@ function plannedTypes(azs: number): Record<string, number> {
     aws_vpc_security_group_egress_rule: 5,
     aws_vpc_security_group_ingress_rule: 4,
     aws_vpc_endpoint: 2,
-    // MemoryDB: cluster, subnet and parameter groups, ACL with consumer, rollup and reader.
+    // MemoryDB: cluster, subnet and parameter groups, ACL with consumer, rollup, reader and
+    // registry writer.
     aws_memorydb_cluster: 1,
     aws_memorydb_subnet_group: 1,
     aws_memorydb_parameter_group: 1,
     aws_memorydb_acl: 1,
-    aws_memorydb_user: 3,
+    aws_memorydb_user: 4,
     // Encryption at rest: one key and its alias.
     aws_kms_key: 1,
     aws_kms_alias: 1,
@@ -62,25 +63,26 @@ function plannedTypes(azs: number): Record<string, number> {
     aws_lambda_event_source_mapping: 1,
     aws_sqs_queue: 2,
     aws_sqs_queue_policy: 2,
-    // Functions: consumer + plan, merge, finish + read API; a log group each plus the state
-    // machine's; the read API's AWS_IAM function URL.
-    aws_lambda_function: 5,
-    aws_cloudwatch_log_group: 6,
-    aws_lambda_function_url: 1,
-    // Roles: consumer, rollup functions, state machine, scheduler, read API; one inline policy
-    // each.
-    aws_iam_role: 5,
-    aws_iam_role_policy: 5,
+    // Functions: consumer + plan, merge, finish + read API + admin API; a log group each plus
+    // the state machine's; the two APIs' AWS_IAM function URLs.
+    aws_lambda_function: 6,
+    aws_cloudwatch_log_group: 7,
+    aws_lambda_function_url: 2,
+    // Roles: consumer, rollup functions, state machine, scheduler, read API, admin API; one
+    // inline policy each.
+    aws_iam_role: 6,
+    aws_iam_role_policy: 6,
     aws_sfn_state_machine: 1,
     aws_scheduler_schedule: 1,
-    // Operator access: endpoint, instance from a launch template, the operator policy.
+    // Operator access: endpoint, instance from a launch template, the operator policy; the
+    // admin policy (the admin API only).
     aws_ec2_instance_connect_endpoint: 1,
     aws_launch_template: 1,
     aws_instance: 1,
-    aws_iam_policy: 1,
+    aws_iam_policy: 2,
     // Alarms to an encrypted topic that only this account's alarms may publish to: six for the
-    // pipeline, two for the read API (errors, p99 duration).
-    aws_cloudwatch_metric_alarm: 8,
+    // pipeline, two for each API (errors, p99 duration).
+    aws_cloudwatch_metric_alarm: 10,
     aws_sns_topic: 1,
     aws_sns_topic_policy: 1,
   };
@@ -224,7 +226,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
     );
 
     it(
-      "orders the first apply: the instance after its subnet's routing, the mapping and the API URL after their network",
+      "orders the first apply: the instance after its subnet's routing, the mapping and the API URLs after their network",
       { timeout: 180_000 },
       async () => {
         const graph = await pipeline(env).graph;
@@ -241,16 +243,18 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
           ["aws_vpc_security_group_ingress_rule", "endpoints-from-functions"],
           ["aws_vpc_endpoint", "sqs-endpoint"],
         ];
-        const url: [string, string] = ["aws_lambda_function_url", "read-api"];
         for (const rule of rules) {
           expect(dependsOn(graph, mapping, rule), rule.join(" ")).toBe(true);
         }
-        // The read API's URL appears once its function can reach MemoryDB; it calls no AWS
-        // API, so it does not wait for the SQS endpoint.
-        for (const rule of rules.slice(0, 4)) {
-          expect(dependsOn(graph, url, rule), `function URL after ${rule.join(" ")}`).toBe(true);
+        // Each API's URL appears once its function can reach MemoryDB; neither calls an AWS
+        // API, so neither waits for the SQS endpoint.
+        for (const api of ["read-api", "admin-api"]) {
+          const url: [string, string] = ["aws_lambda_function_url", api];
+          for (const rule of rules.slice(0, 4)) {
+            expect(dependsOn(graph, url, rule), `${api} URL after ${rule.join(" ")}`).toBe(true);
+          }
+          expect(dependsOn(graph, url, ["aws_vpc_endpoint", "sqs-endpoint"])).toBe(false);
         }
-        expect(dependsOn(graph, url, ["aws_vpc_endpoint", "sqs-endpoint"])).toBe(false);
         // The search is not trivially true: the association does not wait for the instance.
         const association: [string, string] = ["aws_route_table_association", "private-0-rt"];
         expect(dependsOn(graph, association, instance)).toBe(false);
@@ -281,7 +285,7 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
           engine: "valkey",
           engine_version: "7.2",
         });
-        for (const role of ["consumer", "rollup", "reader"]) {
+        for (const role of ["consumer", "rollup", "reader", "registry-writer"]) {
           expect(planned("aws_memorydb_user", `user-${role}`)).toMatchObject({
             user_name: `${prefix}-${role}`,
             authentication_mode: [{ type: "iam" }],
@@ -308,13 +312,21 @@ describe.skipIf(!version)(`offline terraform (${version})`, () => {
           timeout: 10,
           memory_size: 256,
         });
-        expect(planned("aws_lambda_function_url")).toMatchObject({
-          authorization_type: "AWS_IAM",
+        expect(planned("aws_lambda_function", "admin-api")).toMatchObject({
+          function_name: `${prefix}-admin-api`,
+          runtime: "nodejs22.x",
+          handler: "index.handler",
         });
-        expect(planned("aws_cloudwatch_metric_alarm", "p99")).toMatchObject({
-          extended_statistic: "p99",
-          threshold: 8000,
-        });
+        for (const api of ["read-api", "admin-api"]) {
+          expect(planned("aws_lambda_function_url", api)).toMatchObject({
+            authorization_type: "AWS_IAM",
+          });
+          expect(planned("aws_cloudwatch_metric_alarm", `${api}_p99`)).toMatchObject({
+            extended_statistic: "p99",
+            threshold: 8000,
+          });
+        }
+        expect(planned("aws_iam_policy", "admin-api")).toMatchObject({ name: `${prefix}-admin` });
         expect(planned("aws_scheduler_schedule")).toMatchObject({
           schedule_expression: "rate(1 hour)",
           state: "ENABLED",

@@ -1,0 +1,80 @@
+/**
+ * Admin API Lambda, behind its own function URL with AWS_IAM auth, connecting to Redis as the
+ * registry-writer ACL user: thin wiring of config, Redis and logs around the Hono app
+ * (functions/admin/app.ts), like the read API's (functions/api/handler.ts). Every change to the
+ * registry is logged with the IAM caller the function URL reports.
+ */
+
+import { Logger } from "@aws-lambda-powertools/logger";
+import type { APIGatewayProxyResultV2, Context } from "aws-lambda";
+import type { Hono } from "hono";
+import { handle, type LambdaEvent } from "hono/aws-lambda";
+import { awsRedisDeps } from "../adapters/aws.js";
+import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
+import { type Env, loadApiDeadlineMs, loadRuntimeConfig } from "../domain/runtime-env.js";
+import { type AdminRedis, createAdminApp } from "./app.js";
+
+export interface AdminRuntimeOptions {
+  readonly logger?: Logger;
+  /** The AWS edge of the Redis client; made from config by default. */
+  readonly redisDeps?: RedisClientDeps;
+}
+
+export interface AdminRuntime {
+  readonly app: Hono;
+  /** Closes the Redis connection, if one was made. */
+  close(): void;
+}
+
+/** The IAM principal of a function URL request with AWS_IAM auth, when the event names one. */
+function callerOf(env: unknown): string | undefined {
+  const event = (env as { event?: LambdaEvent } | undefined)?.event;
+  if (event === undefined || !("requestContext" in event)) return undefined;
+  const authorizer = (event.requestContext as { authorizer?: { iam?: { userArn?: string } } })
+    .authorizer;
+  return authorizer?.iam?.userArn;
+}
+
+/** The admin app over the runtime contract's environment (functions/domain/runtime-env.ts). */
+export function createAdminRuntime(env: Env, options: AdminRuntimeOptions = {}): AdminRuntime {
+  // Throws ConfigError naming every bad variable before any request is served.
+  const config = loadRuntimeConfig(env);
+  const deadlineMs = loadApiDeadlineMs(env);
+  const logger = options.logger ?? new Logger({ serviceName: "sketchstream-admin" });
+  let connection: RedisConnection | undefined;
+  const reset = () => {
+    connection?.close();
+    connection = undefined;
+  };
+  const app = createAdminApp({
+    redis: {
+      get(): AdminRedis {
+        connection ??= connectRedis(config.redis, options.redisDeps ?? awsRedisDeps(config.redis), {
+          connectTimeoutMs: Math.min(2000, deadlineMs),
+        });
+        return connection.client;
+      },
+      reset,
+    },
+    deadlineMs,
+    logError: (message, extra) => logger.error(message, extra),
+    audit: (change, c) =>
+      logger.info(change.timeZone === null ? "time zone removed" : "time zone set", {
+        ...change,
+        caller: callerOf(c.env) ?? null,
+      }),
+  });
+  return { app, close: reset };
+}
+
+type LambdaAdapter = (event: LambdaEvent, context: Context) => Promise<APIGatewayProxyResultV2>;
+let lambda: LambdaAdapter | undefined;
+
+/** The Lambda entry point: function URL events (payload format 2.0), as the read API's. */
+export async function handler(
+  event: LambdaEvent,
+  context: Context,
+): Promise<APIGatewayProxyResultV2> {
+  lambda ??= handle(createAdminRuntime(process.env).app) as LambdaAdapter;
+  return lambda(event, context);
+}
