@@ -182,3 +182,32 @@ export function connectRedis(
     },
   };
 }
+
+/** A connection made on first use and kept, which `reset` drops (a request that timed out). */
+export interface OnDemandConnection {
+  get(): RedisClient;
+  reset(): void;
+}
+
+/**
+ * For request handlers (the read and admin APIs): the connection is made by the first request
+ * and reused while the execution environment stays warm; after a missed deadline the caller
+ * resets it, so nothing stays queued behind an unreachable node.
+ */
+export function onDemandConnection(
+  settings: RedisSettings,
+  deps: RedisClientDeps,
+  tunables: RedisTunables = {},
+): OnDemandConnection {
+  let connection: RedisConnection | undefined;
+  return {
+    get() {
+      connection ??= connectRedis(settings, deps, tunables);
+      return connection.client;
+    },
+    reset() {
+      connection?.close();
+      connection = undefined;
+    },
+  };
+}

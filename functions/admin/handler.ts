@@ -10,9 +10,9 @@ import type { APIGatewayProxyResultV2, Context } from "aws-lambda";
 import type { Hono } from "hono";
 import { handle, type LambdaEvent } from "hono/aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
-import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
+import { onDemandConnection, type RedisClientDeps } from "../adapters/redis.js";
 import { type Env, loadApiDeadlineMs, loadRuntimeConfig } from "../domain/runtime-env.js";
-import { type AdminRedis, createAdminApp } from "./app.js";
+import { createAdminApp } from "./app.js";
 
 export interface AdminRuntimeOptions {
   readonly logger?: Logger;
@@ -41,21 +41,11 @@ export function createAdminRuntime(env: Env, options: AdminRuntimeOptions = {}):
   const config = loadRuntimeConfig(env);
   const deadlineMs = loadApiDeadlineMs(env);
   const logger = options.logger ?? new Logger({ serviceName: "sketchstream-admin" });
-  let connection: RedisConnection | undefined;
-  const reset = () => {
-    connection?.close();
-    connection = undefined;
-  };
+  const redis = onDemandConnection(config.redis, options.redisDeps ?? awsRedisDeps(config.redis), {
+    connectTimeoutMs: Math.min(2000, deadlineMs),
+  });
   const app = createAdminApp({
-    redis: {
-      get(): AdminRedis {
-        connection ??= connectRedis(config.redis, options.redisDeps ?? awsRedisDeps(config.redis), {
-          connectTimeoutMs: Math.min(2000, deadlineMs),
-        });
-        return connection.client;
-      },
-      reset,
-    },
+    redis,
     deadlineMs,
     logError: (message, extra) => logger.error(message, extra),
     audit: (change, c) =>
@@ -64,7 +54,7 @@ export function createAdminRuntime(env: Env, options: AdminRuntimeOptions = {}):
         caller: callerOf(c.env) ?? null,
       }),
   });
-  return { app, close: reset };
+  return { app, close: redis.reset };
 }
 
 type LambdaAdapter = (event: LambdaEvent, context: Context) => Promise<APIGatewayProxyResultV2>;

@@ -11,9 +11,9 @@ import type { APIGatewayProxyResultV2, Context } from "aws-lambda";
 import type { Hono } from "hono";
 import { handle, type LambdaEvent } from "hono/aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
-import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
+import { onDemandConnection, type RedisClientDeps } from "../adapters/redis.js";
 import { type Env, loadApiDeadlineMs, loadRuntimeConfig } from "../domain/runtime-env.js";
-import { createApiApp, type ReadRedis } from "./app.js";
+import { createApiApp } from "./app.js";
 
 export interface ApiRuntimeOptions {
   readonly logger?: Logger;
@@ -35,27 +35,17 @@ export function createApiRuntime(env: Env, options: ApiRuntimeOptions = {}): Api
   const config = loadRuntimeConfig(env);
   const deadlineMs = loadApiDeadlineMs(env);
   const logger = options.logger ?? new Logger({ serviceName: "sketchstream-api" });
-  let connection: RedisConnection | undefined;
-  const reset = () => {
-    connection?.close();
-    connection = undefined;
-  };
+  const redis = onDemandConnection(config.redis, options.redisDeps ?? awsRedisDeps(config.redis), {
+    connectTimeoutMs: Math.min(2000, deadlineMs),
+  });
   const app = createApiApp({
-    redis: {
-      get(): ReadRedis {
-        connection ??= connectRedis(config.redis, options.redisDeps ?? awsRedisDeps(config.redis), {
-          connectTimeoutMs: Math.min(2000, deadlineMs),
-        });
-        return connection.client;
-      },
-      reset,
-    },
+    redis,
     retentionDays: config.retention.days,
     deadlineMs,
     ...(options.now ? { now: options.now } : {}),
     logError: (message, extra) => logger.error(message, extra),
   });
-  return { app, close: reset };
+  return { app, close: redis.reset };
 }
 
 type LambdaAdapter = (event: LambdaEvent, context: Context) => Promise<APIGatewayProxyResultV2>;

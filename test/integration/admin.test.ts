@@ -10,7 +10,7 @@ import { type AddressInfo, createServer, type Socket } from "node:net";
 import type { Logger } from "@aws-lambda-powertools/logger";
 import { serve } from "@hono/node-server";
 import { Validator } from "@seriousme/openapi-schema-validator";
-import { handle, type LambdaEvent } from "hono/aws-lambda";
+import { handle } from "hono/aws-lambda";
 import { Cluster } from "ioredis";
 import * as v from "valibot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +31,7 @@ import {
 import { captureIo } from "../cli/capture.js";
 import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
+import { functionUrlEvent } from "../helpers/function-url.js";
 
 const WRITER = { name: "registry-writer", password: `w-${Math.random().toString(36).slice(2)}` };
 const READER = { name: "reader", password: `r-${Math.random().toString(36).slice(2)}` };
@@ -327,7 +328,7 @@ describe("the Lambda entry point", () => {
       ];
       for (const [method, site, body] of cases) {
         const lambda = (await handler(
-          functionUrlEvent(method, zonePath(site), body),
+          adminEvent(method, zonePath(site), body),
           lambdaContext({ functionName: "sketchstream-dev-admin" }),
         )) as { statusCode: number; body: string; headers: Record<string, string> };
         const overHttp = await fetch(`http://127.0.0.1:${port}${zonePath(site)}`, {
@@ -341,7 +342,7 @@ describe("the Lambda entry point", () => {
       // The PUT through Lambda wrote the registry (the DELETE then removed it).
       expect(await admin.hexists(TIME_ZONES_KEY, `${prefix}lambda`)).toBe(0);
       const once = (await handler(
-        functionUrlEvent(
+        adminEvent(
           "PUT",
           zonePath(`${prefix}lambda2`),
           JSON.stringify({ timeZone: "Pacific/Kiritimati" }),
@@ -370,16 +371,16 @@ describe("the Lambda entry point", () => {
       // Function URLs base64-encode bodies they do not take for text; JSON is text, but the
       // adapter must read either.
       const event = {
-        ...functionUrlEvent("PUT", zonePath(site), body),
+        ...adminEvent("PUT", zonePath(site), body),
         body: Buffer.from(body).toString("base64"),
         isBase64Encoded: true,
       };
       expect((await lambda(event, lambdaContext())).statusCode).toBe(200);
       expect(
-        (await lambda(functionUrlEvent("DELETE", zonePath(site), ""), lambdaContext())).statusCode,
+        (await lambda(adminEvent("DELETE", zonePath(site), ""), lambdaContext())).statusCode,
       ).toBe(200);
       // A refused name changes nothing, so it is not an audited change.
-      await lambda(functionUrlEvent("PUT", zonePath(site), '{"timeZone":"EST"}'), lambdaContext());
+      await lambda(adminEvent("PUT", zonePath(site), '{"timeZone":"EST"}'), lambdaContext());
       const caller = "arn:aws:iam::123456789012:user/operator";
       expect(logged).toEqual([
         { message: "time zone set", extra: { site, timeZone: "Asia/Kathmandu", caller } },
@@ -392,48 +393,8 @@ describe("the Lambda entry point", () => {
 });
 
 /** A Lambda function URL's event (API Gateway payload 2.0), as AWS sends it with AWS_IAM auth. */
-function functionUrlEvent(method: string, path: string, body: string): LambdaEvent {
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: "",
-    headers: {
-      host: "abc123.lambda-url.eu-west-1.on.aws",
-      "x-forwarded-proto": "https",
-      ...(body === "" ? {} : { "content-type": "application/json" }),
-    },
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "abc123",
-      authentication: null,
-      authorizer: {
-        iam: {
-          accessKey: "AKIAEXAMPLE",
-          accountId: "123456789012",
-          callerId: "AIDAEXAMPLE",
-          userArn: "arn:aws:iam::123456789012:user/operator",
-          userId: "AIDAEXAMPLE",
-          cognitoIdentity: null,
-          principalOrgId: null,
-        },
-      },
-      domainName: "abc123.lambda-url.eu-west-1.on.aws",
-      domainPrefix: "abc123",
-      http: {
-        method,
-        path,
-        protocol: "HTTP/1.1",
-        sourceIp: "203.0.113.7",
-        userAgent: "test",
-      },
-      requestId: "req-1",
-      routeKey: "$default",
-      stage: "$default",
-      time: "15/Jun/2031:10:00:00 +0000",
-      timeEpoch: testNowMs(),
-    },
-    body: body === "" ? null : body,
-    isBase64Encoded: false,
-  } as unknown as LambdaEvent;
+
+/** A function URL event of the admin API; an empty body is none. */
+function adminEvent(method: string, path: string, body: string) {
+  return functionUrlEvent({ method, path, ...(body === "" ? {} : { body }) });
 }

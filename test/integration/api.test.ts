@@ -9,7 +9,6 @@
 import { type AddressInfo, createServer, type Socket } from "node:net";
 import { serve } from "@hono/node-server";
 import { Validator } from "@seriousme/openapi-schema-validator";
-import type { Context } from "aws-lambda";
 import { Cluster } from "ioredis";
 import * as v from "valibot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,7 +31,9 @@ import {
   TIME_ZONES_KEY,
   TOUCHED_KEY,
 } from "../../functions/domain/keys.js";
-import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
+import { lambdaContext } from "../../local/lambda-context.js";
+import { DAY_MS, utcDay } from "../helpers/clock.js";
+import { functionUrlEvent } from "../helpers/function-url.js";
 import { type ReadFixture, siteEvent, startReadFixture } from "../helpers/read-fixture.js";
 import { isoWeekLabel } from "../unit/calendar.js";
 
@@ -565,7 +566,10 @@ describe("OpenAPI and the Lambda entry point", () => {
         ["/v1/sites", "limit=2"],
       ] as const) {
         const overHttp = await fetch(`http://127.0.0.1:${port}${path}?${query}`);
-        const lambda = (await handler(functionUrlEvent(path, query), lambdaContext())) as {
+        const lambda = (await handler(
+          functionUrlEvent({ method: "GET", path, query }),
+          lambdaContext(),
+        )) as {
           statusCode: number;
           body: string;
           headers: Record<string, string>;
@@ -581,66 +585,3 @@ describe("OpenAPI and the Lambda entry point", () => {
     }
   });
 });
-
-/** A Lambda function URL's event for a GET, as AWS sends it (API Gateway payload 2.0). */
-function functionUrlEvent(path: string, query: string) {
-  const queryStringParameters = Object.fromEntries(new URLSearchParams(query));
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: query,
-    headers: { host: "abc123.lambda-url.eu-west-1.on.aws", "x-forwarded-proto": "https" },
-    queryStringParameters,
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "abc123",
-      // AWS_IAM auth: the caller, as the function URL reports it.
-      authentication: null,
-      authorizer: {
-        iam: {
-          accessKey: "AKIAEXAMPLE",
-          accountId: "123456789012",
-          callerId: "AIDAEXAMPLE",
-          userArn: "arn:aws:iam::123456789012:user/operator",
-          userId: "AIDAEXAMPLE",
-          cognitoIdentity: null,
-          principalOrgId: null,
-        },
-      },
-      domainName: "abc123.lambda-url.eu-west-1.on.aws",
-      domainPrefix: "abc123",
-      http: {
-        method: "GET",
-        path,
-        protocol: "HTTP/1.1",
-        sourceIp: "203.0.113.7",
-        userAgent: "test",
-      },
-      requestId: "req-1",
-      routeKey: "$default",
-      stage: "$default",
-      time: "15/Jun/2031:10:00:00 +0000",
-      timeEpoch: testNowMs(),
-    },
-    body: null,
-    isBase64Encoded: false,
-  };
-}
-
-function lambdaContext(): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: "sketchstream-dev-api",
-    functionVersion: "$LATEST",
-    invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:sketchstream-dev-api",
-    memoryLimitInMB: "256",
-    awsRequestId: "req-1",
-    logGroupName: "/aws/lambda/sketchstream-dev-api",
-    logStreamName: "stream",
-    getRemainingTimeInMillis: () => 10_000,
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
-}
