@@ -44,7 +44,6 @@ import { availableParallelism, cpus } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import type { Hono } from "hono";
 import { Redis } from "ioredis";
@@ -85,11 +84,11 @@ import {
   type Closer,
   fmtInt,
   ingestThroughConsumer,
+  parseBenchArgs,
   progress,
   runWithCleanup,
   startBenchCluster,
   table,
-  wholeNumberFlag,
 } from "./lib.js";
 
 const TARGET_P50_WITHIN_LIMIT = 1.5;
@@ -127,9 +126,9 @@ const USAGE = `usage: npm run bench:api -- [options]
                      write DIR/api-<case>.cpuprofile and print where its time goes`;
 
 function parseApiOptions(argv: readonly string[]): ApiBenchOptions {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
+  const { values, int } = parseBenchArgs(
+    argv,
+    {
       sites: { type: "string", default: "2" },
       days: { type: "string", default: "380" },
       "users-per-day": { type: "string", default: "2000" },
@@ -140,16 +139,9 @@ function parseApiOptions(argv: readonly string[]): ApiBenchOptions {
       concurrency: { type: "string", default: "8" },
       seed: { type: "string", default: "42" },
       profile: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
     },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const int = wholeNumberFlag(USAGE);
+    USAGE,
+  );
   const rounds = int("rounds", values.rounds, 1);
   const requests = int("requests", values.requests, 1);
   if (requests < rounds) {

@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { Cluster } from "ioredis";
 import { wholeNumberArg } from "../cli/args.js";
 import type { ClickPayload } from "../cli/generator.js";
@@ -81,26 +81,43 @@ const USAGE = `usage: npm run bench:consumer -- [options]
   --naive-batches N  batches' worth of records for the naive baseline, run in one slice per
                      round (default 2)`;
 
+type FlagOptions = NonNullable<ParseArgsConfig["options"]>;
+
+/**
+ * A bench's flags (strict, no positionals): with --help or -h, prints the usage and exits;
+ * otherwise the values and a parser of whole-number flags that fails with the usage.
+ */
+export function parseBenchArgs<T extends FlagOptions>(
+  argv: readonly string[],
+  options: T,
+  usage: string,
+): {
+  values: ReturnType<
+    typeof parseArgs<{ options: T; strict: true; allowPositionals: false }>
+  >["values"];
+  int: ReturnType<typeof wholeNumberFlag>;
+} {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+  return { values, int: wholeNumberFlag(usage) };
+}
+
 export function parseOptions(argv: readonly string[]): BenchOptions {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
+  const { values, int } = parseBenchArgs(
+    argv,
+    {
       batches: { type: "string", default: "20" },
       "batch-size": { type: "string", default: "10000" },
       users: { type: "string", default: "100000" },
       seed: { type: "string", default: "42" },
       warmup: { type: "string", default: "2" },
       "naive-batches": { type: "string", default: "2" },
-      help: { type: "boolean", short: "h", default: false },
     },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const int = wholeNumberFlag(USAGE);
+    USAGE,
+  );
   return {
     batches: int("batches", values.batches, 1),
     batchSize: int("batch-size", values["batch-size"], 1),

@@ -34,7 +34,6 @@
  */
 
 import { availableParallelism } from "node:os";
-import { parseArgs } from "node:util";
 import { StateMachine } from "aws-local-stepfunctions";
 import { type Cluster, Redis } from "ioredis";
 import * as v from "valibot";
@@ -87,13 +86,13 @@ import {
   fmtMs,
   ingestThroughConsumer,
   median,
+  parseBenchArgs,
   progress,
   runWithCleanup,
   startBenchCluster,
   table,
   timeAsync,
   timeSync,
-  wholeNumberFlag,
 } from "./lib.js";
 
 const TARGET_OVER_NAIVE = 3;
@@ -135,9 +134,9 @@ function latestMidMonth(nowMs: number): string {
 }
 
 function parseRollupOptions(argv: readonly string[]): RollupBenchOptions {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
+  const { values, int } = parseBenchArgs(
+    argv,
+    {
       sites: { type: "string", default: "2000" },
       days: { type: "string", default: "45" },
       today: { type: "string" },
@@ -147,16 +146,9 @@ function parseRollupOptions(argv: readonly string[]): RollupBenchOptions {
       "naive-max-items": { type: "string", default: "0" },
       users: { type: "string", default: "100000" },
       seed: { type: "string", default: "42" },
-      help: { type: "boolean", short: "h", default: false },
     },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  const int = wholeNumberFlag(USAGE);
+    USAGE,
+  );
   const today = values.today ?? latestMidMonth(Date.now());
   if (!isDay(today)) throw new RangeError(`--today=${today}: expected YYYY-MM-DD\n${USAGE}`);
   if (dayStartMs(today) > Date.now()) {

@@ -6,11 +6,11 @@
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
-import type { APIGatewayProxyResultV2, Context } from "aws-lambda";
 import type { Hono } from "hono";
-import { handle, type LambdaEvent } from "hono/aws-lambda";
+import type { LambdaEvent } from "hono/aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { onDemandConnection, type RedisClientDeps } from "../adapters/redis.js";
+import { functionUrlHandler } from "../api/handler.js";
 import { type Env, loadApiDeadlineMs, loadRuntimeConfig } from "../domain/runtime-env.js";
 import { createAdminApp } from "./app.js";
 
@@ -57,14 +57,5 @@ export function createAdminRuntime(env: Env, options: AdminRuntimeOptions = {}):
   return { app, close: redis.reset };
 }
 
-type LambdaAdapter = (event: LambdaEvent, context: Context) => Promise<APIGatewayProxyResultV2>;
-let lambda: LambdaAdapter | undefined;
-
-/** The Lambda entry point: function URL events (payload format 2.0), as the read API's. */
-export async function handler(
-  event: LambdaEvent,
-  context: Context,
-): Promise<APIGatewayProxyResultV2> {
-  lambda ??= handle(createAdminRuntime(process.env).app) as LambdaAdapter;
-  return lambda(event, context);
-}
+/** The admin API's Lambda entry point, as the read API's. */
+export const handler = functionUrlHandler(() => createAdminRuntime(process.env).app);

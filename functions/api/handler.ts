@@ -48,17 +48,24 @@ export function createApiRuntime(env: Env, options: ApiRuntimeOptions = {}): Api
   return { app, close: redis.reset };
 }
 
-type LambdaAdapter = (event: LambdaEvent, context: Context) => Promise<APIGatewayProxyResultV2>;
-let lambda: LambdaAdapter | undefined;
-
-/**
- * The Lambda entry point: function URL events (payload format 2.0). `hono/aws-lambda` is marked
- * to move to its own package in Hono 5; it is the adapter Hono 4 ships.
- */
-export async function handler(
+/** A Lambda entry point for function URL events (payload format 2.0). */
+export type FunctionUrlHandler = (
   event: LambdaEvent,
   context: Context,
-): Promise<APIGatewayProxyResultV2> {
-  lambda ??= handle(createApiRuntime(process.env).app) as LambdaAdapter;
-  return lambda(event, context);
+) => Promise<APIGatewayProxyResultV2>;
+
+/**
+ * The entry point of an app behind a function URL: the app is made (from the environment) on
+ * the first event and kept while the execution environment stays warm. `hono/aws-lambda` is
+ * marked to move to its own package in Hono 5; it is the adapter Hono 4 ships.
+ */
+export function functionUrlHandler(makeApp: () => Hono): FunctionUrlHandler {
+  let lambda: FunctionUrlHandler | undefined;
+  return (event, context) => {
+    lambda ??= handle(makeApp()) as FunctionUrlHandler;
+    return lambda(event, context);
+  };
 }
+
+/** The read API's Lambda entry point. */
+export const handler = functionUrlHandler(() => createApiRuntime(process.env).app);

@@ -11,7 +11,7 @@ import { ErrorBody } from "./schemas.js";
 type JsonSchema = Record<string, unknown>;
 
 /** A valibot schema as JSON Schema (draft 2020-12, OpenAPI 3.1's dialect). */
-export function jsonSchema(schema: v.GenericSchema): JsonSchema {
+function jsonSchema(schema: v.GenericSchema): JsonSchema {
   // Checks across fields (from <= to, range length) have no JSON Schema form: they are
   // described in the route's summary and enforced by the app.
   const { $schema: _, ...rest } = toJsonSchema(schema, {
@@ -22,7 +22,7 @@ export function jsonSchema(schema: v.GenericSchema): JsonSchema {
 }
 
 /** Path and query parameters of a route, from the properties of its object schemas. */
-export function parameters(route: Pick<RouteDefinition, "params" | "query">): JsonSchema[] {
+function parameters(route: Pick<DocumentedRoute, "params" | "query">): JsonSchema[] {
   const out: JsonSchema[] = [];
   for (const [where, schema] of [
     ["path", route.params],
@@ -46,48 +46,89 @@ export function parameters(route: Pick<RouteDefinition, "params" | "query">): Js
   return out;
 }
 
-const ERROR_RESPONSES = {
-  "400": "Bad input: the message says which parameter and what to do",
-  "404": "Unknown route, or a site with no counted event",
-  "503": "Redis did not answer within the deadline; retry after Retry-After seconds",
-  "500": "The request failed inside the API; its log has the cause",
-} as const;
+/** What a document says of one route: the fields the read and admin routes share. */
+export interface DocumentedRoute {
+  readonly operationId: string;
+  readonly path: string;
+  readonly summary: string;
+  /** HTTP method; GET when absent (every read route). */
+  readonly method?: string;
+  readonly params?: v.GenericSchema | undefined;
+  readonly query?: v.GenericSchema | undefined;
+  /** A JSON request body. */
+  readonly body?: v.GenericSchema | undefined;
+  readonly response: v.GenericSchema;
+}
 
-export function openApiDocument(routes: readonly RouteDefinition[]): JsonSchema {
+/** What differs between the documents of the read and admin APIs. */
+export interface DocumentInfo {
+  readonly title: string;
+  readonly description: string;
+  /** The `{"error","message"}` body of every error answer. */
+  readonly errorBody: v.GenericSchema;
+  /** Status -> what it means, for every error answer the routes may give. */
+  readonly errorResponses: Readonly<Record<string, string>>;
+}
+
+/** An OpenAPI 3.1 document of `routes`. */
+export function openApiFor(info: DocumentInfo, routes: readonly DocumentedRoute[]): JsonSchema {
   const error = {
     content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
   };
-  const paths: Record<string, JsonSchema> = {};
+  const errors = Object.fromEntries(
+    Object.entries(info.errorResponses).map(([status, description]) => [
+      status,
+      { description, ...error },
+    ]),
+  );
+  const paths: Record<string, Record<string, JsonSchema>> = {};
   for (const route of routes) {
-    paths[route.path] = {
-      get: {
-        operationId: route.operationId,
-        summary: route.summary,
-        parameters: parameters(route),
-        responses: {
-          "200": {
-            description: "OK",
-            content: { "application/json": { schema: jsonSchema(route.response) } },
-          },
-          ...Object.fromEntries(
-            Object.entries(ERROR_RESPONSES).map(([status, description]) => [
-              status,
-              { description, ...error },
-            ]),
-          ),
+    const operations = paths[route.path] ?? {};
+    operations[(route.method ?? "GET").toLowerCase()] = {
+      operationId: route.operationId,
+      summary: route.summary,
+      parameters: parameters(route),
+      ...(route.body
+        ? {
+            requestBody: {
+              required: true,
+              content: { "application/json": { schema: jsonSchema(route.body) } },
+            },
+          }
+        : {}),
+      responses: {
+        "200": {
+          description: "OK",
+          content: { "application/json": { schema: jsonSchema(route.response) } },
         },
+        ...errors,
       },
     };
+    paths[route.path] = operations;
   }
   return {
     openapi: "3.1.0",
-    info: {
+    info: { title: info.title, version: "1", description: info.description },
+    paths,
+    components: { schemas: { Error: jsonSchema(info.errorBody) } },
+  };
+}
+
+/** The read API's document. */
+export function openApiDocument(routes: readonly RouteDefinition[]): JsonSchema {
+  return openApiFor(
+    {
       title: "sketchstream read API",
-      version: "1",
       description:
         "Unique-visitor and event counts from HyperLogLogs in MemoryDB (metric=visitors|events). In AWS, a Lambda function URL with AWS_IAM auth: sign requests with SigV4 for the service `lambda`.",
+      errorBody: ErrorBody,
+      errorResponses: {
+        "400": "Bad input: the message says which parameter and what to do",
+        "404": "Unknown route, or a site with no counted event",
+        "503": "Redis did not answer within the deadline; retry after Retry-After seconds",
+        "500": "The request failed inside the API; its log has the cause",
+      },
     },
-    paths,
-    components: { schemas: { Error: jsonSchema(ErrorBody) } },
-  };
+    routes,
+  );
 }
