@@ -22,6 +22,10 @@
  * scheduler places the processes on the CPUs (from ~35 to ~90 µs per command on a 2-core box),
  * so spreading it over the run gives a far steadier figure than one or two batches in a row.
  *
+ * Two of the generator's five sites have a time zone in the registry (BENCH_ZONES, one east
+ * and one far east of UTC), so the handler takes both paths: UTC arithmetic and the zone
+ * calendars. The limit's commands are planned with the same zones, so both write the same keys.
+ *
  * Keys accumulate over the run (no FLUSHALL between phases): numeric site ids cannot be made
  * unique per run, and there are only ~75 keys (5 sites × 3 UTC days × (1 + 4 events)). After
  * the warm-up every key is a dense HLL, whose PFADD cost does not depend on how many ids it
@@ -34,7 +38,7 @@
  */
 
 import type { KinesisStreamEvent } from "aws-lambda";
-import type { Cluster } from "ioredis";
+import { Cluster } from "ioredis";
 import { type ClickPayload, generateEvents } from "../cli/generator.js";
 import {
   type HllCommand,
@@ -43,8 +47,10 @@ import {
   sendCommand,
 } from "../functions/consumer/ingest.js";
 import { EventParser, isEventShape } from "../functions/domain/events.js";
+import { TIME_ZONES_KEY } from "../functions/domain/keys.js";
 import { expiresAtSeconds, type RetentionSettings } from "../functions/domain/periods.js";
 import { loadConsumerRuntimeConfig } from "../functions/domain/runtime-env.js";
+import { type ZoneCalendar, ZoneCalendars } from "../functions/domain/time-zones.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
 import {
   type BenchOptions,
@@ -65,6 +71,17 @@ import {
 } from "./lib.js";
 
 const TARGET_WITHIN_LIMIT = 1.3;
+/** Generator sites given a zone in the registry; the other three stay UTC. */
+const BENCH_ZONES: Readonly<Record<string, string>> = {
+  "715": "Europe/Paris",
+  "283": "Pacific/Kiritimati",
+};
+const calendars = new ZoneCalendars({ pastDays: 70, futureDays: 2 });
+/** The zones the handler reads from the registry, for planning the limit's commands. */
+function calendarOf(siteId: string): ZoneCalendar | undefined {
+  const zone = BENCH_ZONES[siteId];
+  return zone === undefined ? undefined : calendars.forZone(zone, Date.now());
+}
 const TARGET_OVER_NAIVE = 15;
 
 interface Batch {
@@ -172,9 +189,11 @@ function timeParsing(
   if (bad > 0) throw new Error(`${bad} generated records failed validation`);
   const stream = streamRecords(batch.event);
   // Both plans, in an order that alternates over the rounds, so neither always runs second.
-  const both = () => timeSync(() => planBatch(stream, { nowMs, retention }));
+  const both = () => timeSync(() => planBatch(stream, { nowMs, retention, calendarOf }));
   const visitorsOnly = () =>
-    timeSync(() => planBatch(stream, { nowMs, retention, benchWithoutEventsFamily: true }));
+    timeSync(() =>
+      planBatch(stream, { nowMs, retention, calendarOf, benchWithoutEventsFamily: true }),
+    );
   let planMs: number;
   let planVisitorsOnlyMs: number;
   if (round % 2 === 0) {
@@ -205,13 +224,21 @@ async function run(opts: BenchOptions, closers: Closer[]): Promise<void> {
 
   const { cluster, env } = await startBenchCluster(closers);
   const { retention } = loadConsumerRuntimeConfig(env);
+  const zoneSetup = new Cluster([{ host: "127.0.0.1", port: cluster.port }]);
+  await zoneSetup.hset(TIME_ZONES_KEY, BENCH_ZONES);
+  zoneSetup.disconnect();
   // The limit sends exactly the commands the handler's planBatch makes, computed untimed.
   const withCommands = (b: Batch): Batch => {
     const stream = streamRecords(b.event);
     const nowMs = Date.now();
-    const plan = planBatch(stream, { nowMs, retention });
+    const plan = planBatch(stream, { nowMs, retention, calendarOf });
     if (plan.rejected.length > 0) throw new Error("generated records were rejected");
-    const visitorsOnly = planBatch(stream, { nowMs, retention, benchWithoutEventsFamily: true });
+    const visitorsOnly = planBatch(stream, {
+      nowMs,
+      retention,
+      calendarOf,
+      benchWithoutEventsFamily: true,
+    });
     return { ...b, commands: plan.commands, visitorsOnly: visitorsOnly.commands };
   };
 
@@ -363,6 +390,11 @@ function report(
   );
   console.log(
     `  ${opts.batches} rounds: handler and limit on the same batch (order alternating), then a naive slice`,
+  );
+  console.log(
+    `  sites in zones: ${Object.entries(BENCH_ZONES)
+      .map(([site, zone]) => `${site} ${zone}`)
+      .join(", ")}; the other generator sites UTC`,
   );
   console.log(
     `  naive: ${opts.naiveBatches} batch(es) of records as ${r.naiveMs.length} slices of ${fmtInt(r.naiveSlice)}, each scaled to a batch`,

@@ -9,7 +9,8 @@
  * - quarantine depth (producers send malformed events);
  * - failure-queue depth (a batch was given up after its retries or record age: replay it);
  * - failed, timed-out or aborted rollup executions;
- * - MemoryDB memory usage, the highest of any node (noeviction: a full node refuses writes).
+ * - MemoryDB memory usage, the highest of any node (noeviction: a full node refuses writes);
+ * - time zones not loaded by the consumer or the rollup (sites counted in their last zone).
  */
 
 import { CloudwatchMetricAlarm } from "@cdktf/provider-aws/lib/cloudwatch-metric-alarm/index.js";
@@ -174,6 +175,35 @@ export class Observability extends Construct {
           id: "total",
           expression: "FILL(failed, 0) + FILL(timedout, 0) + FILL(aborted, 0)",
           label: "Rollup executions that did not succeed",
+          returnData: true,
+        },
+      ],
+      evaluationPeriods: 1,
+      threshold: 0,
+      comparisonOperator: "GreaterThanThreshold",
+    });
+    // Powertools publishes the functions' own metrics in the `sketchstream` namespace with a
+    // `service` dimension (consumer, rollup).
+    const zoneFailures = (metricId: string, service: string) => ({
+      id: metricId,
+      metric: {
+        namespace: "sketchstream",
+        metricName: "TimeZoneLoadFailures",
+        dimensions: { service },
+        stat: "Sum",
+        period: 300,
+      },
+    });
+    alarm("time-zone-load-failures", {
+      alarmDescription:
+        "The consumer or the rollup could not read the zone registry, or found an entry that is not a time zone: those sites are counted in their last zone (UTC if none) until it loads. Check the function's log for the site and the entry, and fix it with `npm run cli -- site --site S --time-zone Z`.",
+      metricQuery: [
+        zoneFailures("consumer", "consumer"),
+        zoneFailures("rollup", "rollup"),
+        {
+          id: "total",
+          expression: "FILL(consumer, 0) + FILL(rollup, 0)",
+          label: "Zone registry loads that failed",
           returnData: true,
         },
       ],

@@ -19,14 +19,16 @@ import {
   type RedisClientDeps,
   type RedisConnection,
 } from "../adapters/redis.js";
-import { SITES_KEY } from "../domain/keys.js";
+import { SITES_KEY, TIME_ZONES_KEY } from "../domain/keys.js";
 import type { QuarantineSink } from "../domain/quarantine.js";
 import {
   type ConsumerRuntimeConfig,
   type Env,
   loadConsumerRuntimeConfig,
 } from "../domain/runtime-env.js";
-import { ingestBatch, type StreamRecord } from "./ingest.js";
+import { ZoneCalendars } from "../domain/time-zones.js";
+import { ZoneRegistryCache } from "../domain/zone-registry.js";
+import { ingestBatch, type SiteZones, type StreamRecord } from "./ingest.js";
 
 /** Time kept back from the invocation's remaining time to report failures before being killed. */
 export function safetyMarginMs(remainingMs: number): number {
@@ -39,6 +41,8 @@ const DEFAULT_BUDGET_MS = 60_000;
 interface ConsumerRuntime {
   readonly config: ConsumerRuntimeConfig;
   readonly quarantine: QuarantineSink;
+  /** The registry copy and calendars, kept while the environment stays warm. */
+  readonly zones: SiteZones;
   redis?: RedisConnection;
   /** Whether the cluster had no site when this environment started: see freshInstall. */
   eventsRecordedFromStart?: boolean;
@@ -101,7 +105,21 @@ export function createConsumerHandler(
         "queueUrl" in config.quarantine
           ? new SqsQuarantineSink(new SQSClient({}), config.quarantine.queueUrl)
           : new FileQuarantineSink(config.quarantine.file);
-      runtime = { config, quarantine };
+      const zones: SiteZones = {
+        // Read through whichever connection is current: it is remade after a timeout.
+        registry: new ZoneRegistryCache({
+          read: (sites) => {
+            const redis = runtime?.redis;
+            return redis
+              ? redis.client.hmget(TIME_ZONES_KEY, ...sites)
+              : Promise.reject(new Error("no Redis connection"));
+          },
+        }),
+        // The days an accepted event can fall on: the daily retention back (plus the margin
+        // EventParser.place decides without a calendar), and the one day of clock tolerance on.
+        calendars: new ZoneCalendars({ pastDays: config.retention.days + 4, futureDays: 2 }),
+      };
+      runtime = { config, quarantine, zones };
     }
     return runtime;
   };
@@ -144,6 +162,7 @@ export function createConsumerHandler(
         },
         now,
         beforeRetry: () => refreshSlots(redis),
+        zones: rt.zones,
       },
       {
         retention: rt.config.retention,

@@ -17,7 +17,13 @@
 
 import { at } from "../domain/arrays.js";
 import { messageOf } from "../domain/errors.js";
-import { EventParser, isRejection, type Rejection, type RejectReason } from "../domain/events.js";
+import {
+  EventParser,
+  isRejection,
+  type ParsedTimed,
+  type Rejection,
+  type RejectReason,
+} from "../domain/events.js";
 import {
   AS_OF_CONSUMER,
   AS_OF_EVENTS_SINCE,
@@ -32,6 +38,8 @@ import {
 } from "../domain/keys.js";
 import { expiresAtSeconds, type RetentionSettings } from "../domain/periods.js";
 import type { QuarantinedRecord, QuarantineSink } from "../domain/quarantine.js";
+import type { ZoneCalendar, ZoneCalendars } from "../domain/time-zones.js";
+import { DEFAULT_TIME_ZONE, type ZoneRegistryCache } from "../domain/zone-registry.js";
 
 /** The part of a Kinesis record the consumer reads. */
 export interface StreamRecord {
@@ -83,6 +91,17 @@ export interface IngestDeps {
   readonly now: () => number;
   /** Run before transient failures are resent (a Cluster refreshes its slot map). */
   readonly beforeRetry?: () => Promise<void>;
+  /**
+   * The sites' time zones: the warm container's copy of the registry and its calendars. Without
+   * it every site is UTC (benches and tests that are not about zones).
+   */
+  readonly zones?: SiteZones;
+}
+
+/** Where the consumer learns each site's zone and its calendar (functions/domain/time-zones.ts). */
+export interface SiteZones {
+  readonly registry: ZoneRegistryCache;
+  readonly calendars: ZoneCalendars;
 }
 
 export interface IngestOptions {
@@ -163,6 +182,11 @@ export interface PlanOptions {
    * the time of the first batch, which would call a loaded history "not recorded".
    */
   readonly eventsRecordedFromStart?: boolean;
+  /**
+   * The calendar of a site's zone: its days are local days, and its keys expire by the zone's
+   * calendar. Undefined (or no function) for a UTC site.
+   */
+  readonly calendarOf?: (siteId: string) => ZoneCalendar | undefined;
 }
 
 /**
@@ -193,7 +217,33 @@ interface SiteDayGroups {
  * member (`715|2024-03-09`, `715|2024-03-09|view`), which is what the SADD for the rollup needs.
  */
 export function planBatch(records: readonly StreamRecord[], options: PlanOptions): BatchPlan {
-  const parser = new EventParser({ nowMs: options.nowMs, retentionDays: options.retention.days });
+  const parser = parserFor(options);
+  return planTimedBatch(records, decodeTimedBatch(records, parser), parser, options);
+}
+
+function parserFor(options: Pick<PlanOptions, "nowMs" | "retention">): EventParser {
+  return new EventParser({ nowMs: options.nowMs, retentionDays: options.retention.days });
+}
+
+/** The first step of parsing every record (EventParser.decodeTimed): no zone needed yet. */
+function decodeTimedBatch(records: readonly StreamRecord[], parser: EventParser): ParsedTimed[] {
+  return records.map((record) => parser.decodeTimed(record.data, recordId(record)));
+}
+
+/** The sites of a batch's valid events, each once. */
+function sitesOf(timed: readonly ParsedTimed[]): Set<string> {
+  const sites = new Set<string>();
+  for (const t of timed) if (!isRejection(t)) sites.add(t.siteId);
+  return sites;
+}
+
+/** planBatch, from records already through the first step of parsing (decodeTimedBatch). */
+function planTimedBatch(
+  records: readonly StreamRecord[],
+  timed: readonly ParsedTimed[],
+  parser: EventParser,
+  options: PlanOptions,
+): BatchPlan {
   const chunkSize = options.pfaddChunkSize ?? DEFAULT_PFADD_CHUNK;
   const withEvents = options.benchWithoutEventsFamily !== true;
   const groups = new Map<string, KeyGroup>();
@@ -202,6 +252,16 @@ export function planBatch(records: readonly StreamRecord[], options: PlanOptions
   let firstValidIndex = -1;
   // Nested maps keyed by the record's own strings: grouping allocates nothing per record.
   const bySite = new Map<string, Map<string, SiteDayGroups>>();
+  // Each site's calendar, asked once per site: undefined for UTC.
+  const calendars = new Map<string, ZoneCalendar | undefined>();
+  const calendarOf = (siteId: string): ZoneCalendar | undefined => {
+    if (options.calendarOf === undefined) return undefined;
+    if (calendars.has(siteId)) return calendars.get(siteId);
+    const calendar = options.calendarOf(siteId);
+    calendars.set(siteId, calendar);
+    return calendar;
+  };
+  /** Deadlines by zone and day: `UTC|2024-03-09`. */
   const expiries = new Map<string, number>();
   const newGroup = (
     siteId: string,
@@ -209,10 +269,15 @@ export function planBatch(records: readonly StreamRecord[], options: PlanOptions
     event: string | undefined,
     index: number,
   ): KeyGroup => {
-    let expireAt = expiries.get(day);
+    const calendar = calendarOf(siteId);
+    const expiryKey = `${calendar?.zone ?? DEFAULT_TIME_ZONE}|${day}`;
+    let expireAt = expiries.get(expiryKey);
     if (expireAt === undefined) {
-      expireAt = expiresAtSeconds({ kind: "day", label: day }, options.retention);
-      expiries.set(day, expireAt);
+      const period = { kind: "day", label: day } as const;
+      expireAt = calendar
+        ? calendar.expiresAtSeconds(period, options.retention)
+        : expiresAtSeconds(period, options.retention);
+      expiries.set(expiryKey, expireAt);
     }
     const g: KeyGroup = {
       visitorsKey: uniqueVisitorsKey(siteId, day, event),
@@ -229,8 +294,9 @@ export function planBatch(records: readonly StreamRecord[], options: PlanOptions
 
   for (let index = 0; index < records.length; index++) {
     const record = records[index];
-    if (record === undefined) continue;
-    const parsed = parser.decode(record.data, recordId(record));
+    const first = timed[index];
+    if (record === undefined || first === undefined) continue;
+    const parsed = isRejection(first) ? first : parser.place(first, calendarOf(first.siteId));
     if (isRejection(parsed)) {
       rejectedByReason.set(parsed.reason, (rejectedByReason.get(parsed.reason) ?? 0) + 1);
       rejected.push({ index, record: quarantineEntry(record, parsed, options.nowMs) });
@@ -404,11 +470,21 @@ export async function ingestBatch(
   deps: IngestDeps,
   options: IngestOptions,
 ): Promise<IngestResult> {
-  const plan = planBatch(records, {
-    nowMs: deps.now(),
+  const nowMs = deps.now();
+  const planOptions: PlanOptions = {
+    nowMs,
     retention: options.retention,
     ...(options.pfaddChunkSize ? { pfaddChunkSize: options.pfaddChunkSize } : {}),
     ...(options.eventsRecordedFromStart ? { eventsRecordedFromStart: true } : {}),
+  };
+  const parser = parserFor(planOptions);
+  const timed = decodeTimedBatch(records, parser);
+  const calendarOf = deps.zones
+    ? await zonesOfBatch(deps.zones, sitesOf(timed), nowMs, deps)
+    : undefined;
+  const plan = planTimedBatch(records, timed, parser, {
+    ...planOptions,
+    ...(calendarOf ? { calendarOf } : {}),
   });
   for (const { record } of plan.rejected) {
     deps.logger.warn("record quarantined", {
@@ -505,6 +581,40 @@ export async function ingestBatch(
     resent,
     timedOut,
     ...(firstFailedIndex === undefined ? {} : { firstFailedIndex, failure }),
+  };
+}
+
+/**
+ * Brings the registry copy up to date for the batch's sites (one HMGET for those not read in
+ * the last minute) and returns each site's calendar. Never fails the batch: a registry that
+ * cannot be read, or an entry that is not a zone, leaves the site in its last good zone (UTC
+ * when none), logged and counted as `TimeZoneLoadFailures` (the stack alarms on it).
+ */
+async function zonesOfBatch(
+  zones: SiteZones,
+  sites: ReadonlySet<string>,
+  nowMs: number,
+  deps: Pick<IngestDeps, "logger" | "metrics">,
+): Promise<(siteId: string) => ZoneCalendar | undefined> {
+  const load = await zones.registry.load(sites, nowMs);
+  if (load.failure !== undefined) {
+    deps.metrics.count("TimeZoneLoadFailures", 1);
+    deps.logger.warn("time zones not loaded; sites keep their last zone", {
+      failure: load.failure,
+    });
+  }
+  for (const bad of load.invalid) {
+    deps.metrics.count("TimeZoneLoadFailures", 1);
+    deps.logger.warn("a registry entry is not a time zone; the site keeps its last zone", {
+      site: bad.site,
+      entry: bad.entry,
+      problem: bad.problem,
+      fix: `npm run cli -- site --site ${bad.site} --time-zone <zone>`,
+    });
+  }
+  return (siteId) => {
+    const zone = zones.registry.zoneOf(siteId);
+    return zone === DEFAULT_TIME_ZONE ? undefined : zones.calendars.forZone(zone, nowMs);
   };
 }
 

@@ -19,15 +19,19 @@ export const ACL_RULES = {
    * identities), set their deadlines, note touched days, sites and event types, and stamp the
    * time of its last stored batch (ZADD GT on `as-of`) and of its first (ZADD LT). EXISTS
    * asks, once per execution environment, whether the site index exists (a fresh install).
+   * HMGET reads the zones of a batch's sites from the registry, which is read-only to it
+   * (`%R~`, Redis 7 key permissions): none of its writes can touch the registry.
    */
-  consumer: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd +zadd +exists`,
+  consumer: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} %R~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd +zadd +exists +hmget`,
   /**
    * The rollup: merge days into weeks and months (`uv:` and `ev:` alike), rebuild through a
    * temporary key, and keep its bookkeeping (lock, touched/pending/work sets). EVAL runs the
    * lock's compare-and-delete; a script runs with the caller's ACL, so it cannot reach beyond
-   * these rules.
+   * these rules. HMGET reads the zones of a page's sites (week and month expiry) and HLEN asks
+   * whether any site has a zone (a backfill's retention check); the registry is read-only to
+   * it (`%R~`), so none of its DEL, RENAME or EXPIREAT can touch it.
    */
-  rollup: `~uv:* ~ev:* ~sketchstream:{rollup}:* resetchannels -@all ${CONNECT} +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
+  rollup: `~uv:* ~ev:* ~sketchstream:{rollup}:* %R~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +hmget +hlen +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
   /**
    * Operators with redis-cli, the CLI's `count` and the read API: read counts (`uv:` and `ev:`)
    * and expiries, ask the rollup's touched/pending sets whether a week or month key is up to

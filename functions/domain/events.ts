@@ -12,7 +12,8 @@ import { isUtf8 } from "node:buffer";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { messageOf } from "./errors.js";
 import { EVENT_TYPE_RE, SITE_ID_RE } from "./keys.js";
-import { DAY_MS, dayExpiresAtMs, dayOf } from "./periods.js";
+import { DAY_MS, dayExpiresAtMs, dayLabel, dayOf } from "./periods.js";
+import type { ZoneCalendar } from "./time-zones.js";
 
 /** Machine-readable reasons a record is rejected. Stable: metrics and dashboards use them. */
 export const REJECT_REASONS = [
@@ -34,20 +35,24 @@ export const REJECT_REASONS = [
 
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
-export interface ClickEvent {
+/** A valid event before it is placed on its site's calendar (EventParser.place). */
+export interface TimedEvent {
   readonly userId: string;
   readonly siteId: string;
   readonly event: string;
   /** Milliseconds since the epoch, UTC. */
   readonly eventTimeMs: number;
-  /** UTC day of `eventTimeMs`, `YYYY-MM-DD`. */
-  readonly day: string;
   /**
    * What the events metric (`ev:` keys) counts: the record's `event_id` when it has one, else
    * the id of the Kinesis record that carried it (`shardId:sequenceNumber`). Either is the same
    * every time the same event is delivered again, so a replay or a retry adds nothing.
    */
   readonly identity: string;
+}
+
+export interface ClickEvent extends TimedEvent {
+  /** The site's local day of `eventTimeMs`, `YYYY-MM-DD` (the UTC day for a UTC site). */
+  readonly day: string;
 }
 
 export interface Rejection {
@@ -59,8 +64,10 @@ export interface Rejection {
 
 /** What parsing one record gives: the event, or why the record was rejected. */
 export type Parsed = ClickEvent | Rejection;
+/** What the first step of parsing gives (decodeTimed, checkTimed): no day yet. */
+export type ParsedTimed = TimedEvent | Rejection;
 
-export function isRejection(parsed: Parsed): parsed is Rejection {
+export function isRejection(parsed: Parsed | ParsedTimed): parsed is Rejection {
   return "reason" in parsed;
 }
 
@@ -69,6 +76,12 @@ export interface ParseContext {
   readonly nowMs: number;
   /** Daily retention in days: events whose day key would already have expired are refused. */
   readonly retentionDays: number;
+  /**
+   * The calendar of a site's zone, for `decode` and `check`; undefined (or no function) for a
+   * UTC site. The consumer does not use it: it learns the zones of a batch's sites after the
+   * first step (decodeTimed) and passes each calendar to `place`.
+   */
+  readonly calendarOf?: (siteId: string) => ZoneCalendar | undefined;
 }
 
 export const MAX_USER_ID_LENGTH = 256;
@@ -179,7 +192,9 @@ export function parseEventTime(text: string): number | undefined {
  */
 export class EventParser {
   private readonly dayStarts = new Map<string, number>();
+  /** Day labels by the day's UTC start (UTC sites) and by day number (zoned sites). */
   private readonly dayLabels = new Map<number, string>();
+  private readonly localDayLabels = new Map<number, string>();
   /** site_id as given -> its key form, or null when it is not allowed. */
   private readonly siteIds = new Map<string | number, string | null>();
   private readonly eventTypes = new Map<string, boolean>();
@@ -189,11 +204,30 @@ export class EventParser {
   constructor(private readonly ctx: ParseContext) {}
 
   /**
-   * Decodes one Kinesis record's base64 `data` and validates it. `recordId` is the record's
+   * Decodes one Kinesis record's base64 `data` and validates it, placing it on its site's
+   * calendar (ParseContext.calendarOf): decodeTimed, then place. `recordId` is the record's
    * identity (`shardId:sequenceNumber`), which the event takes when it has no `event_id`.
    * Never throws.
    */
   decode(base64: string, recordId: string): Parsed {
+    return this.placed(this.decodeTimed(base64, recordId));
+  }
+
+  /** Validates an already-decoded JSON value as an event (the second half of `decode`). */
+  check(value: unknown, recordId: string): Parsed {
+    return this.placed(this.checkTimed(value, recordId));
+  }
+
+  private placed(timed: ParsedTimed): Parsed {
+    if (isRejection(timed)) return timed;
+    return this.place(timed, this.ctx.calendarOf?.(timed.siteId));
+  }
+
+  /**
+   * The first step of `decode`: everything that does not depend on the site's zone (the
+   * record's shape, its fields, its time and whether that is too far ahead). Never throws.
+   */
+  decodeTimed(base64: string, recordId: string): ParsedTimed {
     const bytes = Buffer.from(base64, "base64");
     // Node's decoder skips characters outside the alphabet instead of failing, so a string
     // that is not base64 decodes to fewer bytes than its length promises; it also accepts the
@@ -217,11 +251,11 @@ export class EventParser {
     } catch (err) {
       return rejection("bad_json", `the record's data is not JSON: ${messageOf(err)}`);
     }
-    return this.check(value, recordId);
+    return this.checkTimed(value, recordId);
   }
 
-  /** Validates an already-decoded JSON value as an event (the second half of `decode`). */
-  check(value: unknown, recordId: string): Parsed {
+  /** The first step of `check`: see decodeTimed. */
+  checkTimed(value: unknown, recordId: string): ParsedTimed {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       return rejection("not_an_object", "the record's JSON is not an object");
     }
@@ -271,23 +305,54 @@ export class EventParser {
         "event_time",
       );
     }
-    const dayStart = eventTimeMs - (((eventTimeMs % DAY_MS) + DAY_MS) % DAY_MS);
-    if (dayExpiresAtMs(dayStart, this.ctx.retentionDays) <= this.ctx.nowMs) {
-      return rejection(
-        "event_time_too_old",
-        `event_time is older than the ${this.ctx.retentionDays}-day retention of daily counts`,
-        "event_time",
-      );
-    }
-    let day = this.dayLabels.get(dayStart);
-    if (day === undefined) {
-      day = dayOf(dayStart);
-      this.dayLabels.set(dayStart, day);
-    }
     const userId = typeof user_id === "number" ? String(user_id) : user_id;
     // The schema has checked event_id when present: a string of 1-128 characters.
     const identity = event_id ?? recordId;
-    return { userId, siteId: site_id, event, eventTimeMs, day, identity };
+    return { userId, siteId: site_id, event, eventTimeMs, identity };
+  }
+
+  /**
+   * The second step: the event's day on its site's calendar (`calendar`, undefined for UTC),
+   * or `event_time_too_old` when that day's key would already have expired (DESIGN.md's rule
+   * in the zone: day D expires at the first instant of day D + 1 + retention). A UTC site
+   * needs only arithmetic; a zoned one a binary search in the calendar's precomputed offsets,
+   * and no `Intl` call for any instant the calendar covers.
+   */
+  place(timed: TimedEvent, calendar: ZoneCalendar | undefined): Parsed {
+    const { eventTimeMs } = timed;
+    const { nowMs, retentionDays } = this.ctx;
+    let day: string | undefined;
+    if (calendar === undefined) {
+      const dayStart = eventTimeMs - (((eventTimeMs % DAY_MS) + DAY_MS) % DAY_MS);
+      if (dayExpiresAtMs(dayStart, retentionDays) <= nowMs) return tooOld(retentionDays);
+      day = this.dayLabels.get(dayStart);
+      if (day === undefined) {
+        day = dayOf(dayStart);
+        this.dayLabels.set(dayStart, day);
+      }
+    } else {
+      // Whatever the zone (offsets stay within a day of UTC), the key of an event more than
+      // retention + 3 days old has expired: decided without the calendar, which then only
+      // sees instants it covers (a stream of ancient times costs no Intl call).
+      if (eventTimeMs <= nowMs - (retentionDays + 3) * DAY_MS) return tooOld(retentionDays);
+      const dayNumber = calendar.dayNumberOfAnyInstant(eventTimeMs);
+      if (calendar.midnightMsOfDayNumber(dayNumber + 1 + retentionDays) <= nowMs) {
+        return tooOld(retentionDays);
+      }
+      day = this.localDayLabels.get(dayNumber);
+      if (day === undefined) {
+        day = dayLabel(dayNumber);
+        this.localDayLabels.set(dayNumber, day);
+      }
+    }
+    return {
+      userId: timed.userId,
+      siteId: timed.siteId,
+      event: timed.event,
+      eventTimeMs,
+      identity: timed.identity,
+      day,
+    };
   }
 
   /**
@@ -321,6 +386,14 @@ export class EventParser {
     }
     return dayStart + ((h * 60 + mi) * 60 + sec) * 1000;
   }
+}
+
+function tooOld(retentionDays: number): Rejection {
+  return rejection(
+    "event_time_too_old",
+    `event_time is older than the ${retentionDays}-day retention of daily counts`,
+    "event_time",
+  );
 }
 
 /** Two ASCII digits at `at` as a number, or 99 (out of every range) when they are not digits. */

@@ -374,6 +374,34 @@ export class ZoneCalendar {
     return Math.floor((instantMs + this.offsetMsAt(instantMs)) / DAY_MS);
   }
 
+  /**
+   * Local day number of any instant: inside the covered span as dayNumberOf; outside it (a read
+   * of last year, the day events were first recorded) from the midnights of the UTC day's
+   * neighbours, which midnightMsOfDayNumber computes with `Intl` and caches. Not for the
+   * consumer's per-record path, which stays inside its span.
+   */
+  dayNumberOfAnyInstant(instantMs: number): number {
+    if (instantMs >= this.coveredFromMs && instantMs < this.coveredToMs) {
+      return this.dayNumberOf(instantMs);
+    }
+    if (!Number.isFinite(instantMs)) {
+      throw new RangeError(`instant ${isoInstant(instantMs)} is not a finite time in ms`);
+    }
+    // Offsets stay within ±16 h, so the local day is the UTC day or one of its neighbours: the
+    // latest of them that has started by the instant (a skipped day starts where the next does,
+    // so the next one wins).
+    const utcDay = Math.floor(instantMs / DAY_MS);
+    for (let day = utcDay + 1; day > utcDay - 1; day--) {
+      if (this.midnightMsOfDayNumber(day) <= instantMs) return day;
+    }
+    return utcDay - 1;
+  }
+
+  /** Local day label of any instant: see dayNumberOfAnyInstant. */
+  dayOfAnyInstant(instantMs: number): string {
+    return dayLabel(this.dayNumberOfAnyInstant(instantMs));
+  }
+
   /** Local day label (`2026-03-29`) of an instant; throws outside the covered span. */
   dayOf(instantMs: number): string {
     return dayLabel(this.dayNumberOf(instantMs));
@@ -433,5 +461,47 @@ export class ZoneCalendar {
       }
     }
     return Math.floor(this.midnightMsOfDayNumber(day) / 1000);
+  }
+}
+
+/** How far around "now" the calendars of a ZoneCalendars cover, in days. */
+export interface CalendarSpan {
+  /** Days before now (the consumer: the daily retention plus a few). */
+  readonly pastDays: number;
+  /** Days after now (the consumer: its one day of tolerance for producers' clocks, plus one). */
+  readonly futureDays: number;
+}
+
+/** Extra days a calendar is built for past `futureDays`, so a warm process rebuilds it weekly. */
+const REBUILD_AFTER_DAYS = 7;
+/** Calendars kept: the tz database has about 600 zones, so this holds every one in use. */
+const CALENDARS_KEPT = 1000;
+
+/**
+ * One ZoneCalendar per zone, built on first use to cover `span` around the clock and rebuilt
+ * only when the clock has moved past what it covers (about once a week). A warm Lambda keeps
+ * one of these, so building a zone's calendar (its only `Intl` work, a fraction of a
+ * millisecond per month covered) happens once per zone per week, not per batch or request.
+ */
+export class ZoneCalendars {
+  readonly #calendars = new Map<string, ZoneCalendar>();
+
+  constructor(readonly span: CalendarSpan) {}
+
+  /** The zone's calendar covering `span` around `nowMs`; throws a RangeError for a bad zone. */
+  forZone(zone: string, nowMs: number): ZoneCalendar {
+    const needFromMs = nowMs - this.span.pastDays * DAY_MS;
+    const needToMs = nowMs + this.span.futureDays * DAY_MS;
+    const cached = this.#calendars.get(zone);
+    if (cached && cached.coveredFromMs <= needFromMs && needToMs < cached.coveredToMs) {
+      return cached;
+    }
+    const calendar = new ZoneCalendar(zone, {
+      fromMs: needFromMs,
+      toMs: needToMs + REBUILD_AFTER_DAYS * DAY_MS,
+    });
+    if (!cached && this.#calendars.size >= CALENDARS_KEPT) this.#calendars.clear();
+    this.#calendars.set(zone, calendar);
+    return calendar;
   }
 }

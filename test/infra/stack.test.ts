@@ -1009,7 +1009,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(resourcesOfType(tf, "aws_sns_topic_subscription")).toEqual([]);
     });
 
-    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory, both APIs", () => {
+    it("alarms: consumer errors, iterator age, quarantine, failure queue, rollups, memory, both APIs, time zones", () => {
       const alarms: Record<string, TfResource> = Object.fromEntries(
         resourcesOfType(tf, "aws_cloudwatch_metric_alarm").map(([, b]) => [
           str(b.alarm_name, "alarm_name"),
@@ -1028,6 +1028,7 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
           "read-api-errors",
           "read-api-p99-duration",
           "rollup-failed",
+          "time-zone-load-failures",
         ].map((n) => `${prefix}-${n}`),
       );
       const topic = ref(tf, "aws_sns_topic", "alarms", "arn");
@@ -1070,6 +1071,29 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
         "ExecutionsAborted",
         undefined,
       ]);
+      // The metric both functions count (functions/consumer/ingest.ts, functions/rollup), by
+      // the `service` dimension Powertools gives each.
+      const zones = objs(
+        alarms[`${prefix}-time-zone-load-failures`]?.metric_query,
+        "time-zone-load-failures metric_query",
+      );
+      expect(zones.map((q) => peek(q, "metric"))).toEqual([
+        expect.objectContaining({
+          namespace: "sketchstream",
+          metric_name: "TimeZoneLoadFailures",
+          dimensions: { service: "consumer" },
+        }),
+        expect.objectContaining({
+          namespace: "sketchstream",
+          metric_name: "TimeZoneLoadFailures",
+          dimensions: { service: "rollup" },
+        }),
+        undefined,
+      ]);
+      expect(alarms[`${prefix}-time-zone-load-failures`]).toMatchObject({
+        threshold: 0,
+        comparison_operator: "GreaterThanThreshold",
+      });
     });
   });
 

@@ -80,9 +80,9 @@ function plannedTypes(azs: number): Record<string, number> {
     aws_launch_template: 1,
     aws_instance: 1,
     aws_iam_policy: 2,
-    // Alarms to an encrypted topic that only this account's alarms may publish to: six for the
-    // pipeline, two for each API (errors, p99 duration).
-    aws_cloudwatch_metric_alarm: 10,
+    // Alarms to an encrypted topic that only this account's alarms may publish to: seven for
+    // the pipeline (time zones not loaded among them), two for each API (errors, p99 duration).
+    aws_cloudwatch_metric_alarm: 11,
     aws_sns_topic: 1,
     aws_sns_topic_policy: 1,
   };

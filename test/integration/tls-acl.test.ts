@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, type RedisConnection } from "../../functions/adapters/redis.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
-import { TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { TIME_ZONES_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
 import { isoWeekOf } from "../../functions/domain/periods.js";
 import { loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
 import { lambdaContext } from "../../local/lambda-context.js";
@@ -168,6 +168,26 @@ describe("TLS cluster with least-privilege ACL users", () => {
       );
       await expect(consumer.client.pfadd("other:{x}", "a")).rejects.toThrow(/NOPERM/);
       await expect(consumer.client.call("FLUSHALL")).rejects.toThrow(/NOPERM/);
+    } finally {
+      consumer.close();
+    }
+  });
+
+  it("lets the consumer read the zone registry (HMGET) but change nothing in it", async () => {
+    const consumer = await connectRedis(
+      loadRuntimeConfig(tlsEnv("consumer", CONSUMER_PASSWORD)).redis,
+    );
+    try {
+      expect(await consumer.client.hmget(TIME_ZONES_KEY, site, `${site}-none`)).toEqual([
+        null,
+        null,
+      ]);
+      // The registry is read-only to it (%R~): even the commands it may run elsewhere.
+      await expect(consumer.client.expireat(TIME_ZONES_KEY, 1, "NX")).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.sadd(TIME_ZONES_KEY, "x")).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.hset(TIME_ZONES_KEY, site, "UTC")).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.hdel(TIME_ZONES_KEY, site)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.hget(TIME_ZONES_KEY, site)).rejects.toThrow(/NOPERM/);
     } finally {
       consumer.close();
     }
