@@ -15,6 +15,7 @@
  * identity is the same on every delivery).
  */
 
+import { createHash } from "node:crypto";
 import { at } from "../domain/arrays.js";
 import { messageOf } from "../domain/errors.js";
 import {
@@ -130,8 +131,14 @@ export interface IngestResult {
   readonly timedOut: boolean;
 }
 
-/** Largest slice of a record's data kept in quarantine (SQS messages are at most 256 KiB). */
+/**
+ * Largest slice of a record's data kept in quarantine, and of a rejection's detail: with the
+ * other fields (a partition key is at most 256 characters, the rest is short) and JSON's
+ * escapes (at most 6 characters per character of the detail), a record stays under SQS's
+ * 256 KiB per message.
+ */
 export const QUARANTINE_DATA_LIMIT = 200_000;
+export const QUARANTINE_DETAIL_LIMIT = 1_000;
 export const DEFAULT_PFADD_CHUNK = 2000;
 
 /** One Redis command of a batch, with the first record whose effect depends on it. */
@@ -401,19 +408,30 @@ function quarantineEntry(
   rejection: Rejection,
   nowMs: number,
 ): QuarantinedRecord {
-  const { reason, field, detail } = rejection;
+  const { reason, field } = rejection;
+  // A detail may quote the record (a JSON parse error does): bounded, like the data.
+  const detail =
+    rejection.detail.length > QUARANTINE_DETAIL_LIMIT
+      ? `${rejection.detail.slice(0, QUARANTINE_DETAIL_LIMIT)}…`
+      : rejection.detail;
   const truncated = record.data.length > QUARANTINE_DATA_LIMIT;
   return {
     reason,
     ...(field === undefined ? {} : { field }),
     detail: truncated
-      ? `${detail} (data truncated to ${QUARANTINE_DATA_LIMIT} characters)`
+      ? `${detail} (data truncated to ${QUARANTINE_DATA_LIMIT} of ${record.data.length} characters; dataSha256 is the whole data's)`
       : detail,
     sequenceNumber: record.sequenceNumber,
     partitionKey: record.partitionKey,
     ...(record.eventSourceArn === undefined ? {} : { eventSourceArn: record.eventSourceArn }),
     ...(record.eventId === undefined ? {} : { eventId: record.eventId }),
     data: truncated ? record.data.slice(0, QUARANTINE_DATA_LIMIT) : record.data,
+    ...(truncated
+      ? {
+          dataSha256: createHash("sha256").update(record.data).digest("hex"),
+          dataLength: record.data.length,
+        }
+      : {}),
     quarantinedAt: new Date(nowMs).toISOString(),
   };
 }
@@ -535,15 +553,18 @@ export async function ingestBatch(
 
   let firstFailedIndex: number | undefined;
   let failure: string | undefined;
+  let cause: FailureCause | undefined;
   for (const call of calls) {
     const { state } = call;
     if (state?.status === "fulfilled") continue;
     if (firstFailedIndex === undefined || call.dependsFrom < firstFailedIndex) {
       firstFailedIndex = call.dependsFrom;
+      const message = state === undefined ? undefined : messageOf(state.reason);
       failure =
-        state === undefined
+        message === undefined
           ? `${call.describe}: no answer before the invocation's deadline`
-          : `${call.describe}: ${messageOf(state.reason)}`;
+          : `${call.describe}: ${message}`;
+      cause = failureCause(call, message);
     }
   }
 
@@ -555,12 +576,14 @@ export async function ingestBatch(
   deps.metrics.count("RedisCommands", plan.commands.length);
   if (resent > 0) deps.metrics.count("RedisCommandsResent", resent);
   if (firstFailedIndex !== undefined) {
-    deps.metrics.count("BatchFailures", 1);
+    deps.metrics.count("BatchFailures", 1, { cause: cause ?? "redis_error" });
     deps.metrics.count("RecordsRetried", records.length - firstFailedIndex);
     deps.logger.error("batch failed; it will be retried from the first unstored record", {
       firstFailedIndex,
       sequenceNumber: records[firstFailedIndex]?.sequenceNumber,
       failure,
+      cause,
+      ...(cause === "out_of_memory" ? { fix: OUT_OF_MEMORY_FIX } : {}),
       timedOut,
     });
   }
@@ -616,6 +639,30 @@ async function zonesOfBatch(
     const zone = zones.registry.zoneOf(siteId);
     return zone === DEFAULT_TIME_ZONE ? undefined : zones.calendars.forZone(zone, nowMs);
   };
+}
+
+/**
+ * Why a batch failed, as the `cause` dimension of `BatchFailures`: the operator's first
+ * question. `out_of_memory` is a full cluster (MemoryDB refuses writes under its noeviction
+ * policy), `no_permission` an ACL that lacks a command or key, `timeout` a node that did not
+ * answer, `quarantine` a quarantine sink that failed, `redis_error` anything else.
+ */
+export type FailureCause =
+  | "out_of_memory"
+  | "no_permission"
+  | "timeout"
+  | "quarantine"
+  | "redis_error";
+
+const OUT_OF_MEMORY_FIX =
+  "the cluster is full and refuses writes (noeviction): add shards or a larger node type (README, runbook: memorydb-memory); the failed records are retried and counted once there is room";
+
+function failureCause(call: PendingCall, message: string | undefined): FailureCause {
+  if (call.command === undefined) return "quarantine";
+  if (message === undefined) return "timeout";
+  if (message.startsWith("OOM ")) return "out_of_memory";
+  if (message.startsWith("NOPERM")) return "no_permission";
+  return "redis_error";
 }
 
 function countValidBefore(limit: number, rejectedIndexes: readonly number[]): number {

@@ -15,8 +15,16 @@ export interface QuarantinedRecord {
   /** Event source (stream) ARN and shard-qualified event id, to find the record again. */
   readonly eventSourceArn?: string;
   readonly eventId?: string;
-  /** The record's data exactly as received (base64). */
+  /**
+   * The record's data exactly as received (base64), or its first QUARANTINE_DATA_LIMIT
+   * characters when it is longer (then `dataSha256` and `dataLength` describe all of it), so
+   * that every quarantined record fits one SQS message (256 KiB).
+   */
   readonly data: string;
+  /** SHA-256 (hex) of the whole base64 `data` as received; only when `data` was truncated. */
+  readonly dataSha256?: string;
+  /** Characters of the whole base64 `data`; only when `data` was truncated. */
+  readonly dataLength?: number;
   readonly quarantinedAt: string;
 }
 

@@ -13,6 +13,8 @@ const QuarantinedRecordSchema = v.looseObject({
   eventSourceArn: v.optional(v.string()),
   eventId: v.optional(v.string()),
   data: v.string(),
+  dataSha256: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/))),
+  dataLength: v.optional(v.number()),
   quarantinedAt: v.string(),
 });
 

@@ -8,8 +8,11 @@
  * This file starts its own cluster: pausing a node of the shared one would disturb other tests.
  */
 
+import { existsSync } from "node:fs";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
 import { Cluster, Redis } from "ioredis";
-import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, assert, beforeAll, describe, expect, it, vi } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { at, first } from "../../functions/domain/arrays.js";
 import { TOUCHED_KEY } from "../../functions/domain/keys.js";
@@ -207,5 +210,90 @@ describe("a slot moved under a warm consumer", () => {
     } finally {
       handler.close();
     }
+  });
+});
+
+describe("a full cluster (maxmemory reached, noeviction)", () => {
+  it("fails the batch from the first record the full node refuses, quarantines nothing, names the cause, and counts everything once there is room", async () => {
+    const now = testNowMs();
+    const day = utcDay(now);
+    const prefix = uniqueSitePrefix();
+    const touchedOwner = await keyOwner(TOUCHED_KEY);
+    const sites = Array.from({ length: 24 }, (_, i) => `${prefix}oom${i}`);
+    const owners = new Map<string, number>();
+    for (const site of sites) owners.set(site, await keyOwner(`uv:{site_id=${site}}:${day}`));
+    const full = cluster.ports.find((p) => p !== touchedOwner && [...owners.values()].includes(p));
+    assert.isDefined(full, "a primary without the touched set that owns some sites");
+    const fullSites = new Set(sites.filter((s) => owners.get(s) === full));
+    const okSites = sites.filter((s) => !fullSites.has(s));
+    // Records 0..99 go to nodes with room; then every site, mixed.
+    const sitesInOrder = [
+      ...Array.from({ length: 100 }, (_, i) => at(okSites, i % okSites.length, "site with room")),
+      ...Array.from({ length: 900 }, (_, i) => at(sites, (i * 5) % sites.length, "site")),
+    ];
+    const payloads = sitesInOrder.map((site, i) => ({
+      user_id: `oom-${i % 400}`,
+      site_id: site,
+      event: "view",
+      event_time: `${day} 10:00:00`,
+    }));
+    const expectedFirst = sitesInOrder.findIndex((s) => fullSites.has(s));
+    const quarantineFile = `${cluster.dir}/quarantine-oom.jsonl`;
+    const env = {
+      REDIS_ENDPOINT: cluster.endpoint,
+      REDIS_TLS: "false",
+      QUARANTINE_FILE: quarantineFile,
+    };
+    const node = new Redis({ host: "127.0.0.1", port: full });
+    const emitted: string[] = [];
+    // Metrics on, their EMF lines (what CloudWatch reads from stdout) captured.
+    vi.stubEnv("POWERTOOLS_METRICS_DISABLED", "false");
+    const handler = createConsumerHandler(env, {
+      now: () => now,
+      logger: new Logger({ logLevel: "CRITICAL" }),
+      metrics: new Metrics({ namespace: "sketchstream", serviceName: "consumer" }),
+    });
+    try {
+      await node.config("SET", "maxmemory-policy", "noeviction");
+      // Below what the node already uses: it refuses every write that needs memory.
+      await node.config("SET", "maxmemory", "1");
+      const event = kinesisEvent(payloads);
+      vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+        emitted.push(String(chunk));
+        return true;
+      });
+      const result = await handler(event).finally(() => vi.restoreAllMocks());
+      expect(result.batchItemFailures).toEqual([
+        { itemIdentifier: event.Records[expectedFirst]?.kinesis.sequenceNumber },
+      ]);
+      expect(existsSync(quarantineFile), "nothing quarantined: the data is valid").toBe(false);
+      expect(
+        emitted.some((l) => /"BatchFailures":1/.test(l) && /"cause":"out_of_memory"/.test(l)),
+      ).toBe(true);
+
+      // The operator makes room; Lambda retries from the reported record.
+      await node.config("SET", "maxmemory", "0");
+      const retried = await handler({ Records: event.Records.slice(expectedFirst) });
+      expect(retried.batchItemFailures).toEqual([]);
+    } finally {
+      vi.unstubAllEnvs();
+      await node.config("SET", "maxmemory", "0");
+      node.disconnect();
+      handler.close();
+    }
+    // Every site's key holds exactly its users: nothing lost to the refused writes.
+    const usersBySite = new Map<string, Set<string>>();
+    for (const p of payloads) {
+      const users = usersBySite.get(p.site_id) ?? new Set();
+      users.add(p.user_id);
+      usersBySite.set(p.site_id, users);
+    }
+    for (const [site, users] of usersBySite) {
+      const key = `uv:{site_id=${site}}:${day}`;
+      const refKey = `ref-oom:{site_id=${site}}:${day}`;
+      await redis.pfadd(refKey, ...users);
+      expect(hllSame(await redis.getBuffer(key), await redis.getBuffer(refKey)), key).toBe(true);
+    }
+    expect([...usersBySite.keys()].some((s) => fullSites.has(s))).toBe(true);
   });
 });

@@ -6,6 +6,7 @@
  * per request, unique entry ids, only the characters SQS accepts in a body.
  */
 
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -200,6 +201,38 @@ describe("SqsQuarantineSink", () => {
     await new SqsQuarantineSink(sqs, QUEUE_URL).send([record(1), largest, record(2)]);
     expectValidRequests(inputs);
     expect(sentRecords(inputs)).toEqual([record(1), largest, record(2)]);
+  });
+
+  it("fits any record the consumer quarantines in one message: a 1 MiB record keeps its sha256, length, shard, sequence number and reason", async () => {
+    // The worst detail: a parse error quoting control characters, which JSON escapes 6-fold.
+    const bytes = Buffer.alloc(1024 * 1024 - 300, 1);
+    bytes.write("{", 0);
+    const data = bytes.toString("base64");
+    const plan = planBatch(
+      [
+        {
+          sequenceNumber: "49600000000000000000000000000000000000000000000000000042",
+          partitionKey: "\u0001".repeat(256),
+          eventId: "shardId-000000000007:49600000000000000000000000000000000000000000000000000042",
+          data,
+        },
+      ],
+      { nowMs: testNowMs(), retention: DEFAULT_RETENTION },
+    );
+    const quarantined = at(plan.rejected, 0, "rejected record").record;
+    expect(quarantined).toMatchObject({
+      reason: "bad_json",
+      sequenceNumber: "49600000000000000000000000000000000000000000000000000042",
+      eventId: "shardId-000000000007:49600000000000000000000000000000000000000000000000000042",
+      dataSha256: createHash("sha256").update(data).digest("hex"),
+      dataLength: data.length,
+    });
+    expect(quarantined.data).toBe(data.slice(0, QUARANTINE_DATA_LIMIT));
+    expect(bodyBytes(quarantined)).toBeLessThan(256 * 1024);
+    const { inputs, sqs } = fakeSqs();
+    await new SqsQuarantineSink(sqs, QUEUE_URL).send([record(1), quarantined]);
+    expectValidRequests(inputs);
+    expect(sentRecords(inputs)).toEqual([record(1), quarantined]);
   });
 
   it("sends a record larger than the limit on its own, never with its neighbours", async () => {
