@@ -1,14 +1,19 @@
 /**
  * Rollup Lambdas, one bundle with three entry points the state machine calls: `plan`, `merge`
- * (one page per invocation, inside the Map) and `finish`. Thin wiring of config, Redis and
- * logs around functions/rollup/rollup.ts; the connection is reused while warm.
+ * (one page per invocation, inside the Map) and `finish`. Thin wiring of config, Redis, logs
+ * and metrics around functions/rollup/rollup.ts; the connection, the copy of the zone registry
+ * and the zones' calendars are kept while warm.
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { Context } from "aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
+import { TIME_ZONES_KEY } from "../domain/keys.js";
 import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../domain/runtime-env.js";
+import { ZoneCalendars } from "../domain/time-zones.js";
+import { type ZoneLoad, ZoneRegistryCache } from "../domain/zone-registry.js";
 import { FinishInputSchema, MergeInputSchema, PlanInputSchema, taskEvent } from "./input.js";
 import {
   finishRollup,
@@ -19,7 +24,15 @@ import {
   type RollupOutput,
   type RollupRedis,
   type RollupSettings,
+  type RollupZones,
 } from "./rollup.js";
+
+/**
+ * The metric counted when a page could not learn its sites' zones (the registry could not be
+ * read, or an entry is not a valid zone): the page merged with each site's last good zone (UTC
+ * if none), so week and month keys may have a deadline a few hours off. An alarm watches it.
+ */
+export const TIME_ZONE_LOAD_FAILURES = "TimeZoneLoadFailures";
 
 export interface RollupHandlerOptions {
   readonly logger?: Logger;
@@ -29,6 +42,15 @@ export interface RollupHandlerOptions {
   readonly settings?: Partial<Omit<RollupSettings, "retention">>;
   /** The AWS edge of the Redis client (credentials, Secrets Manager); made from config by default. */
   readonly redisDeps?: RedisClientDeps;
+  /** Where TimeZoneLoadFailures is counted (EMF on stdout). Default namespace sketchstream. */
+  readonly metrics?: Metrics;
+  /**
+   * The warm container's copy of the zone registry. Default: one that reads
+   * `sketchstream:{config}:time-zones` with HMGET on this handler's Redis connection.
+   */
+  readonly zoneRegistry?: ZoneRegistryCache;
+  /** The zones' calendars (week and month expiry). Default: one set per handler. */
+  readonly zoneCalendars?: ZoneCalendars;
 }
 
 /** The three task handlers; each checks its event (JSON from Step Functions) first. */
@@ -41,9 +63,24 @@ export interface RollupHandlers {
 
 export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {}): RollupHandlers {
   const logger = options.logger ?? new Logger({ serviceName: "sketchstream-rollup" });
+  const metrics =
+    options.metrics ?? new Metrics({ namespace: "sketchstream", serviceName: "rollup" });
   const now = options.now ?? Date.now;
   let config: RuntimeConfig | undefined;
   let connection: RedisConnection | undefined;
+  /** The client the last invocation used, which the default zone registry reads through. */
+  let current: RollupRedis | undefined;
+  const zoneRegistry =
+    options.zoneRegistry ??
+    new ZoneRegistryCache({
+      read: (sites) => {
+        if (!current) return Promise.reject(new Error("no Redis connection yet"));
+        return current.hmget(TIME_ZONES_KEY, ...sites);
+      },
+    });
+  // Expiry dates lie months ahead, which a calendar computes on first use whatever its span:
+  // the span around now only has to be valid.
+  const zoneCalendars = options.zoneCalendars ?? new ZoneCalendars({ pastDays: 1, futureDays: 1 });
 
   /** Log lines of this invocation carry its request id and cold-start flag. */
   const invocation = (context: Context | undefined) => {
@@ -54,10 +91,30 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
     config ??= loadRuntimeConfig(env);
     connection ??= connectRedis(config.redis, options.redisDeps ?? awsRedisDeps(config.redis));
     const client: RollupRedis = connection.client;
-    return {
-      client: options.wrapRedis ? options.wrapRedis(client) : client,
-      settings: { retention: config.retention, ...options.settings },
-    };
+    current = options.wrapRedis ? options.wrapRedis(client) : client;
+    return { client: current, settings: { retention: config.retention, ...options.settings } };
+  };
+
+  /** The page's sites keep their last good zone; say so in the log and in the metric. */
+  const zoneProblem = (executionId: string, page: number) => (load: ZoneLoad) => {
+    logger.warn(
+      "time zones of some sites could not be loaded: their week and month keys expire by their last good zone (UTC if none) until the registry answers",
+      {
+        executionId,
+        page,
+        ...(load.failure !== undefined ? { failure: load.failure } : {}),
+        ...(load.invalid.length > 0
+          ? {
+              invalid: load.invalid.map((bad) => ({
+                ...bad,
+                fix: `npm run cli -- site --site ${bad.site} --time-zone <zone>`,
+              })),
+            }
+          : {}),
+      },
+    );
+    const failures = (load.failure !== undefined ? 1 : 0) + load.invalid.length;
+    metrics.addMetric(TIME_ZONE_LOAD_FAILURES, MetricUnit.Count, failures);
   };
 
   return {
@@ -76,9 +133,20 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
       invocation(context);
       const event = taskEvent("MergePage", MergeInputSchema, raw);
       const { client, settings } = await redis();
-      const out = await mergePage(client, settings, event);
-      logger.info("rollup page merged", { executionId: event.plan.executionId, ...out });
-      return out;
+      const zones: RollupZones = {
+        registry: zoneRegistry,
+        calendars: zoneCalendars,
+        now,
+        onProblem: zoneProblem(event.plan.executionId, event.page),
+      };
+      try {
+        const out = await mergePage(client, settings, event, zones);
+        logger.info("rollup page merged", { executionId: event.plan.executionId, ...out });
+        return out;
+      } finally {
+        // Disabled metrics (local runs, tests) store nothing, and publishing nothing only warns.
+        if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+      }
     },
     async finish(raw, context) {
       invocation(context);

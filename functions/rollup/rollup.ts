@@ -18,6 +18,12 @@
  * Every merge is idempotent (register-wise max), so a retried page or a re-planned execution
  * after a crash gives the same HLLs; `pending` is only dropped once all of it was merged.
  *
+ * Week and month keys expire by DESIGN.md's rule in the site's own zone (local midnight of the
+ * Monday or the 1st that ends their retention): a page reads the zones of its sites from the
+ * registry (`sketchstream:{config}:time-zones`, one HMGET through a warm ZoneRegistryCache).
+ * Which days go into which week or month needs no zone: day labels in keys are already the
+ * site's local dates, so that stays label arithmetic.
+ *
  * No merge creates a key from nothing: PFMERGE creates its destination even when no source
  * exists, which would leave an empty period key (counting 0, with an expiry) for a family that
  * has no data there. That happens for every `ev:` key of history written before the events
@@ -25,6 +31,7 @@
  * source is checked with EXISTS first (pipelined, one round trip per slice of a page).
  */
 
+import { messageOf } from "../domain/errors.js";
 import {
   AS_OF_KEY,
   AS_OF_ROLLUP,
@@ -37,12 +44,14 @@ import {
   parseTouchedMember,
   parseWorkItem,
   SITES_KEY,
+  TIME_ZONES_KEY,
   TOUCHED_KEY,
   WORK_KEY,
   workItem,
   workItemKeyPrefix,
 } from "../domain/keys.js";
 import {
+  DAY_MS,
   dayExpiresAtMs,
   dayStartMs,
   daysInPeriod,
@@ -55,6 +64,8 @@ import {
   parsePeriodLabel,
   type RetentionSettings,
 } from "../domain/periods.js";
+import type { ZoneCalendars } from "../domain/time-zones.js";
+import type { ZoneLoad, ZoneRegistryCache } from "../domain/zone-registry.js";
 import {
   type FinishInput,
   type MergeInput,
@@ -85,6 +96,10 @@ export interface RollupRedis {
   expireat(key: string, unixTimeSeconds: number, nx?: "NX"): Promise<number>;
   exists(...keys: string[]): Promise<number>;
   rename(key: string, newKey: string): Promise<"OK">;
+  /** Reads sites' zones from the registry (a page's sites, in one command). */
+  hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
+  /** Whether the registry holds any zone (a backfill's retention check). */
+  hlen(key: string): Promise<number>;
   multi(): {
     sunionstore(d: string, ...k: string[]): unknown;
     del(...k: string[]): unknown;
@@ -195,6 +210,53 @@ function periodsOverlapping(from: string, to: string): Period[] {
   return [...seen.values()];
 }
 
+/**
+ * How much earlier than a UTC site's the key of a zoned site's day can expire: day D of a site
+ * ends at its local midnight, which in the zone furthest ahead of UTC (UTC+14,
+ * Pacific/Kiritimati) comes 14 h before UTC midnight.
+ */
+export const MAX_ZONE_LEAD_MS = 14 * 3_600_000;
+
+/**
+ * How a backfill judges whether a day is past retention. The plan cannot afford every site's
+ * zone (a backfill covers every site), so it asks only whether any site has one (HLEN): with
+ * none, each day key expires exactly at the UTC rule's deadline; with some, a day may expire up
+ * to MAX_ZONE_LEAD_MS earlier, and the check takes that earliest deadline. A registry that
+ * cannot be asked is treated as holding zones (a stricter check, never a lost day).
+ */
+interface DayRetentionRule {
+  /** How long before the UTC deadline a day key may already be gone, ms. */
+  readonly leadMs: number;
+  /** Why, for the refusal's message. */
+  readonly why: string;
+}
+
+async function dayRetentionRule(redis: RollupRedis): Promise<DayRetentionRule> {
+  let zones: number;
+  try {
+    zones = await redis.hlen(TIME_ZONES_KEY);
+  } catch (err) {
+    return {
+      leadMs: MAX_ZONE_LEAD_MS,
+      why: `the zone registry ${TIME_ZONES_KEY} could not be read (${messageOf(err)}), so sites may have time zones and a day key may expire up to 14 h before its UTC deadline (UTC+14): the check assumes it does`,
+    };
+  }
+  if (zones === 0) {
+    return { leadMs: 0, why: "no site has a time zone, so every day key expires at UTC midnight" };
+  }
+  return {
+    leadMs: MAX_ZONE_LEAD_MS,
+    why: `${zones} site(s) have a time zone, so a day key may expire up to 14 h before its UTC midnight deadline (UTC+14, e.g. Pacific/Kiritimati): the check assumes the earliest`,
+  };
+}
+
+/** The first day whose key still lives at `now` under the rule (the earliest a rebuild may use). */
+function firstLiveDay(now: number, retentionDays: number, rule: DayRetentionRule): string {
+  let day = Math.floor(now / DAY_MS) - retentionDays - 2;
+  while (dayExpiresAtMs(day * DAY_MS, retentionDays) - rule.leadMs <= now) day++;
+  return new Date(day * DAY_MS).toISOString().slice(0, 10);
+}
+
 export async function planRollup(
   redis: RollupRedis,
   settings: RollupSettings,
@@ -207,11 +269,13 @@ export async function planRollup(
   let backfillPeriods: Period[] = [];
   if (mode.mode === "backfill") {
     backfillPeriods = periodsOverlapping(mode.from, mode.to);
+    const retentionDays = settings.retention.days;
+    const rule = await dayRetentionRule(redis);
     for (const period of backfillPeriods) {
       const first = firstDayOf(period);
-      if (dayExpiresAtMs(dayStartMs(first), settings.retention.days) <= now) {
+      if (dayExpiresAtMs(dayStartMs(first), retentionDays) - rule.leadMs <= now) {
         throw new RollupInputError(
-          `${period.label} cannot be recomputed: its day ${first} is past the ${settings.retention.days}-day retention of daily keys, so a rebuild would drop data. Choose a range whose weeks and months start within the last ${settings.retention.days} days.`,
+          `${period.label} cannot be recomputed: its day ${first} is past the ${retentionDays}-day retention of daily keys, so a rebuild would drop data (${rule.why}). Choose a range whose weeks and months start on or after ${firstLiveDay(now, retentionDays, rule)}.`,
         );
       }
     }
@@ -282,24 +346,45 @@ export interface MergeTarget {
 }
 
 /**
+ * When a site's week and month keys expire: its zone's calendar (a ZoneCalendar), whose
+ * expiresAtSeconds is DESIGN.md's rule at the zone's local midnights.
+ */
+export interface SiteCalendar {
+  readonly zone: string;
+  expiresAtSeconds(period: Period, retention: RetentionSettings): number;
+}
+
+/**
  * The PFMERGEs of work items, one per item and family, in item order (visitors, then events, for
- * each item); pure. Both families share the period, its days and its deadline.
+ * each item); pure. Both families share the period, its days and its deadline. The deadline is
+ * the rule in the site's zone (`calendarOf`); without `calendarOf`, every site is in UTC.
  */
 export function mergeTargets(
   items: readonly string[],
   retention: RetentionSettings,
+  calendarOf?: (siteId: string) => SiteCalendar,
 ): MergeTarget[] {
-  const periods = new Map<string, { days: string[]; expireAt: number }>();
+  // Many items share a period, and many sites a zone: each is worked out once per call.
+  const daysOf = new Map<string, { period: Period; days: string[] }>();
+  const deadlines = new Map<string, number>();
   return items.flatMap((item) => {
     const { siteId, periodLabel, event, day } = parseWorkItem(item);
-    let facts = periods.get(periodLabel);
+    let facts = daysOf.get(periodLabel);
     if (!facts) {
       const period = parsePeriodLabel(periodLabel);
-      facts = { days: daysInPeriod(period), expireAt: expiresAtSeconds(period, retention) };
-      periods.set(periodLabel, facts);
+      facts = { period, days: daysInPeriod(period) };
+      daysOf.set(periodLabel, facts);
+    }
+    const calendar = calendarOf?.(siteId);
+    const deadlineKey = `${calendar?.zone ?? ""}|${periodLabel}`;
+    let expireAt = deadlines.get(deadlineKey);
+    if (expireAt === undefined) {
+      expireAt = calendar
+        ? calendar.expiresAtSeconds(facts.period, retention)
+        : expiresAtSeconds(facts.period, retention);
+      deadlines.set(deadlineKey, expireAt);
     }
     const days = day === undefined ? facts.days : [day];
-    const expireAt = facts.expireAt;
     return METRICS.map((metric) => ({
       metric,
       key: countingKey(metric, siteId, periodLabel, event),
@@ -412,15 +497,45 @@ async function rebuildPeriods(
 }
 
 /**
+ * Where the sites' zones come from: a warm container's copy of the registry and its calendars.
+ * Loading never fails a page: a registry that cannot be read, or an entry that is not a valid
+ * zone, leaves the site in its last good zone (UTC when none) and is reported to `onProblem`
+ * (the handler logs it and counts TimeZoneLoadFailures).
+ */
+export interface RollupZones {
+  readonly registry: ZoneRegistryCache;
+  readonly calendars: ZoneCalendars;
+  /** The registry's clock (how fresh a site's zone is), epoch ms. */
+  readonly now: () => number;
+  readonly onProblem?: (load: ZoneLoad) => void;
+}
+
+/** Each site's calendar for this page: the registry read once (one HMGET) for its sites. */
+async function pageCalendars(
+  zones: RollupZones,
+  items: readonly string[],
+  startTime: string,
+): Promise<(siteId: string) => SiteCalendar> {
+  const sites = new Set(items.map((item) => parseWorkItem(item).siteId));
+  const load = await zones.registry.load(sites, zones.now());
+  if (load.failure !== undefined || load.invalid.length > 0) zones.onProblem?.(load);
+  // The calendars' "now" is the execution's start, like every other date decision of the run.
+  const nowMs = startMs(startTime);
+  return (siteId) => zones.calendars.forZone(zones.registry.zoneOf(siteId), nowMs);
+}
+
+/**
  * Merges one page of the work set, both families of every item. `keysWritten` counts period
  * keys of either family that received data (scheduled: each key once per execution, on the
  * page of its first merged day; backfill: each key rebuilt); `keysRemoved` counts period keys
- * a backfill deleted because none of their days exists.
+ * a backfill deleted because none of their days exists. Week and month keys expire in their
+ * site's zone when `zones` is given, in UTC otherwise.
  */
 export async function mergePage(
   redis: RollupRedis,
   settings: RollupSettings,
   input: MergeInput,
+  zones?: RollupZones,
 ): Promise<MergeOutput> {
   const { plan, page } = input;
   await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
@@ -429,14 +544,16 @@ export async function mergePage(
   const from = Math.max(0, start - MAX_ITEMS_PER_KEY);
   const fetched = await redis.zrange(WORK_KEY, from, start + plan.pageSize - 1);
   const items = fetched.slice(start - from);
-  const targets = mergeTargets(items, settings.retention);
+  const calendarOf = zones ? await pageCalendars(zones, items, plan.startTime) : undefined;
+  const targets = mergeTargets(items, settings.retention, calendarOf);
 
   if (plan.mode === "scheduled") {
     const firstPrefix = items[0] === undefined ? undefined : workItemKeyPrefix(items[0]);
     const before = fetched
       .slice(0, start - from)
       .filter((item) => workItemKeyPrefix(item) === firstPrefix);
-    const earlier = mergeTargets(before, settings.retention);
+    // Only their keys matter (which were written before), and they share the first item's site.
+    const earlier = mergeTargets(before, settings.retention, calendarOf);
     const keysWritten = await mergeTouchedDays(redis, targets, earlier);
     return { page, merged: items.length, keysWritten, keysRemoved: 0 };
   }

@@ -2,10 +2,11 @@
  * mergeTargets: the PFMERGEs a page of rollup work items becomes. Each item gives one merge per
  * HLL family (`uv:` visitors, `ev:` events) with the same period, days and deadline. Expected
  * keys and deadlines are written out from the key contract and the retention rule, not built
- * with the modules under test.
+ * with the modules under test; in a zone, from the zone's fixed offsets on the expiry date.
  */
 
 import { describe, expect, it } from "vitest";
+import { ZoneCalendars } from "../../functions/domain/time-zones.js";
 import { mergeTargets } from "../../functions/rollup/rollup.js";
 
 const RETENTION = { days: 62, weeks: 104, months: 36 };
@@ -61,5 +62,78 @@ describe("mergeTargets", () => {
       "ev:{site_id=2}:event=view:2024-03",
     ]);
     expect(mergeTargets([], RETENTION)).toEqual([]);
+  });
+});
+
+describe("mergeTargets in sites' time zones", () => {
+  // Built around 2024-03-09; expiry dates lie years ahead, which the calendars compute on demand.
+  const calendars = new ZoneCalendars({ pastDays: 1, futureDays: 1 });
+  const nowMs = Date.UTC(2024, 2, 9, 12);
+  const ZONES: Record<string, string> = {
+    kir: "Pacific/Kiritimati", // UTC+14, no DST since 1995
+    stj: "America/St_Johns", // UTC-03:30, DST (-02:30) from the 2nd Sunday of March to the 1st of November
+    ktm: "Asia/Kathmandu", // UTC+05:45, no DST since 1986
+  };
+  const calendarOf = (site: string) => calendars.forZone(ZONES[site] ?? "UTC", nowMs);
+  const expiry = (items: string[]) =>
+    mergeTargets(items, RETENTION, calendarOf).map((t) => [t.key, t.expireAt]);
+  const at = (iso: string) => Date.parse(iso) / 1000;
+
+  it("expires a week at local midnight of the Monday, a month at local midnight of the 1st", () => {
+    // 2024-W10 + 1 + 104 weeks: Monday 2026-03-09. March 2024 + 1 + 36 months: 2027-04-01.
+    expect(
+      expiry([
+        "kir|2024-W10||2024-03-09",
+        "kir|2024-03||2024-03-09",
+        "ktm|2024-W10||",
+        "ktm|2024-03||",
+        "utc|2024-W10||",
+        "utc|2024-03||",
+      ]),
+    ).toEqual([
+      ["uv:{site_id=kir}:2024-W10", at("2026-03-08T10:00:00Z")],
+      ["ev:{site_id=kir}:2024-W10", at("2026-03-08T10:00:00Z")],
+      ["uv:{site_id=kir}:2024-03", at("2027-03-31T10:00:00Z")],
+      ["ev:{site_id=kir}:2024-03", at("2027-03-31T10:00:00Z")],
+      ["uv:{site_id=ktm}:2024-W10", at("2026-03-08T18:15:00Z")],
+      ["ev:{site_id=ktm}:2024-W10", at("2026-03-08T18:15:00Z")],
+      ["uv:{site_id=ktm}:2024-03", at("2027-03-31T18:15:00Z")],
+      ["ev:{site_id=ktm}:2024-03", at("2027-03-31T18:15:00Z")],
+      ["uv:{site_id=utc}:2024-W10", WEEK_DEADLINE],
+      ["ev:{site_id=utc}:2024-W10", WEEK_DEADLINE],
+      ["uv:{site_id=utc}:2024-03", MONTH_DEADLINE],
+      ["ev:{site_id=utc}:2024-03", MONTH_DEADLINE],
+    ]);
+  });
+
+  it("follows St John's daylight saving time on the expiry date", () => {
+    // DST starts Sunday 2026-03-08 and ends Sunday 2026-11-01: the Mondays before are in the
+    // other season than the Mondays after.
+    expect(
+      expiry(["stj|2024-W09||", "stj|2024-W10||", "stj|2024-W43||", "stj|2024-W44||"]).filter(
+        ([key]) => String(key).startsWith("uv:"),
+      ),
+    ).toEqual([
+      ["uv:{site_id=stj}:2024-W09", at("2026-03-02T03:30:00Z")],
+      ["uv:{site_id=stj}:2024-W10", at("2026-03-09T02:30:00Z")],
+      ["uv:{site_id=stj}:2024-W43", at("2026-10-26T02:30:00Z")],
+      ["uv:{site_id=stj}:2024-W44", at("2026-11-02T03:30:00Z")],
+    ]);
+  });
+
+  it("gives each site its own zone's deadline for the same period, and UTC without zones", () => {
+    const items = ["kir|2024-W10||", "utc|2024-W10||", "kir|2024-W10|view|", "stj|2024-W10||"];
+    expect(expiry(items).map(([, at]) => at)).toEqual(
+      [
+        "2026-03-08T10:00:00Z",
+        "2026-03-09T00:00:00Z",
+        "2026-03-08T10:00:00Z",
+        "2026-03-09T02:30:00Z",
+      ].flatMap((iso) => [at(iso), at(iso)]),
+    );
+    // No calendars: every site in UTC, as before zones existed.
+    expect(mergeTargets(items, RETENTION).map((t) => t.expireAt)).toEqual(
+      Array(8).fill(WEEK_DEADLINE),
+    );
   });
 });
