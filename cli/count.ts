@@ -10,11 +10,15 @@
  * line comes from this environment's Redis settings (the stack's cli_env has them); without
  * REDIS_ENDPOINT there is no command to show, so the text leaves the line out and --json says
  * "redisCli": null rather than print a command that names no cluster.
+ *
+ * Dates are the site's local dates. `--day today` and `--day yesterday` are resolved in the
+ * site's zone by this run's clock: the zone comes from the registry (one HGET, whose answer the
+ * count then reuses) or, through the API, from GET /v1/sites/{site}/time-zone.
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
 import { type CountAnswer, countAnswer, rangeRequest } from "../functions/api/answers.js";
-import { CountBody } from "../functions/api/schemas.js";
+import { CountBody, TimeZoneBody } from "../functions/api/schemas.js";
 import { first, last } from "../functions/domain/arrays.js";
 import { MAX_RANGE_DAYS } from "../functions/domain/cover.js";
 import { messageOf } from "../functions/domain/errors.js";
@@ -25,21 +29,46 @@ import {
   type Metric,
   parseKey,
 } from "../functions/domain/keys.js";
-import { daysInMonth, daysInRange, daysInWeek } from "../functions/domain/periods.js";
+import { dayLabel, daysInMonth, daysInRange, daysInWeek } from "../functions/domain/periods.js";
 import type { Env, RedisSettings, RuntimeConfig } from "../functions/domain/runtime-env.js";
-import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
+import { DEFAULT_RETENTION, loadRuntimeConfig } from "../functions/domain/runtime-env.js";
+import type { ZoneCalendars } from "../functions/domain/time-zones.js";
+import { DEFAULT_TIME_ZONE } from "../functions/domain/zone-registry.js";
+import {
+  localTodayNumber,
+  type ReadZone,
+  readCalendars,
+  readSiteZone,
+  readZoneOf,
+} from "../functions/read/counts.js";
 import { getFromApi, type ReadApi, type ReadApiDeps, readApiFromEnv } from "./api-client.js";
 import { dayFlag, dayRangeFlags, monthFlag, parseFlags, weekFlag } from "./args.js";
 import { type CliIo, EXIT_OK, type Output, UsageError } from "./io.js";
 import { type ConnectRedis, withRedis } from "./redis.js";
 
+/** Days named relative to today in the site's zone: `--day today`, `--day yesterday`. */
+export const RELATIVE_DAYS = { today: 0, yesterday: -1 } as const;
+export type RelativeDay = keyof typeof RELATIVE_DAYS;
+
 export interface CountRequest {
+  readonly site: string;
+  readonly event?: string;
+  /** The days, as given; or a day relative to today, resolved once the site's zone is known. */
+  readonly days:
+    | { readonly from: string; readonly to: string }
+    | { readonly relative: RelativeDay };
+  readonly metric: Metric;
+  readonly json: boolean;
+}
+
+/** A request whose days are dates: `relative` says how they were named, if they were. */
+interface ResolvedRequest {
   readonly site: string;
   readonly event?: string;
   readonly from: string;
   readonly to: string;
   readonly metric: Metric;
-  readonly json: boolean;
+  readonly relative?: { readonly day: RelativeDay; readonly timeZone: string };
 }
 
 export interface CountDeps extends CliIo, ReadApiDeps {
@@ -57,6 +86,11 @@ export interface CountResult {
   readonly metric: Metric;
   readonly from: string;
   readonly to: string;
+  /**
+   * The time zone the dates are in (the site's; UTC without a valid entry). Null only when
+   * an older read API did not say.
+   */
+  readonly timeZone: string | null;
   readonly keys: readonly string[];
   readonly estimate: number;
   /** Whether every day is counted; `missing` lists those that are not (as in the read API). */
@@ -117,6 +151,15 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
         : `count: give exactly one of --day, --week, --month, or --from with --to (got ${chosen.map((f) => `--${f}`).join(", ")})`,
     );
   }
+  const base = {
+    site: flags.site,
+    ...(flags.event !== undefined ? { event: flags.event } : {}),
+    metric,
+    json: flags.json ?? false,
+  };
+  if (flags.day !== undefined && Object.hasOwn(RELATIVE_DAYS, flags.day)) {
+    return { ...base, days: { relative: flags.day as RelativeDay } };
+  }
   let days: string[];
   if (flags.day !== undefined) days = [dayFlag("day", flags.day)];
   else if (flags.week !== undefined) days = daysInWeek(weekFlag(flags.week));
@@ -129,14 +172,7 @@ export function parseCountArgs(args: readonly string[]): CountRequest {
       throw new UsageError(`count: a range may span at most ${MAX_RANGE_DAYS} days`);
     }
   }
-  return {
-    site: flags.site,
-    ...(flags.event !== undefined ? { event: flags.event } : {}),
-    from: first(days, "day"),
-    to: last(days, "day"),
-    metric,
-    json: flags.json ?? false,
-  };
+  return { ...base, days: { from: first(days, "day"), to: last(days, "day") } };
 }
 
 function shellQuote(s: string): string {
@@ -155,9 +191,18 @@ export function redisCliCommand(settings: RedisSettings, keys: readonly string[]
   return parts.map(shellQuote).join(" ");
 }
 
-function describe(result: CountResult): string {
+/** "; dates are local to Asia/Kathmandu" for a zone other than UTC; "" for UTC or unknown. */
+export function zoneNote(timeZone: string | null | undefined): string {
+  return timeZone === undefined || timeZone === null || timeZone === DEFAULT_TIME_ZONE
+    ? ""
+    : `; dates are local to ${timeZone}`;
+}
+
+function describe(result: CountResult, relative: ResolvedRequest["relative"]): string {
   const what = result.event === null ? "all events" : `event ${result.event}`;
-  const range = result.from === result.to ? result.from : `${result.from} to ${result.to}`;
+  const dates = result.from === result.to ? result.from : `${result.from} to ${result.to}`;
+  const range =
+    relative === undefined ? dates : `${dates} (${relative.day} in ${relative.timeZone})`;
   const kinds = { month: 0, week: 0, day: 0 };
   for (const key of result.keys) kinds[parseKey(key).period.kind]++;
   const parts = (["month", "week", "day"] as const)
@@ -167,8 +212,8 @@ function describe(result: CountResult): string {
   const lines = [
     `${result.estimate}`,
     result.metric === "visitors"
-      ? `  ${words.what} (HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}`
-      : `  ${words.what} (${words.counted}; HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}`,
+      ? `  ${words.what} (HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}${zoneNote(result.timeZone)}`
+      : `  ${words.what} (${words.counted}; HyperLogLog estimate, standard error 0.81%) of site ${result.site}, ${what}, ${range}${zoneNote(result.timeZone)}`,
   ];
   if (result.redisCli === null) {
     lines.push(
@@ -221,31 +266,88 @@ export function optionalRuntimeConfig(env: Env): RuntimeConfig | undefined {
   return env.REDIS_ENDPOINT?.trim() ? loadRuntimeConfig(env) : undefined;
 }
 
-function countFromApi(api: ReadApi, request: CountRequest, deps: CountDeps): Promise<CountAnswer> {
-  return getFromApi(
-    api,
-    `v1/sites/${encodeURIComponent(request.site)}/count`,
-    { from: request.from, to: request.to, event: request.event, metric: request.metric },
-    CountBody,
-    deps.timeoutMs ?? 15_000,
-  );
+/** The day `relative` names, in the zone of `calendars`' calendar for `timeZone`, by `nowMs`. */
+export function relativeDay(
+  relative: RelativeDay,
+  timeZone: string,
+  calendars: ZoneCalendars,
+  nowMs: number,
+): string {
+  const today = localTodayNumber(calendars.forZone(timeZone, nowMs), nowMs);
+  return dayLabel(today + RELATIVE_DAYS[relative]);
 }
 
-/** The read API's answer, built from Redis by the code the API runs. */
+/** The request with its days as dates: a relative day resolved in `zone`. */
+function resolve(
+  request: CountRequest,
+  zone: ReadZone | undefined,
+  calendars: ZoneCalendars,
+  nowMs: number,
+): ResolvedRequest {
+  const { days, json: _, ...rest } = request;
+  if (!("relative" in days)) return { ...rest, from: days.from, to: days.to };
+  const timeZone = zone?.timeZone ?? DEFAULT_TIME_ZONE;
+  const day = relativeDay(days.relative, timeZone, calendars, nowMs);
+  return { ...rest, from: day, to: day, relative: { day: days.relative, timeZone } };
+}
+
+/**
+ * The count through the read API. A relative day needs the site's zone first: GET
+ * /v1/sites/{site}/time-zone gives the registry's entry (one that is not a valid zone is UTC,
+ * with the warning the API itself logs).
+ */
+async function countFromApi(
+  api: ReadApi,
+  request: CountRequest,
+  calendars: ZoneCalendars,
+  deps: CountDeps,
+): Promise<{ answer: CountAnswer; resolved: ResolvedRequest }> {
+  const timeoutMs = deps.timeoutMs ?? 15_000;
+  const site = encodeURIComponent(request.site);
+  let zone: ReadZone | undefined;
+  if ("relative" in request.days) {
+    const entry = await getFromApi(api, `v1/sites/${site}/time-zone`, {}, TimeZoneBody, timeoutMs);
+    zone = readZoneOf(request.site, entry.source === "default" ? null : entry.timeZone);
+    if (zone.warning !== undefined) deps.stderr.write(`${zone.warning}\n`);
+  }
+  const resolved = resolve(request, zone, calendars, (deps.now ?? Date.now)());
+  const answer = await getFromApi(
+    api,
+    `v1/sites/${site}/count`,
+    { from: resolved.from, to: resolved.to, event: resolved.event, metric: resolved.metric },
+    CountBody,
+    timeoutMs,
+  );
+  return { answer, resolved };
+}
+
+/**
+ * The read API's answer, built from Redis by the code the API runs. A relative day reads the
+ * site's zone first (one HGET) and the count reuses that reading.
+ */
 function countFromRedis(
   request: CountRequest,
   config: RuntimeConfig,
+  calendars: ZoneCalendars,
   deps: CountDeps,
-): Promise<CountAnswer> {
+): Promise<{ answer: CountAnswer; resolved: ResolvedRequest }> {
   return withRedis(
     config.redis,
     { ...(deps.connect ? { connect: deps.connect } : {}), timeoutMs: deps.timeoutMs ?? 15_000 },
-    (connection: RedisConnection) =>
-      countAnswer(connection.client, rangeRequest(request), {
+    async (connection: RedisConnection) => {
+      const nowMs = (deps.now ?? Date.now)();
+      const zone =
+        "relative" in request.days ? readSiteZone(connection.client, request.site) : undefined;
+      const resolved = resolve(request, await zone, calendars, nowMs);
+      const answer = await countAnswer(connection.client, rangeRequest(resolved), {
         retentionDays: config.retention.days,
-        nowMs: (deps.now ?? Date.now)(),
+        nowMs,
+        calendars,
         warn: (line) => deps.stderr.write(`${line}\n`),
-      }),
+        ...(zone === undefined ? {} : { zone }),
+      });
+      return { answer, resolved };
+    },
   );
 }
 
@@ -253,20 +355,23 @@ export async function runCount(args: readonly string[], deps: CountDeps): Promis
   const request = parseCountArgs(args);
   const api = readApiFromEnv(deps.env, deps);
   let config: RuntimeConfig | undefined;
-  let answer: CountAnswer;
+  let counted: { answer: CountAnswer; resolved: ResolvedRequest };
   if (api) {
     config = optionalRuntimeConfig(deps.env);
-    answer = await countFromApi(api, request, deps);
+    const calendars = readCalendars((config?.retention ?? DEFAULT_RETENTION).days);
+    counted = await countFromApi(api, request, calendars, deps);
   } else {
     config = loadRuntimeConfig(deps.env);
-    answer = await countFromRedis(request, config, deps);
+    counted = await countFromRedis(request, config, readCalendars(config.retention.days), deps);
   }
+  const { answer, resolved } = counted;
   const result: CountResult = {
     site: answer.site,
     event: answer.event,
     metric: answer.metric,
     from: answer.from,
     to: answer.to,
+    timeZone: answer.timeZone ?? null,
     keys: answer.keys,
     estimate: answer.estimate,
     complete: answer.complete,
@@ -281,6 +386,8 @@ export async function runCount(args: readonly string[], deps: CountDeps): Promis
     config?.retention.days,
   );
   warnNotRecorded(deps.stderr, answer.notRecorded, answer.asOf.eventsSince);
-  deps.stdout.write(request.json ? `${JSON.stringify(result)}\n` : describe(result));
+  deps.stdout.write(
+    request.json ? `${JSON.stringify(result)}\n` : describe(result, resolved.relative),
+  );
   return EXIT_OK;
 }

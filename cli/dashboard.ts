@@ -4,7 +4,8 @@
  * of") over a read-only proxy of `/v1/*`. The proxy reaches the read app in-process against
  * REDIS_ENDPOINT, or, when API_URL is set, the read API signed with the operator's AWS
  * credentials (which then never leave this process). cli/dashboard/server.ts says how the
- * proxy keeps other web pages out; cli/dashboard/page.ts how the page is built.
+ * proxy keeps other web pages out; cli/dashboard/page.ts how the page is built. The page gets
+ * this process's clock (the test clock in tests), so "today" in a site's zone is by it.
  */
 
 import { randomBytes } from "node:crypto";
@@ -20,11 +21,14 @@ import { appUpstream, signedUpstream, type Upstream } from "./dashboard/upstream
 import { CliError, type CliIo, EXIT_OK } from "./io.js";
 
 export const DEFAULT_DASHBOARD_PORT = 8788;
-/** The default range: today and the days before it, this many in all. */
+/** The default range: today (in the chosen site's time zone) and the days before it, this many in all. */
 export const DEFAULT_RANGE_DAYS = 30;
 
 export interface DashboardDeps extends CliIo, ReadApiDeps {
-  /** The clock that says which day is today (the default range ends on it). Default Date.now. */
+  /**
+   * The clock that says when now is: the default range ends on today by it, in the chosen
+   * site's time zone. Default Date.now.
+   */
   readonly now?: () => number;
   /** Stops the dashboard when aborted; by default SIGINT or SIGTERM does. */
   readonly signal?: AbortSignal;
@@ -69,10 +73,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
   const source = api === undefined ? (options.env.REDIS_ENDPOINT ?? "") : api.baseUrl.href;
   try {
     const token = randomBytes(32).toString("base64url");
-    const today = dayOf((options.now ?? Date.now)());
+    const nowMs = (options.now ?? Date.now)();
+    const today = dayOf(nowMs);
     const page = await renderPage(options.bundle ?? (await bundleClient()), {
       token,
       tokenHeader: TOKEN_HEADER,
+      nowMs,
+      rangeDays: DEFAULT_RANGE_DAYS,
       today,
       defaultFrom: addDays(today, -(DEFAULT_RANGE_DAYS - 1)),
       mode,

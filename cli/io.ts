@@ -69,7 +69,7 @@ Commands:
       --local runs state-machines/rollup.asl.json in-process against REDIS_ENDPOINT (always
       waits). Exit code 0 only when the execution SUCCEEDED.
 
-  count --site S (--day YYYY-MM-DD | --week YYYY-Www | --month YYYY-MM
+  count --site S (--day YYYY-MM-DD|today|yesterday | --week YYYY-Www | --month YYYY-MM
                   | --from YYYY-MM-DD --to YYYY-MM-DD) [--event E] [--metric visitors|events]
                   [--json]
       Unique visitors of site S (of event type E only, with --event): the HyperLogLog estimate
@@ -78,8 +78,10 @@ Commands:
       identities (each event's event_id, else its Kinesis record id), so a replayed or retried
       record counts once; days before events were first recorded are reported on stderr, not
       counted. A week or month key is used only when it exists and none of its days has
-      pending rollup work; otherwise its days are. --json prints {"site","event","metric",
-      "from","to","keys","estimate","complete","missing","notRecorded","redisCli"}. With API_URL
+      pending rollup work; otherwise its days are. Dates are the site's local dates (its zone
+      in the registry, UTC by default): --day today is today there. --json prints {"site",
+      "event","metric","from","to","timeZone","keys","estimate","complete","missing",
+      "notRecorded","redisCli"}. With API_URL
       set, asks the read API instead of Redis (same output; the redis-cli command needs
       REDIS_ENDPOINT, else it is left out, and null in --json).
 

@@ -7,6 +7,9 @@
  * Visitors of different periods overlap, so the points do not add up to the range's unique
  * visitors; the table says so and names the `count` command that gives that total. An event
  * belongs to one day, so events per period do add up, within each point's HLL error.
+ *
+ * Dates are the site's local dates: the table says in which zone when it is not UTC, and the
+ * JSON carries the API's `timeZone`.
  */
 
 import type { RedisConnection } from "../functions/adapters/redis.js";
@@ -17,9 +20,10 @@ import { messageOf } from "../functions/domain/errors.js";
 import { assertEventType, assertSiteId, type Metric } from "../functions/domain/keys.js";
 import { dayCount, type PeriodKind, periodsInRange } from "../functions/domain/periods.js";
 import { loadRuntimeConfig } from "../functions/domain/runtime-env.js";
+import { readCalendars } from "../functions/read/counts.js";
 import { getFromApi, type ReadApi, type ReadApiDeps, readApiFromEnv } from "./api-client.js";
 import { dayRangeFlags, parseFlags } from "./args.js";
-import { METRIC_WORDS, metricFlag } from "./count.js";
+import { METRIC_WORDS, metricFlag, zoneNote } from "./count.js";
 import { type CliIo, EXIT_OK, UsageError } from "./io.js";
 import { type ConnectRedis, withRedis } from "./redis.js";
 
@@ -115,6 +119,7 @@ async function seriesFromRedis(request: SeriesRequest, deps: SeriesDeps): Promis
       seriesAnswer(connection.client, rangeRequest(request), request.granularity, {
         retentionDays: config.retention.days,
         nowMs: (deps.now ?? Date.now)(),
+        calendars: readCalendars(config.retention.days),
         warn: (line) => deps.stderr.write(`${line}\n`),
       }),
   );
@@ -180,7 +185,7 @@ export function formatSeriesTable(series: Series): string {
   const eventFlag = series.event === null ? "" : ` --event ${series.event}`;
   const metricFlag = series.metric === "visitors" ? "" : ` --metric ${series.metric}`;
   const lines = [
-    `${words.what} (${counted}) of site ${series.site}, ${what}, ${series.from} to ${series.to}, by ${series.granularity}`,
+    `${words.what} (${counted}) of site ${series.site}, ${what}, ${series.from} to ${series.to}, by ${series.granularity}${zoneNote(series.timeZone)}`,
     ...aligned(rows, new Set([3])),
     "",
   ];

@@ -1,6 +1,7 @@
 /**
  * The read API's answers to a count and a series, built from Redis: what the routes return and
- * what the CLI's direct path prints, so the two are the same JSON by construction.
+ * what the CLI's direct path prints, so the two are the same JSON by construction. Both say
+ * which time zone their dates are in (`timeZone`, the site's, UTC without a valid entry).
  */
 
 import type * as v from "valibot";
@@ -71,6 +72,7 @@ export async function countAnswer(
     ...asked(request),
     from: request.from,
     to: request.to,
+    timeZone: counted.timeZone,
     estimate: counted.estimate,
     keys: [...counted.keys],
     complete: counted.missing.length === 0,
@@ -88,7 +90,7 @@ export async function seriesAnswer(
   context: CountContext,
 ): Promise<SeriesAnswer> {
   const stamp = readAsOf(redis, context);
-  const [points, scores] = await Promise.all([
+  const [series, scores] = await Promise.all([
     countSeries(redis, request, granularity, stamp.context),
     stamp.scores,
   ]);
@@ -97,7 +99,8 @@ export async function seriesAnswer(
     granularity,
     from: request.from,
     to: request.to,
-    points: points.map((p) => ({
+    timeZone: series.timeZone,
+    points: series.points.map((p) => ({
       period: p.period,
       from: p.from,
       to: p.to,

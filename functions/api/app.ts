@@ -7,15 +7,21 @@
  * 503 with Retry-After when Redis does not answer within the deadline, 500 (without a stack)
  * for anything else. Never a silent zero: days past retention, and for the events metric the
  * days before events were first recorded, are listed in `missing`.
+ *
+ * Dates are the site's local dates: a count or series says its zone (`timeZone`), and "today"
+ * (which days are past retention, whether an answer may be cached) is today in that zone.
  */
 
 import { type Context, type ErrorHandler, Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as v from "valibot";
 import { messageOf } from "../domain/errors.js";
-import { dayOf } from "../domain/periods.js";
+import { dayLabel } from "../domain/periods.js";
 import { API_DEADLINE } from "../domain/runtime-env.js";
+import type { ZoneCalendars } from "../domain/time-zones.js";
+import { DEFAULT_TIME_ZONE } from "../domain/zone-registry.js";
 import { listSites, siteEventTypes, siteTimeZone } from "../read/catalog.js";
+import { localTodayNumber, readCalendars } from "../read/counts.js";
 import { countAnswer, type ReadRedis, rangeRequest, seriesAnswer } from "./answers.js";
 import { openApiDocument } from "./openapi.js";
 import {
@@ -38,12 +44,22 @@ export interface ApiDeps {
   readonly redis: { get(): ReadRedis; reset(): void };
   /** Days a daily key lives (RETENTION_DAYS), to tell which days are gone. */
   readonly retentionDays: number;
-  /** The clock: today's date for Cache-Control, and `missing`. Default Date.now. */
+  /** The clock: today's date (in the site's zone) for Cache-Control, and `missing`. Default Date.now. */
   readonly now?: () => number;
+  /**
+   * The calendars of the sites' zones, built once per zone and kept while the runtime lives.
+   * Default: readCalendars(retentionDays), made with the app.
+   */
+  readonly calendars?: ZoneCalendars;
   /** ms within which a request's Redis conversation must finish. Default 3000. */
   readonly deadlineMs?: number;
   /** Where unexpected failures are reported (the response never carries them). */
   readonly logError?: (message: string, extra: Record<string, unknown>) => void;
+  /**
+   * Where what an operator should fix is reported (a site's time-zone entry that is not a
+   * valid zone): the answer goes on, in UTC, and says so in its `timeZone`.
+   */
+  readonly logWarning?: (message: string, extra: Record<string, unknown>) => void;
 }
 
 /** How long a browser or proxy may keep an answer about days that no longer change. */
@@ -85,6 +101,8 @@ interface RouteContext {
   readonly redis: ReadRedis;
   readonly nowMs: number;
   readonly retentionDays: number;
+  readonly calendars: ZoneCalendars;
+  readonly warn: (line: string) => void;
 }
 
 /** One route: its path (OpenAPI style), inputs, documented answer and what it does. */
@@ -113,10 +131,14 @@ function route<P, Q>(definition: {
   return definition as unknown as RouteDefinition;
 }
 
-const today = (nowMs: number) => dayOf(nowMs);
-
-/** An answer about a range that reaches today (or later) changes until the day is over. */
-const reachesToday = (to: string, context: RouteContext) => to >= today(context.nowMs);
+/**
+ * An answer about a range that reaches today (or later) changes until the day is over: today
+ * in the zone the answer's dates are in (an answer of an older shape says none: UTC).
+ */
+function reachesToday(to: string, timeZone: string | undefined, context: RouteContext): boolean {
+  const calendar = context.calendars.forZone(timeZone ?? DEFAULT_TIME_ZONE, context.nowMs);
+  return to >= dayLabel(localTodayNumber(calendar, context.nowMs));
+}
 
 export const ROUTES: readonly RouteDefinition[] = [
   route({
@@ -160,10 +182,10 @@ export const ROUTES: readonly RouteDefinition[] = [
     params: SiteParams,
     query: CountQuery,
     response: CountBody,
-    run: async ({ params, query }, context) => ({
-      body: await countAnswer(context.redis, rangeRequest({ ...params, ...query }), context),
-      live: reachesToday(query.to, context),
-    }),
+    run: async ({ params, query }, context) => {
+      const body = await countAnswer(context.redis, rangeRequest({ ...params, ...query }), context);
+      return { body, live: reachesToday(query.to, body.timeZone, context) };
+    },
   }),
   route({
     operationId: "countSeries",
@@ -173,15 +195,15 @@ export const ROUTES: readonly RouteDefinition[] = [
     params: SiteParams,
     query: SeriesQuery,
     response: SeriesBody,
-    run: async ({ params, query }, context) => ({
-      body: await seriesAnswer(
+    run: async ({ params, query }, context) => {
+      const body = await seriesAnswer(
         context.redis,
         rangeRequest({ ...params, ...query }),
         query.granularity,
         context,
-      ),
-      live: reachesToday(query.to, context),
-    }),
+      );
+      return { body, live: reachesToday(query.to, body.timeZone, context) };
+    },
   }),
   route({
     operationId: "getTimeZone",
@@ -288,6 +310,7 @@ export function failureAnswer(logError: ApiDeps["logError"], what: string): Erro
 export function createApiApp(deps: ApiDeps): Hono {
   const now = deps.now ?? Date.now;
   const deadlineMs = deps.deadlineMs ?? API_DEADLINE.default;
+  const calendars = deps.calendars ?? readCalendars(deps.retentionDays);
   const app = new Hono();
 
   for (const definition of ROUTES) {
@@ -302,10 +325,12 @@ export function createApiApp(deps: ApiDeps): Hono {
       } catch (err) {
         throw new Unavailable(`cannot connect to Redis: ${messageOf(err)}`);
       }
+      const path = new URL(c.req.url).pathname;
+      const warn = (line: string) => deps.logWarning?.(line, { path });
       const result = await withDeadline(
         definition.run(
           { params: params as never, query: query as never },
-          { redis, nowMs, retentionDays: deps.retentionDays },
+          { redis, nowMs, retentionDays: deps.retentionDays, calendars, warn },
         ),
         deadlineMs,
         () => deps.redis.reset(),

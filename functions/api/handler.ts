@@ -3,7 +3,8 @@
  * logs around the Hono app (functions/api/app.ts). The same wiring serves the app on Node for
  * `npm run cli -- api` and the dashboard. The Redis connection is made on the first request
  * and kept while the environment stays warm; a missed deadline drops it, so nothing stays
- * queued behind an unreachable node.
+ * queued behind an unreachable node. So are the zones' calendars (the app's ZoneCalendars):
+ * each zone's is built on its first request and then about once a week.
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
@@ -44,6 +45,7 @@ export function createApiRuntime(env: Env, options: ApiRuntimeOptions = {}): Api
     deadlineMs,
     ...(options.now ? { now: options.now } : {}),
     logError: (message, extra) => logger.error(message, extra),
+    logWarning: (message, extra) => logger.warn(message, extra),
   });
   return { app, close: redis.reset };
 }

@@ -120,7 +120,7 @@ export function openApiDocument(routes: readonly RouteDefinition[]): JsonSchema 
     {
       title: "sketchstream read API",
       description:
-        "Unique-visitor and event counts from HyperLogLogs in MemoryDB (metric=visitors|events). In AWS, a Lambda function URL with AWS_IAM auth: sign requests with SigV4 for the service `lambda`.",
+        "Unique-visitor and event counts from HyperLogLogs in MemoryDB (metric=visitors|events). Dates are the site's local dates, in its time zone (GET /v1/sites/{site}/time-zone; UTC without one), which counts and series name in `timeZone`; today, retention and caching follow that zone. In AWS, a Lambda function URL with AWS_IAM auth: sign requests with SigV4 for the service `lambda`.",
       errorBody: ErrorBody,
       errorResponses: {
         "400": "Bad input: the message says which parameter and what to do",

@@ -155,7 +155,7 @@ export const AsOfSchema = v.pipe(
     eventsSince: v.pipe(
       Instant,
       v.description(
-        "The first time the consumer stored events; days before its UTC date are not recorded for the events metric. Null when no event has been recorded yet",
+        "The first time the consumer stored events; days before its date in the site's time zone are not recorded for the events metric. Null when no event has been recorded yet",
       ),
     ),
   }),
@@ -196,7 +196,19 @@ const Missing = v.pipe(
 const NotRecorded = v.pipe(
   Days,
   v.description(
-    "Days before the metric was first recorded (events: before the date of asOf.eventsSince, or every day when it is null); always empty for visitors",
+    "Days before the metric was first recorded (events: before the site's local date of asOf.eventsSince, or every day when it is null); always empty for visitors",
+  ),
+);
+/**
+ * Optional in the schema only so that a CLI or dashboard of this version still reads the
+ * answers of a read API deployed before it: this API always sends it.
+ */
+const AnswerTimeZone = v.optional(
+  v.pipe(
+    v.string(),
+    v.description(
+      "The time zone the dates are in: the site's (GET /v1/sites/{site}/time-zone), or UTC when it has none or its entry is not a valid zone. Today, and so which days are past their retention, is reckoned in it",
+    ),
   ),
 );
 
@@ -206,6 +218,7 @@ export const CountBody = v.strictObject({
   metric: v.picklist(METRICS),
   from: v.string(),
   to: v.string(),
+  timeZone: AnswerTimeZone,
   estimate: v.pipe(Estimate, v.description("HyperLogLog estimate, standard error 0.81%")),
   keys: v.pipe(v.array(v.string()), v.description("The keys one PFCOUNT counted")),
   complete: v.pipe(v.boolean(), v.description("Whether every day of the range is counted")),
@@ -221,6 +234,7 @@ export const SeriesBody = v.strictObject({
   granularity: v.picklist(GRANULARITIES),
   from: v.string(),
   to: v.string(),
+  timeZone: AnswerTimeZone,
   points: v.array(
     v.strictObject({
       period: v.string(),

@@ -100,6 +100,10 @@ export interface SiteTimeZone {
   readonly source: "registry" | "default";
 }
 
+/**
+ * The registry's entry for a site, as it is (the admin API and `site` show it, valid or not;
+ * counting reads an invalid one as UTC: functions/read/counts.ts, readZoneOf).
+ */
 export async function siteTimeZone(
   redis: Pick<CatalogRedis, "hget">,
   site: string,
@@ -117,8 +121,8 @@ export interface AsOf {
   /** The last rollup that succeeded (week and month keys). */
   readonly rollup: string | null;
   /**
-   * The first time the consumer stored events (`ev:` keys): days before its (UTC) day are not
-   * recorded for the events metric. Null when no event has been recorded yet.
+   * The first time the consumer stored events (`ev:` keys): days before its day in the site's
+   * time zone are not recorded for the events metric. Null when no event has been recorded yet.
    */
   readonly eventsSince: string | null;
 }

@@ -13,6 +13,12 @@
  * Never a silent zero: a count lists in `missing` the days it cannot count, those read from a
  * day key past its retention and, for events, those before events were first recorded
  * (`notRecorded`, also in `missing`).
+ *
+ * Dates are the site's local dates (DESIGN.md, "Per-site time zones"): the consumer writes
+ * keys under local day labels, so covers are label arithmetic. What depends on the zone is
+ * "now": which local day today is, so which days are past their retention, and the local day
+ * on which events were first recorded. The zone is read with one HGET of the registry, sent
+ * with a count's first commands, so it costs no round trip of its own.
  */
 
 import { candidatePeriods, coverRange } from "../domain/cover.js";
@@ -23,15 +29,13 @@ import {
   type Metric,
   PENDING_KEY,
   periodKey,
+  TIME_ZONES_KEY,
   TOUCHED_KEY,
   touchedMember,
 } from "../domain/keys.js";
 import {
-  dayExpiresAtMs,
   dayLabel,
   dayNumber,
-  dayOf,
-  dayStartMs,
   firstDayOf,
   lastDayOf,
   type Period,
@@ -39,6 +43,13 @@ import {
   periodSpan,
   periodsInRange,
 } from "../domain/periods.js";
+import {
+  TIME_ZONE_EXAMPLE,
+  timeZoneProblem,
+  type ZoneCalendar,
+  ZoneCalendars,
+} from "../domain/time-zones.js";
+import { DEFAULT_TIME_ZONE } from "../domain/zone-registry.js";
 
 /** The Redis commands counting uses; an ioredis Redis or Cluster satisfies it. */
 export interface CountRedis {
@@ -46,6 +57,7 @@ export interface CountRedis {
   exists(...keys: string[]): Promise<number>;
   pfcount(...keys: string[]): Promise<number>;
   zmscore(key: string, ...members: string[]): Promise<(string | null)[]>;
+  hget(key: string, field: string): Promise<string | null>;
 }
 
 /**
@@ -61,6 +73,8 @@ export interface RangeQuery {
 }
 
 export interface RangeCount {
+  /** The zone whose calendar said which day is today (UTC without a valid registry entry). */
+  readonly timeZone: string;
   /** The keys of the cover, in day order: what one PFCOUNT counted. */
   readonly keys: readonly string[];
   readonly estimate: number;
@@ -87,6 +101,63 @@ export interface SeriesPoint {
   readonly estimate: number;
   readonly missing: readonly string[];
   readonly notRecorded: readonly string[];
+}
+
+export interface SeriesCount {
+  /** The zone whose calendar said which day is today (UTC without a valid registry entry). */
+  readonly timeZone: string;
+  readonly points: readonly SeriesPoint[];
+}
+
+/** The zone a read uses for a site: its registry entry when that is a valid zone, else UTC. */
+export interface ReadZone {
+  readonly timeZone: string;
+  /** Why the registry's entry was not used (then timeZone is UTC): a warning for the operator. */
+  readonly warning?: string;
+}
+
+/**
+ * How far around now a reader's calendars reach: every day still within the daily retention
+ * (and a few more), and the next two days; instants outside (a read of last year's
+ * events-since) are answered by dayOfAnyInstant.
+ */
+export function readCalendars(retentionDays: number): ZoneCalendars {
+  return new ZoneCalendars({ pastDays: retentionDays + 4, futureDays: 2 });
+}
+
+/** The zone of a registry entry (null: none): a valid zone as it is, anything else UTC. */
+export function readZoneOf(site: string, entry: string | null): ReadZone {
+  if (entry === null) return { timeZone: DEFAULT_TIME_ZONE };
+  const problem = timeZoneProblem(entry);
+  if (problem === undefined) return { timeZone: entry };
+  return {
+    timeZone: DEFAULT_TIME_ZONE,
+    warning: `warning: site ${site}'s entry in the time-zone registry (${TIME_ZONES_KEY}) is "${entry}", which is not a valid zone (${problem}); its dates are read as UTC dates until it is fixed: npm run cli -- site --site ${site} --time-zone <zone>, e.g. ${TIME_ZONE_EXAMPLE}`,
+  };
+}
+
+/**
+ * A site's zone from the registry (one HGET). A user that may not read the registry (NOPERM)
+ * reads in UTC, with a warning; any other failure is the read's failure.
+ */
+export async function readSiteZone(
+  redis: Pick<CountRedis, "hget">,
+  site: string,
+): Promise<ReadZone> {
+  try {
+    return readZoneOf(site, await redis.hget(TIME_ZONES_KEY, site));
+  } catch (err) {
+    if (!/^NOPERM/.test(messageOf(err))) throw err;
+    return {
+      timeZone: DEFAULT_TIME_ZONE,
+      warning: `warning: cannot read the time-zone registry ${TIME_ZONES_KEY} (${messageOf(err)}); site ${site}'s dates are read as UTC dates: give this Redis user +hget on that key, as the stack's reader user has`,
+    };
+  }
+}
+
+/** The local day number of today in a zone, by the calendar of that zone. */
+export function localTodayNumber(calendar: ZoneCalendar, nowMs: number): number {
+  return calendar.dayNumberOfAnyInstant(nowMs);
 }
 
 const MEMBERS_PER_CALL = 5000;
@@ -153,16 +224,22 @@ export async function usablePeriods(
   return usable;
 }
 
-/** Days of a cover read from day keys that are past their retention, so gone from Redis. */
+/**
+ * Days of a cover read from day keys that are past their retention, so gone from Redis. DESIGN.md's
+ * rule, in the site's zone: day D expires at the first instant of local day D + 1 + retention,
+ * which is at or before now exactly when that day is at or before today's local day (a day's
+ * first instant is at or before now iff the day has started, and today is the latest day that
+ * has). So no midnight needs computing here, only today's local day number.
+ */
 export function expiredDays(
   cover: readonly Period[],
   retentionDays: number,
-  nowMs: number,
+  todayNumber: number,
 ): string[] {
   return cover
     .filter(
       (period) =>
-        period.kind === "day" && dayExpiresAtMs(dayStartMs(period.label), retentionDays) <= nowMs,
+        period.kind === "day" && dayNumber(period.label) + 1 + retentionDays <= todayNumber,
     )
     .map((period) => period.label);
 }
@@ -178,21 +255,23 @@ export async function readEventsSince(redis: CountRedis): Promise<number | null>
 
 /**
  * The days from `from` to `to` before a metric was first recorded. Visitors have been recorded
- * since the first batch, so none. Events: the days before the UTC day of `eventsSinceMs` (that
- * day itself counts as recorded), or every day when events were never recorded (null).
+ * since the first batch, so none. Events: the days before the site's local day of
+ * `eventsSinceMs` (that day itself counts as recorded; `calendar` is the site's zone's), or
+ * every day when events were never recorded (null).
  */
 export function notRecordedDays(
   metric: Metric,
   from: string,
   to: string,
   eventsSinceMs: number | null,
+  calendar: ZoneCalendar,
 ): string[] {
   if (metric === "visitors") return [];
   const start = dayNumber(from);
   const end =
     eventsSinceMs === null
       ? dayNumber(to)
-      : Math.min(dayNumber(to), dayNumber(dayOf(eventsSinceMs)) - 1);
+      : Math.min(dayNumber(to), calendar.dayNumberOfAnyInstant(eventsSinceMs) - 1);
   return Array.from({ length: Math.max(0, end - start + 1) }, (_, i) => dayLabel(start + i));
 }
 
@@ -203,11 +282,21 @@ function unionOfDays(a: readonly string[], b: readonly string[]): string[] {
   return [...new Set([...a, ...b])].sort();
 }
 
-/** What a count needs besides Redis: the daily retention and the clock, for `missing`. */
+/**
+ * What a count needs besides Redis: the daily retention and the clock, for `missing`, and the
+ * calendars of the sites' zones (kept for the life of the API runtime or the CLI run).
+ */
 export interface CountContext {
   readonly retentionDays: number;
   readonly nowMs: number;
+  /** One per process: readCalendars(retentionDays). */
+  readonly calendars: ZoneCalendars;
   readonly warn?: (line: string) => void;
+  /**
+   * The site's zone (readSiteZone), when the caller has read it already (`count --day today`
+   * needs it before it knows the range); without it, counting reads it with its first commands.
+   */
+  readonly zone?: Promise<ReadZone>;
   /**
    * When events were first recorded (readEventsSince), for `notRecorded`; only awaited for the
    * events metric. A caller that reads `events-since` with other as-of members (the API's
@@ -230,6 +319,21 @@ function eventsSinceFor(
   return since;
 }
 
+/** The site's zone, read now (or as the caller read it) so it travels with the first commands. */
+function zoneFor(redis: CountRedis, query: RangeQuery, context: CountContext): Promise<ReadZone> {
+  const zone = context.zone ?? readSiteZone(redis, query.site);
+  // Awaited after the cover's commands, as eventsSinceFor's.
+  zone.catch(() => {});
+  return zone;
+}
+
+/** What the zone decides, once it is known: its calendar and today's local day number. */
+function inZone(zone: ReadZone, context: CountContext) {
+  if (zone.warning !== undefined) context.warn?.(zone.warning);
+  const calendar = context.calendars.forZone(zone.timeZone, context.nowMs);
+  return { calendar, today: localTodayNumber(calendar, context.nowMs) };
+}
+
 function coverOf(query: RangeQuery, usable: ReadonlySet<string>): Period[] {
   return coverRange(query.from, query.to, (p) => usable.has(p.label));
 }
@@ -241,16 +345,31 @@ export async function countRange(
   context: CountContext,
 ): Promise<RangeCount> {
   const metric = query.metric ?? "visitors";
-  // Asked now, so it travels with the cover's first commands rather than after the PFCOUNT.
+  // Asked now, so they travel with the cover's first commands rather than after the PFCOUNT.
   const since = eventsSinceFor(redis, metric, context);
+  const zone = zoneFor(redis, query, context);
   const usable = await usablePeriods(redis, query, context.warn);
   const cover = coverOf(query, usable);
   const keys = cover.map((p) => periodKey(query.site, p, query.event, metric));
   // One PFCOUNT: every key of a site shares its hash tag, so one slot and no CROSSSLOT.
   const estimate = await redis.pfcount(...keys);
-  const notRecorded = notRecordedDays(metric, query.from, query.to, (await since) ?? null);
-  const expired = expiredDays(cover, context.retentionDays, context.nowMs);
-  return { keys, estimate, missing: unionOfDays(expired, notRecorded), notRecorded };
+  const read = await zone;
+  const { calendar, today } = inZone(read, context);
+  const notRecorded = notRecordedDays(
+    metric,
+    query.from,
+    query.to,
+    (await since) ?? null,
+    calendar,
+  );
+  const expired = expiredDays(cover, context.retentionDays, today);
+  return {
+    timeZone: read.timeZone,
+    keys,
+    estimate,
+    missing: unionOfDays(expired, notRecorded),
+    notRecorded,
+  };
 }
 
 /**
@@ -264,9 +383,10 @@ export async function countSeries(
   query: RangeQuery,
   granularity: PeriodKind,
   context: CountContext,
-): Promise<SeriesPoint[]> {
+): Promise<SeriesCount> {
   const metric = query.metric ?? "visitors";
   const since = eventsSinceFor(redis, metric, context);
+  const zone = zoneFor(redis, query, context);
   const usable = await usablePeriods(redis, query, context.warn);
   const points = periodsInRange(query.from, query.to, granularity).map((p) => {
     // A day, or a whole period that may answer for itself, is its own fewest-keys cover.
@@ -281,20 +401,26 @@ export async function countSeries(
       from: p.from,
       to: p.to,
       keys: cover.map((c) => periodKey(query.site, c, query.event, metric)),
-      expired: expiredDays(cover, context.retentionDays, context.nowMs),
+      cover,
     };
   });
-  const [estimates, eventsSince] = await Promise.all([
+  const [estimates, eventsSince, read] = await Promise.all([
     Promise.all(points.map((p) => redis.pfcount(...p.keys))),
     since,
+    zone,
   ]);
-  return points.map(({ expired, ...p }, i) => {
-    const notRecorded = notRecordedDays(metric, p.from, p.to, eventsSince ?? null);
-    return {
-      ...p,
-      estimate: estimates[i] ?? 0,
-      missing: unionOfDays(expired, notRecorded),
-      notRecorded,
-    };
-  });
+  const { calendar, today } = inZone(read, context);
+  return {
+    timeZone: read.timeZone,
+    points: points.map(({ cover, ...p }, i) => {
+      const notRecorded = notRecordedDays(metric, p.from, p.to, eventsSince ?? null, calendar);
+      const expired = expiredDays(cover, context.retentionDays, today);
+      return {
+        ...p,
+        estimate: estimates[i] ?? 0,
+        missing: unionOfDays(expired, notRecorded),
+        notRecorded,
+      };
+    }),
+  };
 }

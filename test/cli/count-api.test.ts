@@ -163,6 +163,30 @@ describe("count with API_URL", () => {
     }
   });
 
+  it("--day today asks the time-zone route first, then counts that day, as the direct path does", async () => {
+    for (const format of [[], ["--json"]]) {
+      const argv = ["count", "--site", site, "--day", "today", ...format];
+      const expected = await direct(argv);
+      expect(expected.code, expected.stderr).toBe(0);
+      const before = received.length;
+      const actual = await viaApi(argv);
+      expect(actual.code, actual.stderr).toBe(0);
+      expect(actual.stdout).toBe(expected.stdout);
+      expect(actual.stderr).toBe(expected.stderr);
+      const requests = received.slice(before);
+      expect(requests.map((r) => [r.path, r.refused])).toEqual([
+        [`/v1/sites/${site}/time-zone`, undefined],
+        [`/v1/sites/${site}/count`, undefined],
+      ]);
+    }
+    // The fixture's site has no zone: today is the UTC date of the clock.
+    const json = JSON.parse(
+      (await viaApi(["count", "--site", site, "--day", "today", "--json"])).stdout,
+    );
+    expect(json).toMatchObject({ from: daysAgo(0, fixture.nowMs), timeZone: "UTC" });
+    expect(json.estimate).toBeGreaterThan(0);
+  });
+
   it("without REDIS_ENDPOINT leaves the redis-cli command out of the text and null in --json", async () => {
     const argv = ["count", "--site", site, "--month", daysAgo(20, fixture.nowMs).slice(0, 7)];
     const env = { API_URL: apiUrl, AWS_REGION: REGION };

@@ -84,6 +84,7 @@ const CountResultSchema = v.strictObject({
   metric: v.picklist(["visitors", "events"]),
   from: v.string(),
   to: v.string(),
+  timeZone: v.nullable(v.string()),
   keys: v.array(v.string()),
   estimate: v.number(),
   complete: v.boolean(),

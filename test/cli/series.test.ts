@@ -88,6 +88,7 @@ describe("series read directly from Redis", () => {
         ...(event ? { event } : {}),
       });
       expect(JSON.parse(result.stdout)).toEqual(expected);
+      expect(expected.timeZone).toBe("UTC");
       // Not an empty answer: every point has visitors, and the edges are clipped to the range.
       expect(expected.points.every((p) => p.estimate > 0 && p.complete)).toBe(true);
       expect(expected.points[0]?.from).toBe(from());

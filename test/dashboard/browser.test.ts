@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningDashboard, startDashboard } from "../../cli/dashboard.js";
 import { type ApiRuntime, createApiRuntime } from "../../functions/api/handler.js";
 import { CountBody, SeriesBody } from "../../functions/api/schemas.js";
-import { AS_OF_EVENTS_SINCE, AS_OF_KEY } from "../../functions/domain/keys.js";
-import { DAY_MS, daysAgo } from "../helpers/clock.js";
+import { AS_OF_EVENTS_SINCE, AS_OF_KEY, TIME_ZONES_KEY } from "../../functions/domain/keys.js";
+import { DAY_MS, daysAgo, utcDay } from "../helpers/clock.js";
 import { type ReadFixture, siteEvent, startReadFixture } from "../helpers/read-fixture.js";
 import { checked } from "../helpers/schema.js";
 
@@ -166,12 +166,16 @@ describe.skipIf(!hasChromium)("the dashboard page in chromium", () => {
     await page.waitForSelector("#points tbody tr");
     await settled();
 
-    // The default: the first listed site, the last 30 days ending on the server's today, by day.
+    // The default: the first listed site, the last 30 days ending on its today (a UTC site: the
+    // server's UTC date), by day; the zone is named beside the range.
     expect(await page.inputValue("#from")).toBe(monthAgo);
     expect(await page.inputValue("#to")).toBe(today);
     expect(await page.inputValue("#granularity")).toBe("day");
     const firstSite = await page.inputValue("#site-list");
     expect(fixture.sites).toContain(firstSite);
+    expect(await textOf("#time-zone")).toBe(
+      `Dates are UTC dates: site ${firstSite} has no time zone set.`,
+    );
     const initial = await shown();
     expect(initial.title).toContain(`Site ${firstSite}`);
     const want = await expected(firstSite, monthAgo, today, "day");
@@ -341,6 +345,62 @@ describe.skipIf(!hasChromium)("the dashboard page in chromium", () => {
       if (saved === null || saved === undefined) {
         await fixture.admin.zrem(AS_OF_KEY, AS_OF_EVENTS_SINCE);
       } else await fixture.admin.zadd(AS_OF_KEY, saved, AS_OF_EVENTS_SINCE);
+    }
+    expect(
+      consoleErrors.filter(
+        (e) => !/Failed to load resource: the server responded with a status of 40[04]/.test(e),
+      ),
+    ).toEqual([]);
+  });
+
+  it("ends the default range on today in the chosen site's time zone, and shows the zone beside the range", async () => {
+    // Pacific/Kiritimati is UTC+14 all year: its date is the UTC date 14 hours later.
+    const kiritimatiToday = utcDay(fixture.nowMs + 14 * 3600 * 1000);
+    const kiritimatiFrom = utcDay(fixture.nowMs + 14 * 3600 * 1000 - 29 * DAY_MS);
+    const site = fixture.sites[2] ?? "";
+    const utcSite = fixture.sites[1] ?? "";
+    await fixture.admin.hset(TIME_ZONES_KEY, site, "Pacific/Kiritimati");
+    try {
+      await page.goto(dashboard.url);
+      await page.waitForSelector("#points tbody tr");
+      await settled();
+      await page.selectOption("#site-list", utcSite);
+      await settled();
+      expect(await page.inputValue("#to")).toBe(daysAgo(0, fixture.nowMs));
+      expect(await textOf("#time-zone")).toBe(
+        `Dates are UTC dates: site ${utcSite} has no time zone set.`,
+      );
+
+      await page.selectOption("#site-list", site);
+      await settled();
+      expect(await page.inputValue("#from")).toBe(kiritimatiFrom);
+      expect(await page.inputValue("#to")).toBe(kiritimatiToday);
+      expect(await textOf("#time-zone")).toBe(
+        `Dates are local to Pacific/Kiritimati, site ${site}'s time zone (today there: ${kiritimatiToday}).`,
+      );
+      // The numbers are the API's for that range.
+      const want = await expected(site, kiritimatiFrom, kiritimatiToday, "day");
+      const got = await shown();
+      expect(got.rows).toEqual(want.rows);
+      expect(got.rows.at(-1)?.period).toBe(kiritimatiToday);
+      expect(got.total).toBe(want.total);
+
+      // Back to a UTC site: the range follows its today again.
+      await page.selectOption("#site-list", utcSite);
+      await settled();
+      expect(await page.inputValue("#to")).toBe(daysAgo(0, fixture.nowMs));
+
+      // A range the operator picked stays, whatever site is chosen next.
+      const picked = daysAgo(10, fixture.nowMs);
+      await page.fill("#to", picked);
+      await settled();
+      await page.selectOption("#site-list", site);
+      await settled();
+      expect(await page.inputValue("#to")).toBe(picked);
+      expect(await page.inputValue("#from")).toBe(daysAgo(29, fixture.nowMs));
+      expect(await textOf("#time-zone")).toContain("Pacific/Kiritimati");
+    } finally {
+      await fixture.admin.hdel(TIME_ZONES_KEY, site);
     }
     expect(
       consoleErrors.filter(

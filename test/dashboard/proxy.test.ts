@@ -63,7 +63,10 @@ describe("the dashboard's refusals", () => {
     expect(good.status).toBe(200);
     expect(good.headers["content-type"]).toBe("text/html; charset=utf-8");
     expect(good.text).toContain('<table id="points">');
-    // The page carries today by the given clock, so the default range ends on the fixture's day.
+    // The page carries the given clock, so the default range ends on the fixture's day (in the
+    // chosen site's zone; before a site is chosen, the UTC date).
+    expect(good.text).toContain(`"nowMs":${fixture.nowMs}`);
+    expect(good.text).toContain(`"rangeDays":30`);
     expect(good.text).toContain(`"today":"${daysAgo(0, fixture.nowMs)}"`);
     expect(good.text).toContain(`"defaultFrom":"${daysAgo(29, fixture.nowMs)}"`);
     const csp = String(good.headers["content-security-policy"]);

@@ -99,6 +99,8 @@ describe("count", () => {
     expect(body.keys.length).toBeLessThan(fixture.days.length / 2);
     expect(body).toMatchObject({ site, event: null, metric: "visitors", from, to });
     expect(body).toMatchObject({ complete: true, missing: [] });
+    // A site without an entry in the zone registry: UTC dates.
+    expect(body.timeZone).toBe("UTC");
   });
 
   it("is exact for an event type and for ranges that cut weeks and months", async () => {
@@ -344,11 +346,23 @@ describe("catalog", () => {
     });
     const other = at(fixture.sites, 0, "site");
     await fixture.admin.hset(TIME_ZONES_KEY, other, "Asia/Kathmandu");
-    expect(await getOk(TimeZoneBody, `/v1/sites/${other}/time-zone`)).toEqual({
-      site: other,
-      timeZone: "Asia/Kathmandu",
-      source: "registry",
-    });
+    try {
+      expect(await getOk(TimeZoneBody, `/v1/sites/${other}/time-zone`)).toEqual({
+        site: other,
+        timeZone: "Asia/Kathmandu",
+        source: "registry",
+      });
+      // Counts and series of the site say the zone their dates are in.
+      const count = await getOk(CountBody, `/v1/sites/${other}/count?from=${from}&to=${to}`);
+      expect(count.timeZone).toBe("Asia/Kathmandu");
+      const series = await getOk(
+        SeriesBody,
+        `/v1/sites/${other}/series?from=${from}&to=${to}&granularity=month`,
+      );
+      expect(series.timeZone).toBe("Asia/Kathmandu");
+    } finally {
+      await fixture.admin.hdel(TIME_ZONES_KEY, other);
+    }
   });
 
   it("says as of when: the consumer's last batch and the last successful rollup", async () => {

@@ -26,11 +26,21 @@ export interface EventsBody {
   readonly events: string[];
 }
 
+/** A site's time zone as the registry has it (GET /v1/sites/{site}/time-zone). */
+export interface TimeZoneBody {
+  readonly site: string;
+  readonly timeZone: string;
+  /** `default`: no entry, so UTC. */
+  readonly source: "registry" | "default";
+}
+
 export interface CountBody {
   readonly site: string;
   readonly metric: Metric;
   readonly from: string;
   readonly to: string;
+  /** The zone the dates are in (absent from a read API older than per-site time zones). */
+  readonly timeZone?: string;
   readonly estimate: number;
   readonly complete: boolean;
   /** Days not counted: past the retention, or not recorded (those are also in notRecorded). */
@@ -56,6 +66,7 @@ export interface SeriesBody {
   readonly granularity: string;
   readonly from: string;
   readonly to: string;
+  readonly timeZone?: string;
   readonly points: SeriesPoint[];
   readonly asOf: AsOf;
 }

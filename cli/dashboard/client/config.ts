@@ -4,9 +4,16 @@ export interface DashboardConfig {
   readonly token: string;
   /** The header to send it in. */
   readonly tokenHeader: string;
-  /** Today by the server's clock (UTC date): the default range ends on it. */
+  /**
+   * The server's clock when it served the page (epoch ms): the default range ends on today by
+   * this clock in the chosen site's time zone.
+   */
+  readonly nowMs: number;
+  /** Days in the default range: today and the days before it. */
+  readonly rangeDays: number;
+  /** Today by the server's clock as a UTC date: the range shown before a site is chosen. */
   readonly today: string;
-  /** The default range's first day (today and the 29 days before it). */
+  /** The first day of that range. */
   readonly defaultFrom: string;
   /** Where /v1/* goes, for the page's header: "local" (REDIS_ENDPOINT) or "api" (API_URL). */
   readonly mode: "local" | "api";

@@ -6,6 +6,10 @@
  * events per visitor (the count route's events estimate over its visitors estimate), and when
  * the data was last brought up to date. Every failure is shown in the banner; a
  * newer request aborts an older one, so a slow answer never overwrites a newer choice.
+ *
+ * Dates are the site's local dates: until the operator picks a range, it is the last 30 days
+ * ending on today in the chosen site's time zone (by the server's clock when it served the
+ * page), and the zone is shown under the range.
  */
 
 import {
@@ -19,6 +23,7 @@ import {
   type SeriesPoint,
   type SitesBody,
   sitePath,
+  type TimeZoneBody,
 } from "./api.js";
 import { createChart } from "./chart.js";
 import type { DashboardConfig } from "./config.js";
@@ -50,6 +55,7 @@ const ui = {
   metric: byId<HTMLSelectElement>("metric"),
   event: byId<HTMLSelectElement>("event"),
   granularity: byId<HTMLSelectElement>("granularity"),
+  timeZone: byId("time-zone"),
   banner: byId("banner"),
   status: byId("status"),
   results: byId("results"),
@@ -77,6 +83,10 @@ let sitesCursor: string | null = null;
 let sitesPrefix = "";
 let sitesRequest: AbortController | undefined;
 let loadRequest: AbortController | undefined;
+/** Whether the operator has picked the range; until then it follows the site's today. */
+let rangeEdited = false;
+/** The zone each site's last answer was in: the API's word on which zone it counts in. */
+const answeredZones = new Map<string, string>();
 
 const isAbort = (err: unknown) => err instanceof DOMException && err.name === "AbortError";
 
@@ -124,9 +134,69 @@ const PER: Record<string, string> = { day: "day", week: "ISO week", month: "mont
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
-/** The day after `day` (YYYY-MM-DD, UTC calendar). */
+/** The day `n` days after `day` (YYYY-MM-DD; date arithmetic, whatever the zone). */
+function addDaysTo(day: string, n: number): string {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** The day after `day`. */
 function nextDay(day: string): string {
-  return new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+  return addDaysTo(day, 1);
+}
+
+/** The date (YYYY-MM-DD) at instant `ms` in `zone`; undefined when this browser lacks the zone. */
+function dateIn(zone: string, ms: number): string | undefined {
+  try {
+    const parts = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+    }).formatToParts(ms);
+    const part = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
+    const date = `${part("year")}-${part("month")}-${part("day")}`;
+    return /^\d{4}-\d{2}-\d{2}$/.test(date) ? date : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A site's zone for the page: the one its dates are in, and today there. */
+interface PageZone {
+  readonly name: string;
+  readonly today: string;
+  /** What the page says about it, under the range. */
+  readonly note: string;
+}
+
+/**
+ * The zone of `shown`: the one the API last answered in for it, else the registry's entry. An
+ * entry the browser cannot use is UTC, as the API reads it (an entry the API finds invalid is
+ * caught by its first answer, whose zone then wins).
+ */
+function zoneOf(shown: string, entry: TimeZoneBody): PageZone {
+  const wanted = answeredZones.get(shown) ?? entry.timeZone;
+  const today = dateIn(wanted, config.nowMs);
+  const name = today === undefined ? "UTC" : wanted;
+  const localToday = today ?? config.today;
+  let note: string;
+  if (name !== "UTC") {
+    note = `Dates are local to ${name}, site ${shown}'s time zone (today there: ${localToday}).`;
+  } else if (entry.source === "default") {
+    note = `Dates are UTC dates: site ${shown} has no time zone set.`;
+  } else if (entry.timeZone !== "UTC") {
+    note = `Dates are UTC dates: site ${shown}'s time-zone entry "${entry.timeZone}" is not a valid zone (set one with: npm run cli -- site --site ${shown} --time-zone ZONE).`;
+  } else {
+    note = `Dates are UTC dates, site ${shown}'s time zone.`;
+  }
+  return { name, today: localToday, note };
+}
+
+/** The default range, ending on the site's today, unless the operator picked one. */
+function followToday(zone: PageZone): void {
+  if (rangeEdited) return;
+  ui.to.value = zone.today;
+  ui.from.value = addDaysTo(zone.today, -(config.rangeDays - 1));
 }
 
 /** Days from `from` to `to`, both included. */
@@ -341,22 +411,19 @@ async function load(): Promise<void> {
   loadRequest = request;
   const { signal } = request;
   clearError();
-  const from = ui.from.value;
-  const to = ui.to.value;
-  if (from === "" || to === "") {
-    busy(false);
-    showError(new ApiFailure(0, "input", "Pick both dates of the range (From and To)."));
-    return;
-  }
   busy(true, `Loading site ${shown}…`);
   ui.title.textContent = `Site ${shown}`;
   try {
+    // Asked beside the event types: the range's default and its dates depend on the zone.
+    const zoneEntry = api.get<TimeZoneBody>(sitePath(shown, "time-zone"), {}, signal);
+    zoneEntry.catch(() => {});
     let events: EventsBody;
     try {
       events = await api.get<EventsBody>(sitePath(shown, "events"), {}, signal);
     } catch (err) {
       if (err instanceof ApiFailure && err.kind === "unknown_site") {
         fillEvents([]);
+        ui.timeZone.textContent = "";
         showEmpty(
           `No data for site ${shown}: it has never had a counted event. Check the id, or pick a site from the list.`,
         );
@@ -365,6 +432,16 @@ async function load(): Promise<void> {
       throw err;
     }
     fillEvents(events.events);
+    const entry = await zoneEntry;
+    const zone = zoneOf(shown, entry);
+    followToday(zone);
+    ui.timeZone.textContent = zone.note;
+    const from = ui.from.value;
+    const to = ui.to.value;
+    if (from === "" || to === "") {
+      showError(new ApiFailure(0, "input", "Pick both dates of the range (From and To)."));
+      return;
+    }
     const event = ui.event.value;
     const metric: Metric = ui.metric.value === "events" ? "events" : "visitors";
     const query = { from, to, event };
@@ -379,6 +456,20 @@ async function load(): Promise<void> {
       ),
     ]);
     const count = metric === "events" ? eventsCount : visitorsCount;
+    if (count.timeZone !== undefined) {
+      const before = answeredZones.get(shown);
+      answeredZones.set(shown, count.timeZone);
+      if (count.timeZone !== zone.name && count.timeZone !== before) {
+        // The API counts in another zone than the page assumed (an entry only it finds
+        // invalid, or one changed meanwhile): its zone wins, and the default range follows it
+        // (once: a zone this browser lacks stays UTC here).
+        if (!rangeEdited) {
+          void load();
+          return;
+        }
+        ui.timeZone.textContent = zoneOf(shown, entry).note;
+      }
+    }
     const what = event ? ` for event ${event}` : "";
     if (metric === "events" && count.notRecorded.length >= daysIn(from, to)) {
       const since = count.asOf.eventsSince;
@@ -435,6 +526,13 @@ ui.list.addEventListener("change", () => {
   if (ui.list.value !== "") chooseSite(ui.list.value);
 });
 ui.more.addEventListener("click", () => void listSites(sitesPrefix, true));
+for (const control of [ui.from, ui.to]) {
+  // Programmatic changes fire no event: only the operator's own pick stops the range following
+  // the site's today.
+  control.addEventListener("change", () => {
+    rangeEdited = true;
+  });
+}
 for (const control of [ui.from, ui.to, ui.metric, ui.event, ui.granularity]) {
   control.addEventListener("change", () => void load());
 }
