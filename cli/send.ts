@@ -1,7 +1,8 @@
 /**
  * `send`: put generator-style click events into the stream, like the original Python
  * generator (sites 489, 715, 283, 190, 875; view/like/cart/purchase; `u-###-##` users), with
- * PutRecords in batches of up to 500 records / 5 MiB and failed records retried with backoff.
+ * PutRecords in batches of up to 500 records / 5 MiB; only failed records are retried, with
+ * backoff and jitter, and any still unwritten at the end are reported (exit code 1).
  * STREAM_NAME is a stream name or ARN; KINESIS_ENDPOINT points at a local Kinesis.
  * A progress bar (records/s, ETA) on a terminal, plain lines otherwise.
  */
@@ -13,7 +14,7 @@ import { SingleBar } from "cli-progress";
 import { messageOf } from "../functions/domain/errors.js";
 import { parseFlags, wholeNumberArg } from "./args.js";
 import { generateEvents } from "./generator.js";
-import { CliError, type CliIo, EXIT_OK } from "./io.js";
+import { CliError, type CliIo, EXIT_FAILURE, EXIT_OK } from "./io.js";
 import { type ProducerOptions, type ProducerResult, putAll } from "./producer.js";
 
 export interface SendRequest {
@@ -34,6 +35,8 @@ export interface SendDeps extends CliIo {
   readonly kinesis?: ProducerOptions["kinesis"];
   readonly progress?: (total: number) => SendProgress;
   readonly now?: () => number;
+  /** The producer's pause between attempts (tests pass one that does not wait). */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 export function parseSendArgs(args: readonly string[]): SendRequest {
@@ -156,6 +159,8 @@ export async function runSend(args: readonly string[], deps: SendDeps): Promise<
       stream,
       ...(request.rate ? { rate: request.rate } : {}),
       onProgress: ({ sent }) => progress.update(sent),
+      continueAfterFailures: true,
+      ...(deps.sleep ? { sleep: deps.sleep } : {}),
     });
   } catch (err) {
     throw new CliError(`sending to ${stream} failed: ${messageOf(err)}`);
@@ -167,5 +172,14 @@ export async function runSend(args: readonly string[], deps: SendDeps): Promise<
   deps.stdout.write(
     `sent ${result.sent} records to ${stream} in ${seconds.toFixed(1)} s (${Math.round(result.sent / seconds)} records/s, ${result.requests} PutRecords requests, ${result.retried} records retried)\n`,
   );
+  if (result.failed > 0) {
+    const codes = Object.entries(result.failedByCode)
+      .map(([code, n]) => `${code} ×${n}`)
+      .join(", ");
+    deps.stderr.write(
+      `${result.failed} of ${request.total} records could not be written after every retry (${codes}); first partition keys: ${result.failedPartitionKeys.join(", ")}. They are not in the stream: lower --rate, add shards (or use on-demand), then send them again.\n`,
+    );
+    return EXIT_FAILURE;
+  }
   return EXIT_OK;
 }

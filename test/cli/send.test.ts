@@ -12,6 +12,7 @@ import kinesalite from "kinesalite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
 import { GENERATOR_EVENTS, GENERATOR_SITES } from "../../cli/generator.js";
+import { putAll } from "../../cli/producer.js";
 import { parseSendArgs } from "../../cli/send.js";
 import { localKinesisClient } from "../../local/runtime.js";
 import { listeningPort } from "../helpers/net.js";
@@ -86,6 +87,101 @@ describe("send: the PutRecords requests", () => {
       /^sent 1200 records to arn:aws:kinesis:\S+ in [\d.]+ s \(\d+ records\/s, 4 PutRecords requests, 2 records retried\)\n$/,
     );
     expect(out.stderr).toContain("sent 1200 of 1200 records");
+  });
+});
+
+describe("send: producer faults", () => {
+  const STREAM = "arn:aws:kinesis:eu-west-1:123456789012:stream/sketchstream-dev";
+  /** An error as the SDK throws it for a whole request. */
+  const serviceError = (name: string) => Object.assign(new Error(`${name}: refused`), { name });
+
+  /** A PutRecords edge answering from `answer(attempt, records)`; records every request. */
+  function fakeKinesis(
+    answer: (
+      request: number,
+      records: readonly { PartitionKey?: string }[],
+    ) => Partial<PutRecordsCommandOutput> | Error,
+  ) {
+    const requests: { PartitionKey?: string }[][] = [];
+    const kinesis: Pick<KinesisClient, "send"> = {
+      async send(command: PutRecordsCommand): Promise<Partial<PutRecordsCommandOutput>> {
+        const records = command.input.Records ?? [];
+        requests.push(records);
+        const out = answer(requests.length, records);
+        if (out instanceof Error) throw out;
+        return out;
+      },
+    };
+    return { kinesis, requests };
+  }
+  const allOk = (records: readonly unknown[]) => ({
+    FailedRecordCount: 0,
+    Records: records.map(() => ({ SequenceNumber: "1", ShardId: "s" })),
+  });
+
+  it("sends a whole request again after throttling, with exponential backoff and full jitter", async () => {
+    const { kinesis, requests } = fakeKinesis((n, records) =>
+      n <= 2 ? serviceError("ProvisionedThroughputExceededException") : allOk(records),
+    );
+    const pauses: number[] = [];
+    const records = Array.from({ length: 3 }, (_, i) => ({
+      partitionKey: `p${i}`,
+      data: Buffer.from("{}"),
+    }));
+    const result = await putAll(records, {
+      kinesis,
+      stream: STREAM,
+      baseDelayMs: 100,
+      random: () => 0.5,
+      sleep: async (ms) => {
+        pauses.push(ms);
+      },
+    });
+    expect(result).toMatchObject({ sent: 3, retried: 6, requests: 3, failed: 0 });
+    expect(requests).toHaveLength(3);
+    for (const r of requests) expect(r.map((x) => x.PartitionKey)).toEqual(["p0", "p1", "p2"]);
+    // Full jitter: a random share (here half) of 100 ms, then of 200 ms.
+    expect(pauses).toEqual([50, 100]);
+  });
+
+  it("reports the records it could not write, goes on with the others, and exits 1", async () => {
+    // The 2nd and 5th records of the first batch fail on every attempt; all else succeeds.
+    const { kinesis, requests } = fakeKinesis((n, records) =>
+      n === 1 || (n <= 8 && records.length === 2)
+        ? {
+            FailedRecordCount: 2,
+            Records: records.map((_, i) =>
+              (n === 1 ? [1, 4] : [0, 1]).includes(i)
+                ? { ErrorCode: "ProvisionedThroughputExceededException", ErrorMessage: "slow" }
+                : { SequenceNumber: "1", ShardId: "s" },
+            ),
+          }
+        : allOk(records),
+    );
+    const { out, io } = captureIo({ STREAM_NAME: STREAM });
+    const code = await runCli(["send", "--total", "700", "--seed", "3"], {
+      ...io,
+      kinesis,
+      sleep: async () => {},
+    });
+    expect(code).toBe(1);
+    // 8 attempts for the first batch (1 whole, 7 of its 2 failed records), then the rest.
+    expect(requests.map((r) => r.length)).toEqual([500, 2, 2, 2, 2, 2, 2, 2, 200]);
+    expect(out.stdout).toMatch(/^sent 698 records to /);
+    expect(out.stderr).toContain(
+      "2 of 700 records could not be written after every retry (ProvisionedThroughputExceededException ×2); first partition keys: part-00001, part-00004.",
+    );
+  });
+
+  it("stops at once when the request is refused for a reason that does not pass", async () => {
+    const { kinesis, requests } = fakeKinesis(() => serviceError("ResourceNotFoundException"));
+    const { out, io } = captureIo({ STREAM_NAME: STREAM });
+    const code = await runCli(["send", "--total", "10"], { ...io, kinesis, sleep: async () => {} });
+    expect(code).toBe(1);
+    expect(requests).toHaveLength(1);
+    expect(out.stderr).toContain(
+      "PutRecords was refused (ResourceNotFoundException: ResourceNotFoundException: refused); 0 records were put before. Check STREAM_NAME, the region and your permissions.",
+    );
   });
 });
 
