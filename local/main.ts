@@ -5,6 +5,11 @@
  * machine run from the same ASL file with the real handlers; then tables of HLL estimates
  * against exact distinct counts: unique users, and events with events per visitor.
  *
+ * One generator site (ZONED_SITE) counts in a zone far from UTC, set in the zone registry before
+ * the first event is sent: its keys carry its local dates, and its today, week and month in the
+ * tables are its own. The exact counts find those local dates with plain offset arithmetic, not
+ * with the consumer's zone calendars, so the comparison checks them.
+ *
  * One clock drives every date: `--now` (default: the machine's clock) is where it starts, and
  * it advances in real time from there. The generated events end at `--now` (the report's
  * "today" is its day); the consumer's time window and the rollup's start time read the
@@ -20,11 +25,11 @@ import { Cluster } from "ioredis";
 import * as v from "valibot";
 import { type ApiServer, DEFAULT_API_PORT, describeRoutes, startApiServer } from "../cli/api.js";
 import { instantArg, wholeNumberArg } from "../cli/args.js";
-import { generateEvents } from "../cli/generator.js";
+import { type GENERATOR_SITES, generateEvents } from "../cli/generator.js";
 import { CliError } from "../cli/io.js";
 import { putAll } from "../cli/producer.js";
 import { messageOf } from "../functions/domain/errors.js";
-import { eventsKey, uniqueVisitorsKey } from "../functions/domain/keys.js";
+import { eventsKey, TIME_ZONES_KEY, uniqueVisitorsKey } from "../functions/domain/keys.js";
 import {
   addDays,
   DAY_MS,
@@ -62,6 +67,67 @@ const MALFORMED = [
   JSON.stringify({ user_id: "u-1", site_id: 715, event: "view", event_time: "yesterday" }),
 ];
 
+/**
+ * A time zone with one offset all year, so a local date is plain arithmetic: the UTC date of the
+ * instant plus the offset. The exact counts use that, independently of the code under test.
+ */
+interface FixedZone {
+  readonly zone: string;
+  readonly offsetHours: number;
+}
+
+const UTC_ZONE: FixedZone = { zone: "UTC", offsetHours: 0 };
+
+/**
+ * The demo's site in a zone far from UTC: Kiritimati has been UTC+14 all year since 1995, so
+ * most of its day falls on the UTC date before, and its "today" is often UTC's tomorrow.
+ */
+const ZONED_SITE: { readonly site: (typeof GENERATOR_SITES)[number] } & FixedZone = {
+  site: 283,
+  zone: "Pacific/Kiritimati",
+  offsetHours: 14,
+};
+
+function zoneOfSite(site: number): FixedZone {
+  return site === ZONED_SITE.site ? ZONED_SITE : UTC_ZONE;
+}
+
+/** `UTC`, or `Pacific/Kiritimati (UTC+14)`. */
+function describeZone({ zone, offsetHours }: FixedZone): string {
+  return offsetHours === 0 ? zone : `${zone} (UTC${offsetHours > 0 ? "+" : ""}${offsetHours})`;
+}
+
+/** The local date of an instant in a fixed-offset zone. */
+function localDayOf(ms: number, { offsetHours }: FixedZone): string {
+  return new Date(ms + offsetHours * 3_600_000).toISOString().slice(0, 10);
+}
+
+/** The instant of a generator `event_time` ("YYYY-MM-DD HH:MM:SS", UTC). */
+function generatorInstant(eventTime: string): number {
+  return Date.parse(`${eventTime.replace(" ", "T")}Z`);
+}
+
+/**
+ * The exact counts take ZONED_SITE's offset as fixed: this fails the run, rather than print
+ * wrong "exact" counts, if the time zone data of this Node says otherwise over the run's span.
+ */
+function assertFixedOffset(zone: FixedZone, instants: readonly number[]): void {
+  const format = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone.zone,
+    timeZoneName: "longOffset",
+  });
+  const sign = zone.offsetHours < 0 ? "-" : "+";
+  const expected = `GMT${sign}${String(Math.abs(zone.offsetHours)).padStart(2, "0")}:00`;
+  for (const ms of instants) {
+    const found = format.formatToParts(ms).find((p) => p.type === "timeZoneName")?.value;
+    if (found !== expected) {
+      throw new Error(
+        `the demo's exact counts take ${zone.zone} as ${expected} all year, but this Node's time zone data says ${found} at ${new Date(ms).toISOString()}: update Node (its ICU time zone data), or choose another --now`,
+      );
+    }
+  }
+}
+
 interface LocalOptions {
   readonly help: boolean;
   readonly total: number;
@@ -97,10 +163,12 @@ function parseOptions(realNow: number): LocalOptions {
     const days = wholeNumberArg("days", values.days, 45, 1, DEFAULT_RETENTION.days);
     const nowMs = instantArg("now", values.now, realNow);
     // Redis keeps real time: a day whose key deadline has passed is deleted as it is written.
+    // The zoned site's days end (and expire) its offset earlier than UTC's.
     const oldestDay = Math.floor(nowMs / DAY_MS) - (days - 1);
-    if ((oldestDay + 1 + DEFAULT_RETENTION.days) * DAY_MS <= realNow) {
+    const zoneLeadMs = Math.max(0, ZONED_SITE.offsetHours) * 3_600_000;
+    if ((oldestDay + 1 + DEFAULT_RETENTION.days) * DAY_MS - zoneLeadMs <= realNow) {
       throw new Error(
-        `--now ${values.now}: the keys of its ${days} days would already have expired in real time (daily retention ${DEFAULT_RETENTION.days} days); choose an instant later than ${dayOf(realNow - (DEFAULT_RETENTION.days - days) * DAY_MS)}`,
+        `--now ${values.now}: the keys of its ${days} days would already have expired in real time (daily retention ${DEFAULT_RETENTION.days} days); choose an instant later than ${dayOf(realNow + zoneLeadMs - (DEFAULT_RETENTION.days - days) * DAY_MS)}`,
       );
     }
     return {
@@ -121,8 +189,9 @@ function parseOptions(realNow: number): LocalOptions {
 
 /**
  * Exact distinct users per site and per day, week, month and the whole range; and events per
- * site over the range. The demo's events carry no event_id, so each is counted by its Kinesis
- * record id: every record sent is one distinct event.
+ * site over the range. Days are the site's local dates (`add` is given them). The demo's events
+ * carry no event_id, so each is counted by its Kinesis record id: every record sent is one
+ * distinct event.
  */
 class Truth {
   readonly sets = new Map<string, Set<string>>();
@@ -163,11 +232,12 @@ function pct(estimate: number, exact: number): string {
   return `${e >= 0 ? "+" : ""}${e.toFixed(2)}%`;
 }
 
-function table(rows: readonly (readonly string[])[]): string {
+/** Columns right-aligned (numbers), but those in `leftAligned` (words). */
+function table(rows: readonly (readonly string[])[], leftAligned: readonly number[] = []): string {
   const widths = (rows[0] ?? []).map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows
-    .map((row) => `  ${row.map((cell, c) => cell.padStart(widths[c] ?? 0)).join("  ")}`)
-    .join("\n");
+  const pad = (cell: string, c: number) =>
+    leftAligned.includes(c) ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0);
+  return rows.map((row) => `  ${row.map(pad).join("  ")}`.trimEnd()).join("\n");
 }
 
 type Log = (message: string) => void;
@@ -186,7 +256,8 @@ async function sendEvents(runtime: LocalRuntime, opts: LocalOptions, log: Log): 
   function* records() {
     for (let i = 0; i < opts.total; i++) {
       const event = events.next().value;
-      truth.add(event.site_id, event.event_time.slice(0, 10), event.user_id);
+      const day = localDayOf(generatorInstant(event.event_time), zoneOfSite(event.site_id));
+      truth.add(event.site_id, day, event.user_id);
       yield {
         partitionKey: `part-${String(i % 100_000).padStart(5, "0")}`,
         data: Buffer.from(JSON.stringify(event)),
@@ -221,6 +292,49 @@ async function sendEvents(runtime: LocalRuntime, opts: LocalOptions, log: Log): 
   return truth;
 }
 
+/**
+ * Puts ZONED_SITE in its zone in the registry, as `npm run cli -- site --time-zone` would. Done
+ * before the first event: the consumer reads a site's zone when it first sees the site, and
+ * then at most once a minute.
+ */
+async function setDemoZone(runtime: LocalRuntime, log: Log): Promise<void> {
+  const redis = new Cluster([{ host: runtime.redis.host, port: runtime.redis.port }]);
+  try {
+    await redis.hset(TIME_ZONES_KEY, String(ZONED_SITE.site), ZONED_SITE.zone);
+  } finally {
+    redis.disconnect();
+  }
+  log(
+    `site ${ZONED_SITE.site} counts in ${describeZone(ZONED_SITE)}: its days are its own (HSET ${TIME_ZONES_KEY} ${ZONED_SITE.site} ${ZONED_SITE.zone}); the other sites count in UTC`,
+  );
+}
+
+/** Midnight UTC starting the first day the generator's events fall on. */
+function firstEventDayMs(opts: LocalOptions): number {
+  return (Math.floor(opts.nowMs / DAY_MS) - (opts.days - 1)) * DAY_MS;
+}
+
+/** A zone's today, week and month, and the local dates the generator's events fall on. */
+interface ZoneDates {
+  readonly zone: FixedZone;
+  readonly today: string;
+  readonly week: string;
+  readonly month: string;
+  readonly days: readonly string[];
+}
+
+function zoneDates(zone: FixedZone, opts: LocalOptions): ZoneDates {
+  const today = localDayOf(opts.nowMs, zone);
+  return {
+    zone,
+    today,
+    week: isoWeekOf(today),
+    month: monthOf(today),
+    // The generator's UTC days, in the zone: one date more when the zone is not UTC.
+    days: daysInRange(localDayOf(firstEventDayMs(opts), zone), today),
+  };
+}
+
 async function rollUp(runtime: LocalRuntime, clock: () => number, log: Log): Promise<void> {
   log("running the rollup state machine (state-machines/rollup.asl.json) locally");
   const rollup = await runRollupLocally({
@@ -237,35 +351,40 @@ async function rollUp(runtime: LocalRuntime, clock: () => number, log: Log): Pro
 }
 
 /**
- * Estimates of today, this week, this month and the whole range against the exact counts; then
- * the range's events and events per visitor against theirs.
+ * Estimates of today, this week, this month and the whole range against the exact counts, each
+ * site in its own calendar; then the range's events and events per visitor against theirs.
  */
-async function printTable(
-  runtime: LocalRuntime,
-  truth: Truth,
-  opts: LocalOptions,
-  today: string,
-): Promise<void> {
-  const week = isoWeekOf(today);
-  const month = monthOf(today);
-  const days = daysInRange(addDays(today, 1 - opts.days), today);
+async function printTable(runtime: LocalRuntime, truth: Truth, opts: LocalOptions): Promise<void> {
   const redis = new Cluster([{ host: runtime.redis.host, port: runtime.redis.port }]);
+  const all = `all ${opts.days} days`;
   try {
+    console.log(
+      `\neach site's today, week and month are its own, in its zone (${TIME_ZONES_KEY}; no entry: UTC):`,
+    );
+    const zoneRows = [UTC_ZONE, ZONED_SITE].map((zone) => {
+      const { today, week, month, days } = zoneDates(zone, opts);
+      return [
+        describeZone(zone),
+        `today ${today}, week ${week}, month ${month}; ${all}: its dates ${days[0]} to ${today}`,
+      ];
+    });
+    console.log(table(zoneRows, [0, 1]));
+
     console.log(`\nunique users: HyperLogLog estimate / exact count (error)`);
-    const rows = [
-      ["site", `today ${today}`, `week ${week}`, `month ${month}`, `all ${opts.days} days`],
-    ];
-    const eventRows = [["site", `events, all ${opts.days} days`, "events per visitor"]];
+    const rows = [["site", "zone", "today", "week", "month", all]];
+    const eventRows = [["site", "zone", `events, ${all}`, "events per visitor"]];
     const cell = (estimate: number, exact: number) =>
       `${estimate} / ${exact} (${pct(estimate, exact)})`;
     for (const site of truth.sites()) {
       const s = String(site);
+      const { zone, today, week, month, days } = zoneDates(zoneOfSite(site), opts);
       const visitors = await redis.pfcount(...days.map((d) => uniqueVisitorsKey(s, d)));
       const events = await redis.pfcount(...days.map((d) => eventsKey(s, d)));
       const exactVisitors = truth.count(site, "range");
       const exactEvents = truth.eventCount(site);
       rows.push([
         s,
+        zone.zone,
         cell(await redis.pfcount(uniqueVisitorsKey(s, today)), truth.count(site, today)),
         cell(await redis.pfcount(uniqueVisitorsKey(s, week)), truth.count(site, week)),
         cell(await redis.pfcount(uniqueVisitorsKey(s, month)), truth.count(site, month)),
@@ -273,15 +392,16 @@ async function printTable(
       ]);
       eventRows.push([
         s,
+        zone.zone,
         cell(events, exactEvents),
         `${ratio(events, visitors)} / ${ratio(exactEvents, exactVisitors)} (${pct(events / visitors, exactEvents / exactVisitors)})`,
       ]);
     }
-    console.log(table(rows));
+    console.log(table(rows, [1]));
     console.log(
       "\nevents: HyperLogLog estimate / exact count of distinct event identities (error); the demo's events\nhave no event_id, so each record is one event, by its Kinesis record id",
     );
-    console.log(table(eventRows));
+    console.log(table(eventRows, [1]));
   } finally {
     redis.disconnect();
   }
@@ -322,6 +442,7 @@ async function serveApiUntilStopped(
   console.log(
     `  e.g. curl '${api.url}/v1/sites/715/series?from=${from}&to=${today}&granularity=week'`,
   );
+  console.log(`       curl '${api.url}/v1/sites/${ZONED_SITE.site}/time-zone'`);
   console.log("\nthe CLI and the dashboard against the local cluster:");
   console.log(
     `  ${redisVariables} npm run cli -- series --site 715 --from ${from} --to ${today} --granularity week`,
@@ -374,7 +495,8 @@ async function runInOwnProcessGroup(): Promise<never> {
  */
 let stopping = false;
 
-function printExplore(port: number, today: string): void {
+function printExplore(port: number, today: string, opts: LocalOptions): void {
+  const zoned = zoneDates(ZONED_SITE, opts);
   console.log("\nexplore with redis-cli (while the cluster runs; use --keep to leave it running):");
   console.log(`  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", today)}'`);
   console.log(`  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey("715", isoWeekOf(today))}'`);
@@ -383,6 +505,14 @@ function printExplore(port: number, today: string): void {
   );
   console.log(`  redis-cli -c -p ${port} EXPIRETIME '${uniqueVisitorsKey("715", monthOf(today))}'`);
   console.log(`  redis-cli -c -p ${port} PFCOUNT '${eventsKey("715", isoWeekOf(today))}'`);
+  // No trailing shell comment: zsh does not take them at its prompt by default.
+  console.log(
+    `site ${ZONED_SITE.site}'s zone, and its today (${zoned.today} in ${ZONED_SITE.zone}):`,
+  );
+  console.log(`  redis-cli -c -p ${port} HGET '${TIME_ZONES_KEY}' ${ZONED_SITE.site}`);
+  console.log(
+    `  redis-cli -c -p ${port} PFCOUNT '${uniqueVisitorsKey(String(ZONED_SITE.site), zoned.today)}'`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -393,6 +523,7 @@ async function main(): Promise<void> {
     return;
   }
   if (opts.keep && process.env[OWN_GROUP_VARIABLE] !== "1") return runInOwnProcessGroup();
+  assertFixedOffset(ZONED_SITE, [firstEventDayMs(opts), opts.nowMs]);
   // The pipeline's clock: --now, advancing in real time.
   const clock = () => opts.nowMs + (Date.now() - started);
   const dataDir = opts.dataDir
@@ -443,13 +574,14 @@ async function main(): Promise<void> {
   });
   log(`Redis on ports ${runtime.redis.ports.join(", ")}; Kinesis at ${runtime.kinesisEndpoint}`);
 
+  await setDemoZone(runtime, log);
   const truth = await sendEvents(runtime, opts, log);
   await rollUp(runtime, clock, log);
   const today = dayOf(opts.nowMs);
-  await printTable(runtime, truth, opts, today);
+  await printTable(runtime, truth, opts);
 
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-  printExplore(runtime.redis.port, today);
+  printExplore(runtime.redis.port, today, opts);
   if (opts.keep) {
     const stopped = new Promise<string>((resolve) => {
       onInterrupt = resolve;
