@@ -106,6 +106,10 @@ export function describeRoutes(url: string): string[] {
     path: `PUT|DELETE ${url}/v1/sites/{site}/time-zone`,
     summary: 'Set ({"timeZone":"Europe/Paris"}) or remove a site\'s time zone (the admin routes)',
   });
+  lines.push({
+    path: `DELETE ${url}/v1/sites/{site}?confirm={site}`,
+    summary: "Delete a site's data (offboarding; repeat with the answer's cursor until it is null)",
+  });
   const width = Math.max(...lines.map((l) => l.path.length));
   return lines.map((l) => `  ${l.path.padEnd(width)}  ${l.summary}`);
 }

@@ -1,9 +1,10 @@
 /**
  * The admin API: the writes the read API must not have. It sets and removes a site's entry in
- * the zone registry (`sketchstream:{config}:time-zones`). It is a second Hono app behind a
- * second function URL: IAM cannot tell one URL's routes apart, so the boundary between reading
- * and writing is the function (its own URL, its own operator policy, and a Redis user that can
- * write the registry and nothing else).
+ * the zone registry (`sketchstream:{config}:time-zones`), and deletes a site's data
+ * (offboarding: functions/admin/offboard.ts). It is a second Hono app behind a second function
+ * URL: IAM cannot tell one URL's routes apart, so the boundary between reading and writing is
+ * the function (its own URL, its own operator policy, and a Redis user that can write the
+ * registry and delete a site's keys and bookkeeping members, and read no count).
  *
  * Routes are data (ADMIN_ROUTES), as in the read API, whose error answers, validation and Redis
  * deadline this app shares (functions/api/app.ts): `{"error","message"}`, 400 for bad input,
@@ -13,6 +14,7 @@
 
 import { type Context, Hono } from "hono";
 import * as v from "valibot";
+import type { RedisClient } from "../adapters/redis.js";
 import {
   ApiError,
   errorResponse,
@@ -27,14 +29,21 @@ import { messageOf } from "../domain/errors.js";
 import { TIME_ZONES_KEY } from "../domain/keys.js";
 import { API_DEADLINE } from "../domain/runtime-env.js";
 import { TIME_ZONE_EXAMPLE, timeZoneProblem } from "../domain/time-zones.js";
-import { type CatalogRedis, siteTimeZone } from "../read/catalog.js";
+import { siteTimeZone } from "../read/catalog.js";
+import {
+  DELETION_CURSOR_RE,
+  deleteSiteData,
+  type SiteDataCounts,
+  SiteDeletionBody,
+  type SiteDeletionStep,
+} from "./offboard.js";
 import { adminOpenApiDocument } from "./openapi.js";
 
-/** The Redis commands of the admin app; an ioredis Redis or Cluster satisfies it. */
-export interface AdminRedis extends Pick<CatalogRedis, "hget"> {
-  hset(key: string, field: string, value: string): Promise<number>;
-  hdel(key: string, ...fields: string[]): Promise<number>;
-}
+/**
+ * The Redis client of the admin app: an ioredis Redis or Cluster (a site's deletion scans the
+ * node that holds its slot, so it needs the cluster's nodes, not only commands).
+ */
+export type AdminRedis = RedisClient;
 
 /** A change to the registry, for the audit log. */
 export interface RegistryChange {
@@ -43,15 +52,31 @@ export interface RegistryChange {
   readonly timeZone: string | null;
 }
 
+/** A step of a site's deletion, for the audit log. */
+export interface SiteDeletion {
+  readonly site: string;
+  readonly deleted: SiteDataCounts;
+  /** Where the next step resumes; null when the deletion is complete. */
+  readonly cursor: string | null;
+}
+
+/** What the audit log is told: every change a request made. */
+export type AdminChange = RegistryChange | SiteDeletion;
+
 export interface AdminDeps {
   /** The Redis client, made on first use and kept; `reset` drops it after a missed deadline. */
   readonly redis: { get(): AdminRedis; reset(): void };
   /** ms within which a request's Redis conversation must finish. Default 3000. */
   readonly deadlineMs?: number;
+  /**
+   * ms after which a site's deletion stops at the end of its current page and answers a cursor
+   * to resume from. Default half the deadline, so a step ends well within it.
+   */
+  readonly deletionBudgetMs?: number;
   /** Where unexpected failures are reported (the response never carries them). */
   readonly logError?: (message: string, extra: Record<string, unknown>) => void;
   /** Told of every change, with the request (the Lambda's event names the IAM caller). */
-  readonly audit?: (change: RegistryChange, c: Context) => void;
+  readonly audit?: (change: AdminChange, c: Context) => void;
 }
 
 export const ADMIN_ERROR_KINDS = [
@@ -81,7 +106,37 @@ export const TimeZoneRequest = v.strictObject({
   ),
 });
 
+/** DELETE /v1/sites/{site}'s query: the confirmation, and where an earlier step stopped. */
+export const SiteDeletionQuery = v.strictObject({
+  confirm: v.optional(
+    v.pipe(
+      v.string(),
+      v.description(
+        "Required: the site id again, so that no request deletes a site by a slip of the path",
+      ),
+    ),
+  ),
+  cursor: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(
+        DELETION_CURSOR_RE,
+        (issue) =>
+          `cursor "${issue.input}" is not a deletion cursor: pass back the cursor the previous answer gave, or none to start`,
+      ),
+      v.description("The previous answer's cursor, to resume the deletion; absent to start"),
+    ),
+  ),
+});
+
 type Method = "GET" | "PUT" | "DELETE";
+
+/** What a route's work may use besides its input. */
+interface AdminRouteContext {
+  readonly redis: AdminRedis;
+  /** ms a long operation may work before answering a cursor to resume from. */
+  readonly budgetMs: number;
+}
 
 /** One route: method, path (OpenAPI style), inputs, documented answer and what it does. */
 export interface AdminRouteDefinition {
@@ -90,31 +145,34 @@ export interface AdminRouteDefinition {
   readonly path: string;
   readonly summary: string;
   readonly params: v.GenericSchema<Record<string, string>, Record<string, string>>;
+  readonly query?: v.GenericSchema<Record<string, string>, unknown>;
   readonly body?: v.GenericSchema;
   readonly response: v.GenericSchema;
   readonly run: (
-    input: { params: never; body: never },
-    redis: AdminRedis,
-  ) => Promise<{ readonly answer: unknown; readonly change?: RegistryChange }>;
+    input: { params: never; query: never; body: never },
+    context: AdminRouteContext,
+  ) => Promise<{ readonly answer: unknown; readonly change?: AdminChange }>;
 }
 
-function route<P, B>(definition: {
+function route<P, Q, B>(definition: {
   method: Method;
   operationId: string;
   path: string;
   summary: string;
   params: v.GenericSchema<Record<string, string>, P>;
+  query?: v.GenericSchema<Record<string, string>, Q>;
   body?: v.GenericSchema<unknown, B>;
   response: v.GenericSchema;
   run: (
-    input: { params: P; body: B },
-    redis: AdminRedis,
-  ) => Promise<{ answer: unknown; change?: RegistryChange }>;
+    input: { params: P; query: Q; body: B },
+    context: AdminRouteContext,
+  ) => Promise<{ answer: unknown; change?: AdminChange }>;
 }): AdminRouteDefinition {
   return definition as unknown as AdminRouteDefinition;
 }
 
 const TIME_ZONE_PATH = "/v1/sites/{site}/time-zone";
+const SITE_PATH = "/v1/sites/{site}";
 
 export const ADMIN_ROUTES: readonly AdminRouteDefinition[] = [
   route({
@@ -124,7 +182,7 @@ export const ADMIN_ROUTES: readonly AdminRouteDefinition[] = [
     summary: "The site's time zone (UTC unless the registry names one), as the read API answers",
     params: SiteParams,
     response: TimeZoneBody,
-    run: async ({ params }, redis) => ({
+    run: async ({ params }, { redis }) => ({
       answer: { site: params.site, ...(await siteTimeZone(redis, params.site)) },
     }),
   }),
@@ -137,7 +195,7 @@ export const ADMIN_ROUTES: readonly AdminRouteDefinition[] = [
     params: SiteParams,
     body: TimeZoneRequest,
     response: TimeZoneBody,
-    run: async ({ params, body }, redis) => {
+    run: async ({ params, body }, { redis }) => {
       await redis.hset(TIME_ZONES_KEY, params.site, body.timeZone);
       return {
         answer: { site: params.site, timeZone: body.timeZone, source: "registry" },
@@ -153,11 +211,39 @@ export const ADMIN_ROUTES: readonly AdminRouteDefinition[] = [
       "Remove the site's entry from the registry (HDEL): the site is back on UTC, for events ingested from then on",
     params: SiteParams,
     response: TimeZoneBody,
-    run: async ({ params }, redis) => {
+    run: async ({ params }, { redis }) => {
       await redis.hdel(TIME_ZONES_KEY, params.site);
       return {
         answer: { site: params.site, timeZone: "UTC", source: "default" },
         change: { site: params.site, timeZone: null },
+      };
+    },
+  }),
+  route({
+    method: "DELETE",
+    operationId: "deleteSite",
+    path: SITE_PATH,
+    summary:
+      "Delete the site's data (offboarding): every uv: and ev: key of the site (all periods, event types and metrics; SCAN on the node that holds its slot), its event-type set, its members of the site index and of the rollup's touched and pending sets, and its zone registry entry. Requires confirm={site}. Works for about half the deadline, then answers a cursor: repeat the request with it until the cursor is null. Idempotent: a repeated deletion deletes nothing. Cannot be undone",
+    params: SiteParams,
+    query: SiteDeletionQuery,
+    response: SiteDeletionBody,
+    run: async ({ params, query }, { redis, budgetMs }) => {
+      const { site } = params;
+      if (query.confirm !== site) {
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `${query.confirm === undefined ? "confirm is required" : `confirm "${query.confirm}" is not the site id`}: deleting site ${site} removes all of its counts and cannot be undone; to go ahead, add ?confirm=${site}`,
+        );
+      }
+      const step: SiteDeletionStep = await deleteSiteData(redis, site, {
+        budgetMs,
+        ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+      });
+      return {
+        answer: step,
+        change: { site, deleted: step.deleted, cursor: step.cursor },
       };
     },
   }),
@@ -179,12 +265,14 @@ async function jsonBody(c: Context): Promise<unknown> {
 
 export function createAdminApp(deps: AdminDeps): Hono {
   const deadlineMs = deps.deadlineMs ?? API_DEADLINE.default;
+  const budgetMs = deps.deletionBudgetMs ?? Math.floor(deadlineMs / 2);
   const app = new Hono();
 
   for (const definition of ADMIN_ROUTES) {
     const honoPath = definition.path.replace(/\{(\w+)\}/g, ":$1");
     app.on(definition.method, honoPath, async (c) => {
       const params = parseInput(definition.params, c.req.param());
+      const query = definition.query ? parseInput(definition.query, c.req.query()) : undefined;
       const body = definition.body ? parseInput(definition.body, await jsonBody(c)) : undefined;
       let redis: AdminRedis;
       try {
@@ -192,10 +280,13 @@ export function createAdminApp(deps: AdminDeps): Hono {
       } catch (err) {
         throw new Unavailable(`cannot connect to Redis: ${messageOf(err)}`);
       }
-      // A PUT or DELETE that misses the deadline may or may not have been applied; both are
-      // idempotent, so the 503's "try again" is safe.
+      // A PUT or DELETE that misses the deadline may or may not have been applied; all are
+      // idempotent, so the 503's "try again" is safe (a deletion step, with the same cursor).
       const { answer, change } = await withDeadline(
-        definition.run({ params: params as never, body: body as never }, redis),
+        definition.run(
+          { params: params as never, query: query as never, body: body as never },
+          { redis, budgetMs },
+        ),
         deadlineMs,
         () => deps.redis.reset(),
       );

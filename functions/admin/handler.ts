@@ -2,7 +2,8 @@
  * Admin API Lambda, behind its own function URL with AWS_IAM auth, connecting to Redis as the
  * registry-writer ACL user: thin wiring of config, Redis and logs around the Hono app
  * (functions/admin/app.ts), like the read API's (functions/api/handler.ts). Every change to the
- * registry is logged with the IAM caller the function URL reports.
+ * registry, and every step of a site's deletion, is logged with the IAM caller the function URL
+ * reports.
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
@@ -18,6 +19,8 @@ export interface AdminRuntimeOptions {
   readonly logger?: Logger;
   /** The AWS edge of the Redis client; made from config by default. */
   readonly redisDeps?: RedisClientDeps;
+  /** ms a site's deletion works per request (AdminDeps.deletionBudgetMs); half the deadline. */
+  readonly deletionBudgetMs?: number;
 }
 
 export interface AdminRuntime {
@@ -47,12 +50,25 @@ export function createAdminRuntime(env: Env, options: AdminRuntimeOptions = {}):
   const app = createAdminApp({
     redis,
     deadlineMs,
+    ...(options.deletionBudgetMs === undefined
+      ? {}
+      : { deletionBudgetMs: options.deletionBudgetMs }),
     logError: (message, extra) => logger.error(message, extra),
-    audit: (change, c) =>
+    audit: (change, c) => {
+      const caller = callerOf(c.env) ?? null;
+      if ("deleted" in change) {
+        // One line per step; the last (cursor null) says the site's data is gone.
+        logger.info(change.cursor === null ? "site deleted" : "site deletion step", {
+          ...change,
+          caller,
+        });
+        return;
+      }
       logger.info(change.timeZone === null ? "time zone removed" : "time zone set", {
         ...change,
-        caller: callerOf(c.env) ?? null,
-      }),
+        caller,
+      });
+    },
   });
   return { app, close: redis.reset };
 }

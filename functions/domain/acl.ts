@@ -20,7 +20,9 @@ export const ACL_RULES = {
    * time of its last stored batch (ZADD GT on `as-of`) and of its first (ZADD LT). EXISTS
    * asks, once per execution environment, whether the site index exists (a fresh install).
    * HMGET reads the zones of a batch's sites from the registry, which is read-only to it
-   * (`%R~`, Redis 7 key permissions): none of its writes can touch the registry.
+   * (`%R~`, Redis 7 key permissions): none of its writes can touch the registry. No WAIT:
+   * only a consumer that waits for replicas (REDIS_WAIT_REPLICAS=1, self-managed Redis) needs
+   * it, and its rules come from `consumerAclRules`; the deployed (MemoryDB) user never waits.
    */
   consumer: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} %R~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfadd +expireat +sadd +zadd +exists +hmget`,
   /**
@@ -42,8 +44,22 @@ export const ACL_RULES = {
   reader: `~uv:* ~ev:* ~${TOUCHED_KEY} ~${PENDING_KEY} ~${SITES_KEY} ~${EVENT_TYPES} ~${AS_OF_KEY} ~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +pfcount +ttl +pttl +expiretime +exists +type +scan +cluster|keyslot +smismember +sscan +sismember +smembers +zmscore +hget`,
   /**
    * The admin function: read, set and remove a site's entry in the zone registry (HGET, HSET,
-   * HDEL), and nothing else. The read API's reader user may only HGET it: the write boundary is
-   * this user, behind its own function.
+   * HDEL), and delete a site's data (functions/admin/offboard.ts): find the node of the site's
+   * slot (CLUSTER KEYSLOT), SCAN it for the site's keys and UNLINK them; SSCAN the site index
+   * and the rollup's touched and pending sets for the site's members and SREM them. Counting
+   * keys and event-type sets are write-only to it (`%W~`, enough for UNLINK): it can delete
+   * counts and never read one (no PFCOUNT, GET or any read command either). SCAN lists key
+   * names, as the reader's may. UNLINK of a whole bookkeeping set or the registry is within
+   * these rules, but no more than SREM or HDEL of every member already is. The read API's
+   * reader user may only read: the write boundary is this user, behind its own function.
    */
-  registryWriter: `~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +hget +hset +hdel`,
+  registryWriter: `~${TIME_ZONES_KEY} ~${SITES_KEY} ~${TOUCHED_KEY} ~${PENDING_KEY} %W~uv:* %W~ev:* %W~${EVENT_TYPES} resetchannels -@all ${CONNECT} +hget +hset +hdel +cluster|keyslot +scan +unlink +sscan +srem`,
 } as const;
+
+/**
+ * The consumer's rules for how it is configured: with `waitForReplicas` (REDIS_WAIT_REPLICAS=1)
+ * it also sends `WAIT` (which reads and writes no key) to each primary it wrote to.
+ */
+export function consumerAclRules(options: { readonly waitForReplicas: boolean }): string {
+  return options.waitForReplicas ? `${ACL_RULES.consumer} +wait` : ACL_RULES.consumer;
+}

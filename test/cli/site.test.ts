@@ -1,5 +1,5 @@
 /**
- * `site` against the shared real Redis Cluster: directly (REDIS_ENDPOINT), and through the admin
+ * `site` (zones and `--delete`) against the shared real Redis Cluster: directly (REDIS_ENDPOINT), and through the admin
  * API (ADMIN_API_URL) served by the real admin app behind what stands in for the function
  * URL's AWS_IAM check: each request's SigV4 signature is verified for service `lambda` with
  * test/cli/sigv4.ts (node:crypto, independent of the client's signer), and the body must be
@@ -12,13 +12,14 @@ import { createServer, type Server } from "node:http";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
-import { ZONE_CHANGE_NOTE } from "../../cli/site.js";
+import { DELETION_NOTE, deletionScope, ZONE_CHANGE_NOTE } from "../../cli/site.js";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/admin/handler.js";
 import { TIME_ZONES_KEY } from "../../functions/domain/keys.js";
 import { localClusterEnv } from "../../local/redis-cluster.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
 import { redisSeed, uniqueSitePrefix } from "../helpers/env.js";
 import { listeningPort } from "../helpers/net.js";
+import { seedSite, siteState } from "../helpers/site-data.js";
 import { captureIo } from "./capture.js";
 import { EMPTY_SHA256, parseAuthorization, verifySigV4 } from "./sigv4.js";
 
@@ -32,6 +33,8 @@ const REGION = "eu-west-1";
 interface Received {
   readonly method: string;
   readonly path: string;
+  /** The query string, without its `?`. */
+  readonly query: string;
   readonly body: string;
   readonly headers: Readonly<Record<string, string>>;
   /** Why the request was refused; undefined when it verified. */
@@ -48,13 +51,16 @@ let adminUrl: string;
 const received: Received[] = [];
 /** When set, the server swaps the body for this one (and its hash header) before checking. */
 let tamperWith: string | undefined;
+/** When set, DELETE requests after this many answer 503, as the admin API does past its deadline. */
+let deletesBefore503: number | undefined;
 const prefix = uniqueSitePrefix();
 
 beforeAll(async () => {
   const seed = redisSeed();
   redis = new Cluster([seed]);
   env = localClusterEnv(`${seed.host}:${seed.port}`);
-  runtime = createAdminRuntime(env);
+  // A deletion answers after every page, as a long one does: the CLI follows the cursors.
+  runtime = createAdminRuntime(env, { deletionBudgetMs: 0 });
   server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -76,9 +82,24 @@ beforeAll(async () => {
       ((headers["x-amz-content-sha256"] ?? EMPTY_SHA256) === sha256(body)
         ? undefined
         : "the body is not the one whose hash was signed");
-    received.push({ method: req.method ?? "", path: url.pathname, body, headers, refused });
+    received.push({
+      method: req.method ?? "",
+      path: url.pathname,
+      query: url.search.slice(1),
+      body,
+      headers,
+      refused,
+    });
     if (refused) {
       res.writeHead(403, { "content-type": "application/json" }).end('{"Message":"Forbidden"}');
+      return;
+    }
+    if (req.method === "DELETE" && deletesBefore503 !== undefined && deletesBefore503-- <= 0) {
+      res
+        .writeHead(503, { "content-type": "application/json", "retry-after": "5" })
+        .end(
+          '{"error":"unavailable","message":"Redis did not answer within 3000 ms: try again shortly"}',
+        );
       return;
     }
     // The body was read here, so the app gets it in a Request of its own.
@@ -108,6 +129,8 @@ async function cli(argv: string[], cliEnv: Record<string, string>) {
     ...io,
     apiCredentials: KEY,
     signingClock: () => new Date(testNowMs()),
+    // Directly through Redis too, a deletion reports progress after every page.
+    deletionStepMs: 0,
   });
   return { code, ...out };
 }
@@ -208,6 +231,90 @@ describe.each([
     expect(await redis.hget(TIME_ZONES_KEY, `${id}-bad`)).toBe("Asia/Tokyo");
     expect(received.length, "nothing is sent for a usage error").toBe(before);
   });
+
+  it("--delete --yes deletes all of the site's data and nothing of a similar id, with progress; again, nothing", async () => {
+    const gone = `${id}-gone`;
+    const neighbour = `${id}-gone1`;
+    const seeded = await seedSite(redis, gone, "Europe/Paris");
+    await seedSite(redis, neighbour, "Asia/Tokyo");
+    const neighbourBefore = await siteState(redis, neighbour);
+    const before = received.length;
+
+    const result = await site(["site", "--site", gone, "--delete", "--yes"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(
+      `site ${gone}: deleted ${seeded.keys.length} keys, 3 site-index members, 6 touched and 2 pending rollup members and its time-zone entry\n`,
+    );
+    const lines = result.stderr.trimEnd().split("\n");
+    expect(lines.at(-1)).toBe(DELETION_NOTE);
+    const progress = lines.slice(0, -1);
+    expect(progress.length).toBeGreaterThanOrEqual(4);
+    for (const line of progress) {
+      expect(line).toMatch(
+        new RegExp(
+          `^site ${gone}: deleting\\.\\.\\. \\d+ pages so far, deleted \\d+ keys, \\d+ site-index members, \\d+ touched and \\d+ pending rollup members$`,
+        ),
+      );
+    }
+    expect(progress.at(-1)).toContain(`deleted ${seeded.keys.length} keys`);
+    const after = await siteState(redis, gone);
+    expect([...after.keys.keys()]).toEqual([]);
+    expect(after).toMatchObject({ index: [], touched: [], pending: [], timeZone: null });
+    expect(await siteState(redis, neighbour)).toEqual(neighbourBefore);
+    if (how === "through ADMIN_API_URL") {
+      // One signed DELETE per step, confirmed, each after the first resuming from a cursor.
+      const requests = received.slice(before);
+      expect(requests.length).toBe(progress.length + 1);
+      requests.forEach((request, i) => {
+        expect(request.refused).toBeUndefined();
+        expect([request.method, request.path]).toEqual(["DELETE", `/v1/sites/${gone}`]);
+        const query = new URLSearchParams(request.query);
+        expect(query.get("confirm")).toBe(gone);
+        expect(query.has("cursor")).toBe(i > 0);
+      });
+    }
+
+    const again = await site(["site", "--site", gone, "--delete", "--yes", "--json"]);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      site: gone,
+      deleted: { keys: 0, siteIndex: 0, touched: 0, pending: 0, timeZone: 0 },
+    });
+    expect(again.stderr).not.toContain(DELETION_NOTE);
+    const text = await site(["site", "--site", gone, "--delete", "--yes"]);
+    expect(text.stdout).toBe(
+      `site ${gone}: nothing to delete (no key, no index, touched or pending member, no time-zone entry)\n`,
+    );
+  });
+
+  it("refuses --delete without --yes, or with a zone flag, as a usage error that says what it would delete", async () => {
+    const kept = `${id}-kept`;
+    await seedSite(redis, kept, "Europe/Paris");
+    const stateBefore = await siteState(redis, kept);
+    const before = received.length;
+    const noYes = await site(["site", "--site", kept, "--delete"]);
+    expect(noYes.code).toBe(2);
+    expect(noYes.stdout).toBe("");
+    expect(noYes.stderr).toContain(
+      `error: site: --delete removes ${deletionScope(kept)}. It cannot be undone: add --yes to delete`,
+    );
+    expect(deletionScope(kept)).toMatch(
+      /every key of site .* both metrics.*site index.*touched and pending.*time-zone entry/,
+    );
+    expect(noYes.stderr).toContain("Usage: npm run cli -- <command>");
+    const cases: [string[], RegExp][] = [
+      [["--yes"], /--yes confirms --delete and does nothing alone/],
+      [["--delete", "--yes", "--utc"], /give --delete alone, not with --utc/],
+      [["--delete", "--yes", "--time-zone", "UTC"], /give --delete alone, not with --time-zone/],
+    ];
+    for (const [flags, message] of cases) {
+      const result = await site(["site", "--site", kept, ...flags]);
+      expect(result.code, flags.join(" ")).toBe(2);
+      expect(result.stderr).toMatch(message);
+    }
+    expect(received.length, "nothing is sent for a usage error").toBe(before);
+    expect(await siteState(redis, kept)).toEqual(stateBefore);
+  });
 });
 
 describe("site through ADMIN_API_URL", () => {
@@ -270,6 +377,29 @@ describe("site through ADMIN_API_URL", () => {
     );
     expect(result.stderr).toContain("the stack's admin policy (output admin_policy_arn)");
     expect(await redis.hexists(TIME_ZONES_KEY, id)).toBe(0);
+  });
+
+  it("a deletion that fails midway says how far it got and to run it again, which finishes it", async () => {
+    const id = `${prefix}midway`;
+    const seeded = await seedSite(redis, id, "Europe/Paris");
+    deletesBefore503 = 2;
+    let failed: Awaited<ReturnType<typeof viaAdminApi>>;
+    try {
+      failed = await viaAdminApi(["site", "--site", id, "--delete", "--yes"]);
+    } finally {
+      deletesBefore503 = undefined;
+    }
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(
+      new RegExp(
+        `error: the admin API answered HTTP 503 .*\\(unavailable\\): Redis did not answer within 3000 ms: try again shortly \\(retry after 5 s\\)\\. The deletion of site ${id} stopped after 2 pages \\(deleted \\d+ keys, \\d+ site-index members, \\d+ touched and \\d+ pending rollup members\\): run the same command again to finish it; a deletion is idempotent\n$`,
+      ),
+    );
+    const again = await viaAdminApi(["site", "--site", id, "--delete", "--yes", "--json"]);
+    expect(again.code, again.stderr).toBe(0);
+    const { deleted } = JSON.parse(again.stdout) as { deleted: { keys: number } };
+    expect(deleted.keys).toBe(seeded.keys.length);
+    expect((await siteState(redis, id)).keys.size).toBe(0);
   });
 
   it("says which variable to fix when ADMIN_API_URL is not a URL (exit 1)", async () => {

@@ -1,9 +1,10 @@
 /**
  * The admin API (functions/admin/) against a real local Redis Cluster with the stack's ACL
  * users: the app connects as the registry-writer user, as the admin function does in AWS, and
- * the read API as the reader. What is written is checked in Redis itself, as the default user.
- * The ACL boundary is checked with raw commands: the registry-writer user writes the registry
- * and nothing else; the reader may read it and not write it.
+ * the read API as the reader. What is written (and deleted) is checked in Redis itself, as the
+ * default user. The ACL boundary is checked with raw commands: the registry-writer user writes
+ * the registry and deletes a site's keys and bookkeeping members, and reads no count, writes no
+ * count and touches no other key; the reader may read the registry and not write it.
  */
 
 import { type AddressInfo, createServer, type Socket } from "node:net";
@@ -17,10 +18,20 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
 import { AdminErrorBody } from "../../functions/admin/app.js";
 import { type AdminRuntime, createAdminRuntime, handler } from "../../functions/admin/handler.js";
+import { addCounts, NO_COUNTS, SiteDeletionBody } from "../../functions/admin/offboard.js";
 import { type ApiRuntime, createApiRuntime } from "../../functions/api/handler.js";
 import { ErrorBody, TimeZoneBody } from "../../functions/api/schemas.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
-import { TIME_ZONES_KEY } from "../../functions/domain/keys.js";
+import {
+  AS_OF_KEY,
+  LOCK_KEY,
+  PENDING_KEY,
+  SITES_KEY,
+  siteEventTypesKey,
+  TIME_ZONES_KEY,
+  TOUCHED_KEY,
+  WORK_KEY,
+} from "../../functions/domain/keys.js";
 import { TIME_ZONE_EXAMPLE } from "../../functions/domain/time-zones.js";
 import { lambdaContext } from "../../local/lambda-context.js";
 import {
@@ -32,6 +43,7 @@ import { captureIo } from "../cli/capture.js";
 import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { functionUrlEvent } from "../helpers/function-url.js";
+import { type SeededSite, seedSite, siteState } from "../helpers/site-data.js";
 
 const WRITER = { name: "registry-writer", password: `w-${Math.random().toString(36).slice(2)}` };
 const READER = { name: "reader", password: `r-${Math.random().toString(36).slice(2)}` };
@@ -97,6 +109,18 @@ async function call(
 
 const zonePath = (site: string) => `/v1/sites/${site}/time-zone`;
 const put = (site: string, body: string) => call(adminApi.app, "PUT", zonePath(site), body);
+const sitePath = (site: string, query = "") => `/v1/sites/${site}${query ? `?${query}` : ""}`;
+
+/** What deleting a seeded site must report. */
+function countsOf(seeded: SeededSite) {
+  return {
+    keys: seeded.keys.length,
+    siteIndex: seeded.index.length,
+    touched: seeded.touched.length,
+    pending: seeded.pending.length,
+    timeZone: 1,
+  };
+}
 
 describe("the admin API as the registry-writer user", () => {
   it("sets, reads and removes a site's zone, and the read API answers the same", async () => {
@@ -167,6 +191,77 @@ describe("the admin API as the registry-writer user", () => {
     expect(v.parse(AdminErrorBody, badSite.body).message).toMatch(/site "a:b" is not a site id/);
   });
 
+  it("deletes a site's data only with confirm={site}, all of it, and nothing of a site with a similar id", async () => {
+    const site = `${prefix}gone`;
+    const neighbour = `${prefix}gone1`;
+    const seeded = await seedSite(admin, site, "Europe/Paris");
+    await seedSite(admin, neighbour, "Asia/Tokyo");
+    const before = await siteState(admin, site);
+    const neighbourBefore = await siteState(admin, neighbour);
+
+    const refusals: [string, RegExp][] = [
+      [
+        "",
+        /^confirm is required: deleting site \S+ removes all of its counts and cannot be undone; to go ahead, add \?confirm=\S+$/,
+      ],
+      [`confirm=${neighbour}`, /^confirm "\S+" is not the site id: .*add \?confirm=/],
+      [
+        `confirm=${site}&cursor=keys:x`,
+        /^cursor: cursor "keys:x" is not a deletion cursor: pass back the cursor the previous answer gave/,
+      ],
+      [`confirm=${site}&force=1`, /^unknown parameter "force"/],
+    ];
+    for (const [query, message] of refusals) {
+      const answer = await call(adminApi.app, "DELETE", sitePath(site, query));
+      expect(answer.status, query).toBe(400);
+      const error = v.parse(AdminErrorBody, answer.body);
+      expect(error.error).toBe("invalid_request");
+      expect(error.message, query).toMatch(message);
+    }
+    expect(await siteState(admin, site), "a refused request deletes nothing").toEqual(before);
+
+    const deleted = await call(adminApi.app, "DELETE", sitePath(site, `confirm=${site}`));
+    expect(deleted.status, JSON.stringify(deleted.body)).toBe(200);
+    expect(deleted.headers.get("cache-control")).toBe("no-store");
+    const body = v.parse(SiteDeletionBody, deleted.body);
+    expect(body).toMatchObject({ site, deleted: countsOf(seeded), cursor: null });
+    const after = await siteState(admin, site);
+    expect([...after.keys.keys()]).toEqual([]);
+    expect(after).toMatchObject({ index: [], touched: [], pending: [], timeZone: null });
+    expect(await siteState(admin, neighbour)).toEqual(neighbourBefore);
+
+    // Again: nothing left to delete.
+    const again = await call(adminApi.app, "DELETE", sitePath(site, `confirm=${site}`));
+    expect(v.parse(SiteDeletionBody, again.body).deleted).toEqual(NO_COUNTS);
+  });
+
+  it("deletes a large site in steps: each answer's cursor resumes it, to the same total", async () => {
+    const site = `${prefix}steps`;
+    const seeded = await seedSite(admin, site, "UTC");
+    const stepping = createAdminRuntime(writerEnv, { deletionBudgetMs: 0 });
+    try {
+      let total = NO_COUNTS;
+      let cursor: string | null = null;
+      let requests = 0;
+      do {
+        const query: string = `confirm=${site}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+        const answer = await call(stepping.app, "DELETE", sitePath(site, query));
+        expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+        const step = v.parse(SiteDeletionBody, answer.body);
+        expect(step.pages).toBe(1);
+        total = addCounts(total, step.deleted);
+        cursor = step.cursor;
+        requests += 1;
+        expect(requests).toBeLessThan(1000);
+      } while (cursor !== null);
+      expect(requests).toBeGreaterThanOrEqual(5);
+      expect(total).toEqual(countsOf(seeded));
+      expect((await siteState(admin, site)).keys.size).toBe(0);
+    } finally {
+      stepping.close();
+    }
+  });
+
   it("answers another method on its path with 405 and Allow, an unknown route with 404", async () => {
     const post = await call(adminApi.app, "POST", zonePath(`${prefix}x`), "{}");
     expect(post.status).toBe(405);
@@ -176,22 +271,35 @@ describe("the admin API as the registry-writer user", () => {
       message:
         "POST is not allowed on /v1/sites/{site}/time-zone: use GET, PUT, DELETE (see /v1/openapi.json)",
     });
+    const getSite = await call(adminApi.app, "GET", sitePath(`${prefix}x`));
+    expect(getSite.status).toBe(405);
+    expect(getSite.headers.get("allow")).toBe("DELETE");
     // The admin API has no read route besides the zone.
     const count = await call(adminApi.app, "GET", `/v1/sites/${prefix}x/count`);
     expect(count.status).toBe(404);
     expect(v.parse(AdminErrorBody, count.body).error).toBe("not_found");
   });
 
-  it("serves an OpenAPI 3.1 document that validates and names GET, PUT and DELETE", async () => {
+  it("serves an OpenAPI 3.1 document that validates and names its routes", async () => {
     const doc = (await call(adminApi.app, "GET", "/v1/openapi.json")).body as {
-      paths: Record<string, Record<string, { requestBody?: unknown }>>;
+      paths: Record<
+        string,
+        Record<string, { requestBody?: unknown; parameters?: { name: string; in: string }[] }>
+      >;
     };
     const result = await new Validator().validate(doc);
     expect(result.errors ?? []).toEqual([]);
-    expect(Object.keys(doc.paths)).toEqual(["/v1/sites/{site}/time-zone"]);
+    expect(Object.keys(doc.paths)).toEqual(["/v1/sites/{site}/time-zone", "/v1/sites/{site}"]);
     const operations = doc.paths["/v1/sites/{site}/time-zone"] ?? {};
     expect(Object.keys(operations)).toEqual(["get", "put", "delete"]);
     expect(JSON.stringify(operations.put?.requestBody)).toContain('"timeZone"');
+    const deletion = doc.paths["/v1/sites/{site}"]?.delete;
+    expect(deletion?.parameters?.map((p) => `${p.in} ${p.name}`)).toEqual([
+      "path site",
+      "query confirm",
+      "query cursor",
+    ]);
+    expect(JSON.stringify(deletion)).toMatch(/cannot be undone/i);
   });
 
   it("answers 503 with Retry-After within the deadline when Redis accepts but never answers", async () => {
@@ -228,7 +336,7 @@ describe("the admin API as the registry-writer user", () => {
 });
 
 describe("the ACL users", () => {
-  it("the registry-writer user writes the registry and nothing else", async () => {
+  it("the registry-writer user writes the registry, deletes a site's keys and members, and nothing else", async () => {
     const writer = clusterAs(WRITER);
     const site = `${prefix}acl`;
     try {
@@ -237,14 +345,35 @@ describe("the ACL users", () => {
       expect(await writer.hget(TIME_ZONES_KEY, site)).toBe("Europe/Paris");
       expect(await writer.hdel(TIME_ZONES_KEY, site)).toBe(1);
       const dayKey = `uv:{site_id=${site}}:2031-06-15`;
+      const eventsKey = `ev:{site_id=${site}}:event=view:2031-W24`;
+      const eventTypes = siteEventTypesKey(site);
       await admin.pfadd(dayKey, "someone");
+      await admin.pfadd(eventsKey, "event-1");
+      await admin.sadd(eventTypes, "view");
+      await admin.sadd(SITES_KEY, site);
+      await admin.sadd(TOUCHED_KEY, `${site}|2031-06-15`);
+      await admin.sadd(PENDING_KEY, `${site}|2031-06-14`);
       const refused: [string, () => Promise<unknown>][] = [
         ["PFADD uv:", () => writer.pfadd(dayKey, "intruder")],
+        ["PFCOUNT uv:", () => writer.pfcount(dayKey)],
+        ["PFCOUNT ev:", () => writer.pfcount(eventsKey)],
+        ["GET uv:", () => writer.get(dayKey)],
+        ["EXISTS uv:", () => writer.exists(dayKey)],
+        ["DUMP uv:", () => writer.dump(dayKey)],
+        ["SMEMBERS event types", () => writer.smembers(eventTypes)],
+        ["SADD the site index", () => writer.sadd(SITES_KEY, "forged")],
+        ["SMEMBERS the site index", () => writer.smembers(SITES_KEY)],
         ["SET", () => writer.set(`sketchstream:{config}:other`, "x")],
         ["HSET another key", () => writer.hset("sketchstream:{config}:settings", site, "x")],
+        ["UNLINK another key", () => writer.unlink("sketchstream:{config}:settings")],
+        ["UNLINK as-of", () => writer.unlink(AS_OF_KEY)],
+        ["UNLINK the rollup lock", () => writer.unlink(LOCK_KEY)],
+        ["UNLINK the rollup work", () => writer.unlink(WORK_KEY)],
+        ["UNLINK a key of no family", () => writer.unlink(`x:{site_id=${site}}:2031-06-15`)],
         ["DEL uv:", () => writer.del(dayKey)],
         ["DEL the registry", () => writer.del(TIME_ZONES_KEY)],
         ["HGETALL the registry", () => writer.hgetall(TIME_ZONES_KEY)],
+        ["KEYS", () => writer.call("KEYS", "*")],
         ["FLUSHALL", () => writer.flushall()],
       ];
       for (const [name, command] of refused) {
@@ -252,6 +381,28 @@ describe("the ACL users", () => {
       }
       expect(await admin.pfcount(dayKey)).toBe(1);
       expect(await admin.exists("sketchstream:{config}:settings")).toBe(0);
+      expect(await admin.sismember(SITES_KEY, "forged")).toBe(0);
+
+      // What a deletion does, command by command.
+      const slot = await writer.cluster("KEYSLOT", eventTypes);
+      expect(slot).toBe(await admin.cluster("KEYSLOT", dayKey));
+      const [, found] = await writer.sscan(SITES_KEY, "0", "MATCH", site, "COUNT", 1000);
+      expect(found).toEqual([site]);
+      expect(await writer.srem(SITES_KEY, site)).toBe(1);
+      expect(await writer.srem(TOUCHED_KEY, `${site}|2031-06-15`)).toBe(1);
+      expect(await writer.srem(PENDING_KEY, `${site}|2031-06-14`)).toBe(1);
+      const scanned: string[] = [];
+      for (const node of writer.nodes("master")) {
+        let cursor = "0";
+        do {
+          const [next, keys] = await node.scan(cursor, "MATCH", `*{site_id=${site}}*`);
+          scanned.push(...keys);
+          cursor = next;
+        } while (cursor !== "0");
+      }
+      expect(scanned.sort()).toEqual([dayKey, eventsKey, eventTypes].sort());
+      expect(await writer.unlink(dayKey, eventsKey, eventTypes)).toBe(3);
+      expect(await admin.exists(dayKey, eventsKey, eventTypes)).toBe(0);
     } finally {
       writer.disconnect();
     }
@@ -381,10 +532,23 @@ describe("the Lambda entry point", () => {
       ).toBe(200);
       // A refused name changes nothing, so it is not an audited change.
       await lambda(adminEvent("PUT", zonePath(site), '{"timeZone":"EST"}'), lambdaContext());
+      // Nor is a deletion refused for want of its confirmation.
+      await lambda(adminEvent("DELETE", sitePath(site), ""), lambdaContext());
+      const gone = `${prefix}audit-gone`;
+      const seeded = await seedSite(admin, gone, "Europe/Paris");
+      const deletion = await lambda(
+        adminEvent("DELETE", sitePath(gone), "", `confirm=${gone}`),
+        lambdaContext(),
+      );
+      expect(deletion.statusCode).toBe(200);
       const caller = "arn:aws:iam::123456789012:user/operator";
       expect(logged).toEqual([
         { message: "time zone set", extra: { site, timeZone: "Asia/Kathmandu", caller } },
         { message: "time zone removed", extra: { site, timeZone: null, caller } },
+        {
+          message: "site deleted",
+          extra: { site: gone, deleted: countsOf(seeded), cursor: null, caller },
+        },
       ]);
     } finally {
       runtime.close();
@@ -395,6 +559,6 @@ describe("the Lambda entry point", () => {
 /** A Lambda function URL's event (API Gateway payload 2.0), as AWS sends it with AWS_IAM auth. */
 
 /** A function URL event of the admin API; an empty body is none. */
-function adminEvent(method: string, path: string, body: string) {
-  return functionUrlEvent({ method, path, ...(body === "" ? {} : { body }) });
+function adminEvent(method: string, path: string, body: string, query = "") {
+  return functionUrlEvent({ method, path, query, ...(body === "" ? {} : { body }) });
 }
