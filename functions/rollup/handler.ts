@@ -10,17 +10,25 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { Context } from "aws-lambda";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { connectRedis, type RedisClientDeps, type RedisConnection } from "../adapters/redis.js";
-import { TIME_ZONES_KEY } from "../domain/keys.js";
+import { messageOf } from "../domain/errors.js";
+import { LOCK_KEY, TIME_ZONES_KEY } from "../domain/keys.js";
 import { type Env, loadRuntimeConfig, type RuntimeConfig } from "../domain/runtime-env.js";
 import { ZoneCalendars } from "../domain/time-zones.js";
 import { type ZoneLoad, ZoneRegistryCache } from "../domain/zone-registry.js";
-import { FinishInputSchema, MergeInputSchema, PlanInputSchema, taskEvent } from "./input.js";
+import {
+  FinishInputSchema,
+  MergeInputSchema,
+  PlanInputSchema,
+  RollupInputError,
+  taskEvent,
+} from "./input.js";
 import {
   finishRollup,
   type MergeOutput,
   mergePage,
   type PlanOutput,
   planRollup,
+  RollupLockLostError,
   type RollupOutput,
   type RollupRedis,
   type RollupSettings,
@@ -33,6 +41,47 @@ import {
  * if none), so week and month keys may have a deadline a few hours off. An alarm watches it.
  */
 export const TIME_ZONE_LOAD_FAILURES = "TimeZoneLoadFailures";
+
+/** Which step failed: the name Step Functions shows as the execution's error. */
+const STEP_ERROR_NAMES = {
+  plan: "RollupPlanError",
+  page: "RollupPageError",
+  finish: "RollupFinishError",
+} as const;
+
+/**
+ * A step that failed for a passing reason (Redis down, failing over, timing out): its message
+ * says which step, what Redis answered, what is kept and what to do. Input errors and a lost
+ * lock keep their own names: the state machine matches them to skip retries.
+ */
+export class RollupStepError extends Error {
+  constructor(
+    readonly step: keyof typeof STEP_ERROR_NAMES,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = STEP_ERROR_NAMES[step];
+  }
+}
+
+/** What an operator reading a failed execution should know about the usual cause. */
+const FAILOVER_HINT =
+  'Redis errors such as CLUSTERDOWN, "Connection is closed", "Too many Cluster redirections" or a timeout come from a node that is down or failing over (aws memorydb describe-events) and pass once its replica has taken over; `npm run cli -- rollup --wait` starts a run now.';
+
+/** `err` as the step's error: kept when the state machine matches its name, framed otherwise. */
+function stepFailure(
+  step: keyof typeof STEP_ERROR_NAMES,
+  what: string,
+  kept: string,
+  err: unknown,
+): Error {
+  if (err instanceof RollupInputError || err instanceof RollupLockLostError) return err;
+  const reason = messageOf(err).replace(/\.+$/, "");
+  return new RollupStepError(step, `${what}: ${reason}. ${kept} ${FAILOVER_HINT}`, {
+    cause: err,
+  });
+}
 
 export interface RollupHandlerOptions {
   readonly logger?: Logger;
@@ -122,7 +171,14 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
       invocation(context);
       const event = taskEvent("Plan", PlanInputSchema, raw);
       const { client, settings } = await redis();
-      const out = await planRollup(client, settings, event);
+      const out = await planRollup(client, settings, event).catch((err: unknown) => {
+        throw stepFailure(
+          "plan",
+          `execution ${event.executionId} could not plan the rollup`,
+          "Nothing was merged and nothing touched is lost: the touched and pending sets stay for the next run.",
+          err,
+        );
+      });
       logger.info("rollup planned", {
         executionId: event.executionId,
         ...(out.status === "ready" ? out.plan : out),
@@ -143,6 +199,13 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
         const out = await mergePage(client, settings, event, zones);
         logger.info("rollup page merged", { executionId: event.plan.executionId, ...out });
         return out;
+      } catch (err) {
+        throw stepFailure(
+          "page",
+          `page ${event.page} of execution ${event.plan.executionId} could not be merged`,
+          "Its work stays pending (merges are idempotent): the state machine retries the page, and if the execution fails it frees the lock and the next run merges the page.",
+          err,
+        );
       } finally {
         // Disabled metrics (local runs, tests) store nothing, and publishing nothing only warns.
         if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
@@ -152,7 +215,22 @@ export function createRollupHandlers(env: Env, options: RollupHandlerOptions = {
       invocation(context);
       const event = taskEvent("Finish", FinishInputSchema, raw);
       const { client } = await redis();
-      const out = await finishRollup(client, event, now());
+      const execution = event.plan?.executionId ?? event.executionId ?? "(unknown)";
+      const out = await finishRollup(client, event, now()).catch((err: unknown) => {
+        throw event.outcome === "succeeded"
+          ? stepFailure(
+              "finish",
+              `execution ${execution} merged every page but could not finish`,
+              "The pending set stays, so the next run merges it again (merges are idempotent).",
+              err,
+            )
+          : stepFailure(
+              "finish",
+              `execution ${execution} failed and could not free the rollup lock`,
+              `The lock (${LOCK_KEY}) ends with its 15-minute lease; until then new executions wait for it. If no execution is running, \`redis-cli -c DEL '${LOCK_KEY}'\` frees it now.`,
+              err,
+            );
+      });
       logger.info("rollup finished", { ...out, periods: undefined });
       return out;
     },
