@@ -3,14 +3,16 @@
  * around `ingestBatch`. The Redis connection is made on the first invocation and reused while
  * the execution environment stays warm (each of its connections authenticates with a fresh
  * credential); it is dropped after a timeout so nothing stays queued. Log lines carry the
- * invocation's request id and cold-start flag; a cold start is counted as a metric.
+ * invocation's request id and cold-start flag; a cold start is counted as a metric. With
+ * REDIS_WAIT_REPLICAS=1 (self-managed Redis only) each batch waits for a replica of every
+ * primary it wrote to before it is acknowledged: see `replicaWaitFor`.
  */
 
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent } from "aws-lambda";
-import { Cluster } from "ioredis";
+import { Cluster, Command, type Redis } from "ioredis";
 import { awsRedisDeps } from "../adapters/aws.js";
 import { FileQuarantineSink, SqsQuarantineSink } from "../adapters/quarantine.js";
 import {
@@ -25,10 +27,18 @@ import {
   type ConsumerRuntimeConfig,
   type Env,
   loadConsumerRuntimeConfig,
+  type ReplicaWaitSettings,
 } from "../domain/runtime-env.js";
 import { ZoneCalendars } from "../domain/time-zones.js";
 import { ZoneRegistryCache } from "../domain/zone-registry.js";
-import { ingestBatch, type SiteZones, type StreamRecord } from "./ingest.js";
+import {
+  ingestBatch,
+  NoPrimaryError,
+  type PrimaryConnection,
+  type ReplicaWait,
+  type SiteZones,
+  type StreamRecord,
+} from "./ingest.js";
 
 /** Time kept back from the invocation's remaining time to report failures before being killed. */
 export function safetyMarginMs(remainingMs: number): number {
@@ -87,6 +97,105 @@ function refreshSlots(client: RedisClient): Promise<void> {
   return new Promise((resolve) => client.refreshSlotsCache(() => resolve()));
 }
 
+/** Closes seen per standalone client: a reconnect between a batch's writes and its WAIT. */
+const closesOf = new WeakMap<Redis, { count: number }>();
+
+function closeCounter(client: Redis): { count: number } {
+  let counter = closesOf.get(client);
+  if (counter === undefined) {
+    const created = { count: 0 };
+    client.on("close", () => {
+      created.count++;
+    });
+    closesOf.set(client, created);
+    counter = created;
+  }
+  return counter;
+}
+
+/**
+ * REDIS_WAIT_REPLICAS for one batch: each command goes on the connection of the primary that
+ * serves its key, and the WAIT on that same connection, since WAIT confirms only the writes its
+ * own connection carried.
+ *
+ * A Cluster keeps one client per node that never reconnects (ioredis gives node clients no
+ * retry strategy: a dropped connection ends the client and a new one is made after the slot
+ * map is re-read), so a WAIT on the client that carried the writes either confirms them or
+ * fails. The key's primary is found by its slot (computed as ioredis routes it) in the
+ * client's slot map. A single node's client does reconnect: a reconnect during the batch fails
+ * the WAIT, since the new connection's WAIT would confirm nothing.
+ */
+function replicaWaitFor(client: RedisClient, settings: ReplicaWaitSettings): ReplicaWait {
+  const base = { replicas: settings.replicas, timeoutMs: settings.timeoutMs };
+  if (client instanceof Cluster) {
+    const connections = new Map<Redis, PrimaryConnection>();
+    return {
+      ...base,
+      primaryFor(key) {
+        const slot = new Command("exists", [key]).getSlot();
+        const nodeKey = client.slots[slot]?.[0];
+        const node =
+          nodeKey === undefined
+            ? undefined
+            : client.nodes("master").find((n) => nodeKeyOf(n) === nodeKey);
+        if (node === undefined) {
+          throw new NoPrimaryError(
+            `no connection to the primary of slot ${slot} (${nodeKey ?? "not in the slot map"}) of ${key}: the slot map is re-read before the retry`,
+          );
+        }
+        let connection = connections.get(node);
+        if (connection === undefined) {
+          connection = {
+            name: nodeKeyOf(node),
+            writer: node,
+            wait: (replicas, timeoutMs) => node.wait(replicas, timeoutMs),
+          };
+          connections.set(node, connection);
+        }
+        return connection;
+      },
+    };
+  }
+  const closes = closeCounter(client);
+  const closesBefore = closes.count;
+  const name = nodeKeyOf(client);
+  const connection: PrimaryConnection = {
+    name,
+    writer: client,
+    async wait(replicas, timeoutMs) {
+      const acknowledged = await client.wait(replicas, timeoutMs);
+      if (closes.count !== closesBefore) {
+        throw new Error(
+          `the connection to ${name} was re-made during the batch, so its WAIT cannot confirm the writes sent before`,
+        );
+      }
+      return acknowledged;
+    },
+  };
+  return { ...base, primaryFor: () => connection };
+}
+
+function nodeKeyOf(node: Redis): string {
+  return `${node.options.host}:${node.options.port}`;
+}
+
+/**
+ * Waits (at most `budgetMs`) until a Cluster has its slot map, which routing to primaries
+ * needs; a single node, or a Cluster that stays down, goes on and fails the batch as usual.
+ */
+async function clusterReady(client: RedisClient, budgetMs: number): Promise<void> {
+  if (!(client instanceof Cluster) || client.status === "ready") return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off("ready", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, budgetMs));
+    client.once("ready", done);
+  });
+}
+
 export function createConsumerHandler(
   env: Env,
   options: ConsumerHandlerOptions = {},
@@ -143,6 +252,8 @@ export function createConsumerHandler(
     }));
     const redis = rt.redis.client;
     rt.eventsRecordedFromStart ??= await freshInstall(redis);
+    const { replicaWait } = rt.config;
+    if (replicaWait !== undefined) await clusterReady(redis, deadlineMs - now());
     const result = await ingestBatch(
       records,
       {
@@ -163,6 +274,7 @@ export function createConsumerHandler(
         now,
         beforeRetry: () => refreshSlots(redis),
         zones: rt.zones,
+        ...(replicaWait === undefined ? {} : { replicaWait: replicaWaitFor(redis, replicaWait) }),
       },
       {
         retention: rt.config.retention,

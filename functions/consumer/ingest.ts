@@ -13,6 +13,12 @@
  * smallest such index: every record before it is known to be stored, and replaying the rest
  * is harmless because PFADD, EXPIREAT NX, SADD and ZADD GT/LT are idempotent (and a record's
  * identity is the same on every delivery).
+ *
+ * Waiting for replicas (optional, `REDIS_WAIT_REPLICAS=1`): each command goes on the connection
+ * of the primary that serves its key, and once the writes have answered, `WAIT 1 <timeout>` goes
+ * on each of those connections before the batch is acknowledged. Self-managed Redis replicates
+ * asynchronously, so a write a primary acknowledged can be lost when it dies before a replica has
+ * it; the WAIT makes "acknowledged" mean "on two nodes". See `waitForReplicas`.
  */
 
 import { createHash } from "node:crypto";
@@ -97,6 +103,43 @@ export interface IngestDeps {
    * it every site is UTC (benches and tests that are not about zones).
    */
   readonly zones?: SiteZones;
+  /**
+   * Wait for replicas before acknowledging a batch (`REDIS_WAIT_REPLICAS=1`): every command goes
+   * on the connection of its key's primary, and a WAIT follows on each connection used. Without
+   * it (the default, and always in AWS) commands go through `redis` and nothing waits.
+   */
+  readonly replicaWait?: ReplicaWait;
+}
+
+/**
+ * One primary's connection: the commands of the keys it serves go on it, and so does the WAIT,
+ * which only confirms the writes its own connection carried. An ioredis Cluster keeps exactly
+ * one connection per node and never re-opens it (a dropped node connection ends its client), so
+ * a connection that dropped after carrying writes fails the WAIT instead of confirming nothing.
+ */
+export interface PrimaryConnection {
+  /** `host:port`, for logs and failure messages. */
+  readonly name: string;
+  readonly writer: HllWriter;
+  /** `WAIT replicas timeoutMs` on this connection: how many replicas have all its writes. */
+  wait(replicas: number, timeoutMs: number): Promise<number>;
+}
+
+export interface ReplicaWait {
+  /** Replicas that must acknowledge each primary's writes (the `numreplicas` of WAIT). */
+  readonly replicas: number;
+  /** The WAIT's timeout; also bounded by the invocation's deadline. */
+  readonly timeoutMs: number;
+  /**
+   * The connection of the primary that serves `key` now. Throws NoPrimaryError when none is
+   * known (a failover under way): a transient failure, resent after the slot map is re-read.
+   */
+  primaryFor(key: string): PrimaryConnection;
+}
+
+/** No known primary connection for a key's slot: transient, like a dropped connection. */
+export class NoPrimaryError extends Error {
+  override name = "NoPrimaryError";
 }
 
 /** Where the consumer learns each site's zone and its calendar (functions/domain/time-zones.ts). */
@@ -459,12 +502,36 @@ export function sendCommand(redis: HllWriter, command: HllCommand): Promise<unkn
   }
 }
 
-/** A call of the batch: one planned Redis command, or the quarantine send. */
+/**
+ * Sends a command: through the client, or, when the batch waits for replicas, on the connection
+ * of the key's primary, which the WAIT then uses.
+ */
+function send(
+  command: HllCommand,
+  deps: IngestDeps,
+): { primary: PrimaryConnection | undefined; promise: Promise<unknown> } {
+  const { replicaWait } = deps;
+  if (replicaWait === undefined) {
+    return { primary: undefined, promise: sendCommand(deps.redis, command) };
+  }
+  try {
+    const primary = replicaWait.primaryFor(command.key);
+    return { primary, promise: sendCommand(primary.writer, command) };
+  } catch (err) {
+    return { primary: undefined, promise: Promise.reject(err) };
+  }
+}
+
+/** A call of the batch: one planned Redis command, the quarantine send, or a WAIT. */
 interface PendingCall {
   readonly dependsFrom: number;
   readonly describe: string;
   /** The command, when the call is one: sent again after a transient cluster error. */
   readonly command?: HllCommand;
+  /** With replica waits: the primary connection the command last went on. */
+  primary?: PrimaryConnection | undefined;
+  /** A WAIT call: what a failure of it means (cause `replica_wait`). */
+  readonly replicaWait?: true;
   promise: Promise<unknown>;
   /** How it ended; undefined while it has not answered. */
   state?: Settled;
@@ -480,6 +547,10 @@ type Settled = { status: "fulfilled" } | { status: "rejected"; reason: unknown }
  */
 const TRANSIENT_ERROR =
   /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING) |Connection is closed|ECONNRESET|EPIPE|Stream isn't writeable/;
+function isTransient(reason: unknown): boolean {
+  return reason instanceof NoPrimaryError || TRANSIENT_ERROR.test(messageOf(reason));
+}
+
 /** Rounds of resending transient failures within one invocation, 50 ms, 100 ms, 200 ms apart. */
 export const MAX_RETRY_ROUNDS = 3;
 
@@ -518,7 +589,7 @@ export async function ingestBatch(
     dependsFrom: command.dependsFrom,
     describe: describeCommand(command),
     command,
-    promise: sendCommand(deps.redis, command),
+    ...send(command, deps),
   }));
   const firstRejected = plan.rejected[0];
   if (firstRejected) {
@@ -536,7 +607,7 @@ export async function ingestBatch(
       (call): call is PendingCall & { readonly command: HllCommand } =>
         call.command !== undefined &&
         call.state?.status === "rejected" &&
-        TRANSIENT_ERROR.test(messageOf(call.state.reason)),
+        isTransient(call.state.reason),
     );
     if (transient.length === 0) break;
     resent += transient.length;
@@ -546,28 +617,27 @@ export async function ingestBatch(
     await beforeDeadline(pause, options.deadlineMs, deps);
     for (const call of transient) {
       call.state = undefined;
-      call.promise = sendCommand(deps.redis, call.command);
+      Object.assign(call, send(call.command, deps));
     }
     timedOut = await settleBefore(transient, options.deadlineMs - deps.now());
   }
 
-  let firstFailedIndex: number | undefined;
-  let failure: string | undefined;
-  let cause: FailureCause | undefined;
-  for (const call of calls) {
-    const { state } = call;
-    if (state?.status === "fulfilled") continue;
-    if (firstFailedIndex === undefined || call.dependsFrom < firstFailedIndex) {
-      firstFailedIndex = call.dependsFrom;
-      const message = state === undefined ? undefined : messageOf(state.reason);
-      failure =
-        message === undefined
-          ? `${call.describe}: no answer before the invocation's deadline`
-          : `${call.describe}: ${message}`;
-      cause = failureCause(call, message);
-    }
+  if (deps.replicaWait !== undefined) {
+    const waits = await waitForReplicas(
+      calls,
+      firstFailure(calls)?.index ?? records.length,
+      deps.replicaWait,
+      options.deadlineMs,
+      deps,
+    );
+    calls.push(...waits.calls);
+    timedOut ||= waits.timedOut;
   }
 
+  const first = firstFailure(calls);
+  const firstFailedIndex = first?.index;
+  const failure = first?.failure;
+  const cause = first?.cause;
   const quarantined = plan.rejected.length;
   deps.metrics.count("RecordsReceived", records.length);
   deps.metrics.count("RecordsQuarantined", quarantined);
@@ -584,6 +654,7 @@ export async function ingestBatch(
       failure,
       cause,
       ...(cause === "out_of_memory" ? { fix: OUT_OF_MEMORY_FIX } : {}),
+      ...(cause === "replica_wait" ? { fix: REPLICA_WAIT_FIX } : {}),
       timedOut,
     });
   }
@@ -605,6 +676,104 @@ export async function ingestBatch(
     timedOut,
     ...(firstFailedIndex === undefined ? {} : { firstFailedIndex, failure }),
   };
+}
+
+/** The failed (or unanswered) call with the smallest `dependsFrom`: where the batch fails. */
+function firstFailure(
+  calls: readonly PendingCall[],
+): { index: number; failure: string; cause: FailureCause } | undefined {
+  let first: { index: number; failure: string; cause: FailureCause } | undefined;
+  for (const call of calls) {
+    const { state } = call;
+    if (state?.status === "fulfilled") continue;
+    if (first === undefined || call.dependsFrom < first.index) {
+      const message = state === undefined ? undefined : messageOf(state.reason);
+      first = {
+        index: call.dependsFrom,
+        failure:
+          message === undefined
+            ? `${call.describe}: no answer before the invocation's deadline`
+            : `${call.describe}: ${message}`,
+        cause: failureCause(call, message),
+      };
+    }
+  }
+  return first;
+}
+
+/** Time kept for a WAIT's reply to travel back after its server-side timeout. */
+const WAIT_REPLY_MARGIN_MS = 100;
+
+/**
+ * Sends `WAIT <replicas> <timeout>` on every primary connection that answered a write the batch
+ * will acknowledge (a command with `dependsFrom` below `acknowledgedBelow`, the batch's first
+ * failure so far), in parallel, and returns one call per WAIT for the failure model.
+ *
+ * What "first record" means for a WAIT: a WAIT covers every write its connection carried, so
+ * when it fails (fewer replicas than asked within the timeout, an error, no answer), no write on
+ * that primary is known to be replicated, and the batch fails from the smallest `dependsFrom` of
+ * the commands that primary answered. A record before that index has no write there (each of a
+ * record's commands has a `dependsFrom` at or below the record), so it is stored on primaries
+ * whose WAIT succeeded; from that index on, records are retried, which is harmless as for any
+ * other failure (every command is idempotent).
+ */
+async function waitForReplicas(
+  calls: readonly PendingCall[],
+  acknowledgedBelow: number,
+  replicaWait: ReplicaWait,
+  deadlineMs: number,
+  deps: Pick<IngestDeps, "now" | "logger" | "metrics">,
+): Promise<{ calls: PendingCall[]; timedOut: boolean }> {
+  const firstByPrimary = new Map<PrimaryConnection, number>();
+  for (const call of calls) {
+    const { primary } = call;
+    if (primary === undefined || call.state?.status !== "fulfilled") continue;
+    if (call.dependsFrom >= acknowledgedBelow) continue;
+    firstByPrimary.set(
+      primary,
+      Math.min(firstByPrimary.get(primary) ?? call.dependsFrom, call.dependsFrom),
+    );
+  }
+  if (firstByPrimary.size === 0) return { calls: [], timedOut: false };
+  const budgetMs = deadlineMs - deps.now();
+  const timeoutMs = Math.min(replicaWait.timeoutMs, budgetMs - WAIT_REPLY_MARGIN_MS);
+  const { replicas } = replicaWait;
+  const waits: PendingCall[] = [...firstByPrimary].map(([primary, dependsFrom]) => ({
+    dependsFrom,
+    describe: `WAIT ${replicas} ${timeoutMs} on primary ${primary.name}`,
+    replicaWait: true,
+    // Too little time left to wait at all: left unanswered, so the batch fails from here.
+    promise:
+      timeoutMs < 1
+        ? new Promise<never>(() => {})
+        : primary.wait(replicas, timeoutMs).then((acknowledged) => {
+            if (acknowledged < replicas) {
+              throw new Error(
+                `${acknowledged} of ${replicas} replicas acknowledged the batch's writes within ${timeoutMs} ms`,
+              );
+            }
+          }),
+  }));
+  deps.metrics.count("ReplicaWaits", waits.length);
+  const timedOut = await settleBefore(waits, timeoutMs < 1 ? 0 : budgetMs);
+  const failed = waits.filter((w) => w.state?.status !== "fulfilled");
+  if (failed.length > 0) {
+    deps.metrics.count("ReplicaWaitFailures", failed.length);
+    for (const w of failed) {
+      deps.logger.warn(
+        "replicas did not confirm a primary's writes; the batch fails from its first record there",
+        {
+          wait: w.describe,
+          firstIndex: w.dependsFrom,
+          problem:
+            w.state?.status === "rejected"
+              ? messageOf(w.state.reason)
+              : "no answer before the invocation's deadline",
+        },
+      );
+    }
+  }
+  return { calls: waits, timedOut };
 }
 
 /**
@@ -645,23 +814,30 @@ async function zonesOfBatch(
  * Why a batch failed, as the `cause` dimension of `BatchFailures`: the operator's first
  * question. `out_of_memory` is a full cluster (MemoryDB refuses writes under its noeviction
  * policy), `no_permission` an ACL that lacks a command or key, `timeout` a node that did not
- * answer, `quarantine` a quarantine sink that failed, `redis_error` anything else.
+ * answer, `quarantine` a quarantine sink that failed, `replica_wait` a primary whose writes no
+ * replica confirmed in time (REDIS_WAIT_REPLICAS), `redis_error` anything else.
  */
 export type FailureCause =
   | "out_of_memory"
   | "no_permission"
   | "timeout"
   | "quarantine"
+  | "replica_wait"
   | "redis_error";
+
+const REPLICA_WAIT_FIX =
+  "no replica of that primary confirmed the batch's writes in time: one is down, lagging or being replaced (after a failover the new primary has none until a replica rejoins); the failed records are retried and counted once a replica confirms (README: Waiting for replicas); REDIS_WAIT_TIMEOUT_MS sets how long each WAIT may take";
 
 const OUT_OF_MEMORY_FIX =
   "the cluster is full and refuses writes (noeviction): add shards or a larger node type (README, runbook: memorydb-memory); the failed records are retried and counted once there is room";
 
 function failureCause(call: PendingCall, message: string | undefined): FailureCause {
-  if (call.command === undefined) return "quarantine";
+  if (call.command === undefined && call.replicaWait === undefined) return "quarantine";
   if (message === undefined) return "timeout";
   if (message.startsWith("OOM ")) return "out_of_memory";
+  // A WAIT refused by the ACL is a missing `+wait` (functions/domain/acl.ts consumerAclRules).
   if (message.startsWith("NOPERM")) return "no_permission";
+  if (call.replicaWait) return "replica_wait";
   return "redis_error";
 }
 

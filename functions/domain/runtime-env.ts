@@ -56,6 +56,27 @@ export function loadApiDeadlineMs(env: Env): number {
   return ms;
 }
 
+/**
+ * The consumer's optional wait for replicas: with `REDIS_WAIT_REPLICAS=1`, a batch is
+ * acknowledged only once one replica of every primary it wrote to has its writes (`WAIT 1
+ * <REDIS_WAIT_TIMEOUT_MS>` on each of those primaries' connections). For self-managed Redis,
+ * whose replication is asynchronous: a primary that dies right after acknowledging a write can
+ * take it with it, and the batch, already checkpointed, would never be retried. Off by default
+ * and in AWS: MemoryDB commits every write to its multi-AZ transaction log before acknowledging
+ * it, so acknowledged writes survive a failover without waiting. Waiting trades availability
+ * for durability: a primary left with no replica fails every batch that writes to it until a
+ * replica is back (the shard's iterator age grows meanwhile).
+ */
+export const REPLICA_WAIT = {
+  replicasVariable: "REDIS_WAIT_REPLICAS",
+  timeoutVariable: "REDIS_WAIT_TIMEOUT_MS",
+  /** WAIT's numreplicas: 0 (do not wait) or 1. */
+  maxReplicas: 1,
+  defaultTimeoutMs: 1000,
+  minTimeoutMs: 1,
+  maxTimeoutMs: 60_000,
+} as const;
+
 /** Every variable a function reads. */
 export const RUNTIME_VARIABLES: readonly VariableSpec[] = [
   {
@@ -116,6 +137,17 @@ export const RUNTIME_VARIABLES: readonly VariableSpec[] = [
     meaning: "consumer, local: JSON-lines file for rejected records",
   },
   {
+    name: REPLICA_WAIT.replicasVariable,
+    defaultText: "`0`",
+    meaning:
+      "consumer only: `1` acknowledges a batch only once a replica of each primary it wrote to has its writes (`WAIT 1`), for self-managed Redis, which replicates asynchronously; `0` in AWS, where MemoryDB's multi-AZ transaction log makes acknowledged writes durable",
+  },
+  {
+    name: REPLICA_WAIT.timeoutVariable,
+    defaultText: `\`${REPLICA_WAIT.defaultTimeoutMs}\``,
+    meaning: `consumer, with \`${REPLICA_WAIT.replicasVariable}=1\`: ms, ${REPLICA_WAIT.minTimeoutMs}-${REPLICA_WAIT.maxTimeoutMs}, a primary's replica may take to confirm; otherwise the batch fails from its first record on that primary and is retried`,
+  },
+  {
     name: API_DEADLINE.variable,
     defaultText: `\`${API_DEADLINE.default}\``,
     meaning: `read and admin APIs only: ms, ${API_DEADLINE.min}-${API_DEADLINE.max}, a request waits for Redis before answering 503`,
@@ -134,7 +166,7 @@ export const CLI_VARIABLES: readonly VariableSpec[] = [
     name: "ADMIN_API_URL",
     defaultText: "none",
     meaning:
-      "`site`: read and set time zones through the admin API (the stack's `admin_api_url`), SigV4-signed with your AWS credentials",
+      "`site`: read and set time zones, and delete sites, through the admin API (the stack's `admin_api_url`), SigV4-signed with your AWS credentials",
   },
   { name: "STREAM_NAME", defaultText: "none", meaning: "`send`: the Kinesis stream's name or ARN" },
   {
@@ -184,8 +216,17 @@ export interface RuntimeConfig {
 
 export type QuarantineTarget = { readonly queueUrl: string } | { readonly file: string };
 
+/** REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT_MS, when the consumer waits for replicas. */
+export interface ReplicaWaitSettings {
+  /** Replicas that must confirm each primary's writes (WAIT's numreplicas): 1. */
+  readonly replicas: number;
+  readonly timeoutMs: number;
+}
+
 export interface ConsumerRuntimeConfig extends RuntimeConfig {
   readonly quarantine: QuarantineTarget;
+  /** Absent: batches are acknowledged without waiting for replicas (the default). */
+  readonly replicaWait?: ReplicaWaitSettings;
 }
 
 export class ConfigError extends Error {
@@ -333,6 +374,42 @@ function readQuarantine(r: EnvReader): QuarantineTarget {
   return { file: "" };
 }
 
+function readReplicaWait(r: EnvReader): ReplicaWaitSettings | undefined {
+  const { replicasVariable, timeoutVariable, maxReplicas, minTimeoutMs, maxTimeoutMs } =
+    REPLICA_WAIT;
+  const problemsBefore = r.problems.length;
+  const replicas = r.parse(
+    replicasVariable,
+    v.pipe(v.picklist(["0", "1"]), v.transform(Number)),
+    `0 (acknowledge batches without waiting; the default) or ${maxReplicas} (wait until one replica of each primary written to has the batch's writes)`,
+    0,
+  );
+  const replicasValid = r.problems.length === problemsBefore;
+  const timeoutText = r.raw(timeoutVariable);
+  const timeoutMs = r.parse(
+    timeoutVariable,
+    v.pipe(
+      v.string(),
+      v.regex(/^\d+$/),
+      v.transform(Number),
+      v.minValue(minTimeoutMs),
+      v.maxValue(maxTimeoutMs),
+    ),
+    `a whole number of milliseconds from ${minTimeoutMs} to ${maxTimeoutMs}`,
+    REPLICA_WAIT.defaultTimeoutMs,
+  );
+  if (replicas === 0) {
+    // A timeout without the wait would silently do nothing: say so rather than ignore it.
+    if (timeoutText !== undefined && replicasValid) {
+      r.problems.push(
+        `${timeoutVariable}=${timeoutText} has no effect while ${replicasVariable} is 0 (the default): set ${replicasVariable}=1 to wait for a replica, or remove ${timeoutVariable}`,
+      );
+    }
+    return undefined;
+  }
+  return { replicas, timeoutMs };
+}
+
 export function loadRuntimeConfig(env: Env): RuntimeConfig {
   const r = new EnvReader(env);
   const config = { redis: readRedis(r), retention: readRetention(r) };
@@ -342,13 +419,14 @@ export function loadRuntimeConfig(env: Env): RuntimeConfig {
 
 export function loadConsumerRuntimeConfig(env: Env): ConsumerRuntimeConfig {
   const r = new EnvReader(env);
-  const config = {
-    redis: readRedis(r),
-    retention: readRetention(r),
-    quarantine: readQuarantine(r),
-  };
+  const redis = readRedis(r);
+  const retention = readRetention(r);
+  const quarantine = readQuarantine(r);
+  const replicaWait = readReplicaWait(r);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
-  return config;
+  return replicaWait === undefined
+    ? { redis, retention, quarantine }
+    : { redis, retention, quarantine, replicaWait };
 }
 
 /** How a function authenticates, as the environment says it (the region comes from Lambda). */
@@ -368,6 +446,8 @@ export interface RuntimeEnvInput {
   readonly auth: RedisAuthEnv;
   readonly retention: RetentionSettings;
   readonly quarantine?: QuarantineTarget;
+  /** The consumer's wait for replicas; absent (the default) writes neither variable. */
+  readonly replicaWait?: ReplicaWaitSettings;
   /** AWS_REGION: Lambda sets it (and reserves the name); the CLI's environment needs it. */
   readonly region?: string;
 }
@@ -394,6 +474,10 @@ export function toEnv(input: RuntimeEnvInput): Record<string, string> {
   if (input.quarantine !== undefined) {
     if ("queueUrl" in input.quarantine) env.QUARANTINE_QUEUE_URL = input.quarantine.queueUrl;
     else env.QUARANTINE_FILE = input.quarantine.file;
+  }
+  if (input.replicaWait !== undefined) {
+    env[REPLICA_WAIT.replicasVariable] = String(input.replicaWait.replicas);
+    env[REPLICA_WAIT.timeoutVariable] = String(input.replicaWait.timeoutMs);
   }
   return env;
 }

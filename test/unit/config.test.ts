@@ -1,10 +1,14 @@
 import fc from "fast-check";
 import { assert, describe, expect, it } from "vitest";
+import { ACL_RULES, consumerAclRules } from "../../functions/domain/acl.js";
 import {
   ConfigError,
+  DEFAULT_RETENTION,
   type Env,
   loadConsumerRuntimeConfig,
   loadRuntimeConfig,
+  REPLICA_WAIT,
+  toEnv,
 } from "../../functions/domain/runtime-env.js";
 
 const RUNS = { numRuns: 200 };
@@ -383,5 +387,119 @@ describe("loadConsumerRuntimeConfig: quarantine", () => {
       }),
       { numRuns: 20 },
     );
+  });
+});
+
+describe("loadConsumerRuntimeConfig: waiting for replicas", () => {
+  const CONSUMER: Env = { ...BASE, QUARANTINE_FILE: "/tmp/q.jsonl" };
+
+  it("is off by default, and 0 turns it off", () => {
+    expect(loadConsumerRuntimeConfig(CONSUMER).replicaWait).toBeUndefined();
+    expect(
+      loadConsumerRuntimeConfig({ ...CONSUMER, REDIS_WAIT_REPLICAS: "0" }).replicaWait,
+    ).toBeUndefined();
+  });
+
+  it("1 waits for one replica, for REDIS_WAIT_TIMEOUT_MS or 1000 ms", () => {
+    expect(
+      loadConsumerRuntimeConfig({ ...CONSUMER, REDIS_WAIT_REPLICAS: "1" }).replicaWait,
+    ).toStrictEqual({ replicas: 1, timeoutMs: 1000 });
+    expect(
+      loadConsumerRuntimeConfig({
+        ...CONSUMER,
+        REDIS_WAIT_REPLICAS: " 1 ",
+        REDIS_WAIT_TIMEOUT_MS: "250",
+      }).replicaWait,
+    ).toStrictEqual({ replicas: 1, timeoutMs: 250 });
+  });
+
+  it.each([
+    "2",
+    "-1",
+    "yes",
+    "true",
+    "1.0",
+  ])("rejects REDIS_WAIT_REPLICAS=%j, saying what it takes", (value) => {
+    const err = configError(() =>
+      loadConsumerRuntimeConfig({
+        ...CONSUMER,
+        REDIS_WAIT_REPLICAS: value,
+        REDIS_WAIT_TIMEOUT_MS: "100",
+      }),
+    );
+    // One problem: the timeout is not also reported as having no effect.
+    expect(err.problems).toEqual([
+      `REDIS_WAIT_REPLICAS="${value}" is invalid: expected 0 (acknowledge batches without waiting; the default) or 1 (wait until one replica of each primary written to has the batch's writes)`,
+    ]);
+  });
+
+  it("accepts exactly the whole milliseconds from 1 to 60000 as the timeout", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.integer({ min: -10, max: 70_000 }).map(String),
+          fc.constantFrom("0", "60001", "1e3", "100ms", "1.5", "0x10"),
+        ),
+        (text) => {
+          const env = { ...CONSUMER, REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: text };
+          const ms = Number(text);
+          if (/^\d+$/.test(text) && ms >= 1 && ms <= 60_000) {
+            expect(loadConsumerRuntimeConfig(env).replicaWait).toStrictEqual({
+              replicas: 1,
+              timeoutMs: ms,
+            });
+          } else {
+            expect(configError(() => loadConsumerRuntimeConfig(env)).problems).toEqual([
+              `REDIS_WAIT_TIMEOUT_MS="${text}" is invalid: expected a whole number of milliseconds from 1 to 60000`,
+            ]);
+          }
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("refuses a timeout while the wait is off: it would do nothing", () => {
+    for (const env of [
+      { ...CONSUMER, REDIS_WAIT_TIMEOUT_MS: "500" },
+      { ...CONSUMER, REDIS_WAIT_REPLICAS: "0", REDIS_WAIT_TIMEOUT_MS: "500" },
+    ]) {
+      expect(configError(() => loadConsumerRuntimeConfig(env)).problems).toEqual([
+        "REDIS_WAIT_TIMEOUT_MS=500 has no effect while REDIS_WAIT_REPLICAS is 0 (the default): set REDIS_WAIT_REPLICAS=1 to wait for a replica, or remove REDIS_WAIT_TIMEOUT_MS",
+      ]);
+    }
+  });
+
+  it("is the consumer's alone: the other functions ignore both variables", () => {
+    expect(
+      loadRuntimeConfig({ ...BASE, REDIS_WAIT_REPLICAS: "7", REDIS_WAIT_TIMEOUT_MS: "x" }),
+    ).toStrictEqual(loadRuntimeConfig(BASE));
+  });
+
+  it("round-trips through toEnv, which writes nothing when the wait is off", () => {
+    const input = {
+      endpoint: ENDPOINT,
+      cluster: true,
+      tls: true,
+      auth: { mode: "none" } as const,
+      retention: DEFAULT_RETENTION,
+      quarantine: { file: "/tmp/q.jsonl" },
+    };
+    const off = toEnv(input);
+    expect(Object.keys(off)).not.toContain(REPLICA_WAIT.replicasVariable);
+    expect(Object.keys(off)).not.toContain(REPLICA_WAIT.timeoutVariable);
+    expect(loadConsumerRuntimeConfig(off).replicaWait).toBeUndefined();
+    const on = toEnv({ ...input, replicaWait: { replicas: 1, timeoutMs: 300 } });
+    expect(on).toMatchObject({ REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "300" });
+    expect(loadConsumerRuntimeConfig(on).replicaWait).toStrictEqual({
+      replicas: 1,
+      timeoutMs: 300,
+    });
+  });
+
+  it("adds +wait to the consumer's ACL rules only when it waits", () => {
+    expect(consumerAclRules({ waitForReplicas: false })).toBe(ACL_RULES.consumer);
+    expect(ACL_RULES.consumer).not.toMatch(/\+wait\b/);
+    expect(consumerAclRules({ waitForReplicas: true })).toBe(`${ACL_RULES.consumer} +wait`);
   });
 });
