@@ -18,6 +18,7 @@ import {
   USAGE,
   UsageError,
 } from "./io.js";
+import type { RedriveDeps } from "./redrive.js";
 import { type RollupDeps, runRollup } from "./rollup.js";
 import { runSend, type SendDeps } from "./send.js";
 import { runSeries, type SeriesDeps } from "./series.js";
@@ -33,7 +34,8 @@ export type CliDeps = CliIo &
   Partial<Omit<SeriesDeps, keyof CliIo>> &
   Partial<Omit<SiteDeps, keyof CliIo>> &
   Partial<Omit<ApiCommandDeps, keyof CliIo>> &
-  Partial<Omit<DashboardDeps, keyof CliIo>>;
+  Partial<Omit<DashboardDeps, keyof CliIo>> &
+  Partial<Omit<RedriveDeps, keyof CliIo>>;
 
 const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
   send: runSend,
@@ -46,6 +48,8 @@ const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promi
   // The same for the dashboard (esbuild bundles its page when it starts).
   dashboard: async (args, deps) => (await import("./dashboard.js")).runDashboard(args, deps),
   token: runToken,
+  // Loaded when used: the Lambda client and the consumer handler are only needed here.
+  redrive: async (args, deps) => (await import("./redrive.js")).runRedrive(args, deps),
 };
 
 export async function runCli(argv: readonly string[], deps: CliDeps): Promise<number> {

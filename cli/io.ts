@@ -95,15 +95,20 @@ Commands:
       At most ${MAX_SERIES_POINTS} points and ${MAX_RANGE_DAYS} days. Reads REDIS_ENDPOINT, or the read API when API_URL
       is set.
 
-  site --site S [--time-zone ZONE | --utc] [--json]
+  site --site S [--time-zone ZONE | --utc | --delete --yes] [--json]
       Site S's time zone: the zone registry's entry, or UTC (the default) without one. With
       --time-zone, set it: UTC or an IANA Area/Location name in its canonical case, e.g.
       Europe/Paris (not +05:30, EST or europe/paris); --utc removes the entry (back to UTC). A
       change applies to events ingested from then on (the consumer re-reads the registry within
       60 s); keys already written keep their labels, never rewritten. --json prints
       {"site","timeZone","source"} (source registry or default), after a change with
-      "previous" and "changed". Uses Redis at REDIS_ENDPOINT, or the admin API when
-      ADMIN_API_URL is set (SigV4-signed with your AWS credentials; how it is done in AWS).
+      "previous" and "changed". --delete --yes deletes all of site S's data: every uv: and ev:
+      key (all periods and event types), its event-type set, its members of the site index and
+      of the rollup's touched and pending sets, and its time-zone entry; progress on stderr; it
+      cannot be undone, and without --yes it only says what it would delete. --json then prints
+      {"site","deleted":{"keys","siteIndex","touched","pending","timeZone"},"pages"}. Uses Redis
+      at REDIS_ENDPOINT, or the admin API when ADMIN_API_URL is set (SigV4-signed with your AWS
+      credentials; how it is done in AWS).
 
   api [--port N]
       Serve the read API (GET /v1/sites, /v1/sites/{site}/events|count|series|time-zone,
@@ -121,6 +126,21 @@ Commands:
       Print a MemoryDB IAM auth token (valid 15 minutes) for the ACL user (default REDIS_USER,
       e.g. sketchstream-dev-reader), to use as redis-cli's password. Needs
       MEMORYDB_CLUSTER_NAME, AWS_REGION and AWS credentials.
+
+  redrive [--quarantine] [--dry-run] [--max N] [--drop-expired] [--local] [--json]
+      Have the records the consumer gave up on counted again, each keeping its original
+      identity (eventID shardId:sequenceNumber), so a partly applied batch adds nothing twice.
+      Reads the on-failure queue (FAILURE_QUEUE_URL), reads each batch's sequence range back
+      from STREAM_NAME while the stream retains it, and invokes the consumer function
+      (CONSUMER_FUNCTION_NAME) with the original records, at most 5 MB per invocation. A message
+      is deleted only once all of its records were counted; records past the stream's
+      retention are reported and their message kept (--drop-expired deletes it once the rest
+      is counted). --quarantine submits quarantined records (QUARANTINE_QUEUE_URL) again after
+      a fix, a truncated one read back from the stream; those still invalid are quarantined
+      again. --dry-run reads and reports without invoking or deleting; --max handles at most N
+      messages. --local uses ON_FAILURE_FILE (or QUARANTINE_FILE) and the consumer handler in
+      this process against REDIS_ENDPOINT, with KINESIS_ENDPOINT. --json prints the summary as
+      JSON. Exit code 0 only when every message handled was deleted (or would be).
 
   help
       Print this text.

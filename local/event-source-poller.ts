@@ -15,6 +15,7 @@
  *   the on-failure file, and the shard moves on.
  */
 
+import { randomUUID } from "node:crypto";
 import { appendFile } from "node:fs/promises";
 import {
   type _Record,
@@ -29,6 +30,7 @@ import type {
   KinesisStreamEvent,
   KinesisStreamRecord,
 } from "aws-lambda";
+import type { OnFailureRecord } from "../cli/on-failure-record.js";
 import { at } from "../functions/domain/arrays.js";
 import { lambdaContext } from "./lambda-context.js";
 
@@ -61,6 +63,8 @@ export interface PollerOptions extends EventSourceMappingSettings {
   readonly functionTimeoutMs?: number;
   /** JSON-lines file that receives what Lambda would send to the on-failure destination. */
   readonly onFailureFile: string;
+  /** The function's ARN, as the on-failure records name it. Default: a local consumer's. */
+  readonly functionArn?: string;
   readonly now?: () => number;
 }
 
@@ -74,20 +78,7 @@ export interface PollerStats {
 }
 
 /** What Lambda writes to an on-failure destination for a discarded Kinesis batch. */
-export interface OnFailureRecord {
-  readonly requestContext: { readonly condition: string; readonly approximateInvokeCount: number };
-  readonly responseContext: { readonly functionError?: string };
-  readonly timestamp: string;
-  readonly KinesisBatchInfo: {
-    readonly shardId: string;
-    readonly startSequenceNumber: string;
-    readonly endSequenceNumber: string;
-    readonly approximateArrivalOfFirstRecord: string;
-    readonly approximateArrivalOfLastRecord: string;
-    readonly batchSize: number;
-    readonly streamArn: string;
-  };
-}
+export type { OnFailureRecord };
 
 /** A field the Kinesis API always returns, though its SDK types make every field optional. */
 function present(value: string | undefined, field: string): string {
@@ -267,9 +258,23 @@ export class EventSourcePoller {
   ): Promise<void> {
     const first = at(records, 0, "record");
     const last = at(records, -1, "record");
+    // Lambda's shape exactly (cli/on-failure-record.ts), so `redrive` reads both with one
+    // parser. Like Lambda's, it says only "Unhandled" for a thrown error, never its message.
     const line: OnFailureRecord = {
-      requestContext: { condition, approximateInvokeCount: retries + 1 },
-      responseContext: functionError ? { functionError } : {},
+      requestContext: {
+        requestId: randomUUID(),
+        functionArn:
+          this.options.functionArn ??
+          `arn:aws:lambda:${this.options.region ?? "us-east-1"}:000000000000:function:sketchstream-local-consumer`,
+        condition,
+        approximateInvokeCount: retries + 1,
+      },
+      responseContext: {
+        statusCode: 200,
+        executedVersion: "$LATEST",
+        ...(functionError === undefined ? {} : { functionError: "Unhandled" }),
+      },
+      version: "1.0",
       timestamp: new Date(this.now()).toISOString(),
       KinesisBatchInfo: {
         shardId,

@@ -13,8 +13,10 @@
  * The operator policy (attach it to the people or roles that operate the stack) allows
  * exactly the operator's actions: connect through this endpoint to this instance, get a
  * MemoryDB token for the read-only `reader` user, call the read API's function URL, send test
- * events, start and watch rollups. It grants nothing on the admin API: that function has its
- * own policy (api.ts), attached only to the people who may change a site's settings.
+ * events, start and watch rollups, and redrive (`npm run cli -- redrive`: read and delete the
+ * consumer's failure and quarantine queues, read the stream back, invoke the consumer with
+ * the original records). It grants nothing on the admin API: that function has its own policy
+ * (api.ts), attached only to the people who may change a site's settings.
  */
 
 import { Ec2InstanceConnectEndpoint } from "@cdktf/provider-aws/lib/ec2-instance-connect-endpoint/index.js";
@@ -93,6 +95,12 @@ export interface AccessProps {
    * API is deliberately not here.
    */
   readonly readApiFunctionArn: string;
+  /** `redrive`: the consumer function (invoked with the original records) and its queues. */
+  readonly redrive: {
+    readonly consumerFunctionArn: string;
+    readonly failureQueueArn: string;
+    readonly quarantineQueueArn: string;
+  };
 }
 
 export class Access extends Construct {
@@ -291,6 +299,50 @@ function operatorStatements(props: AccessProps): Statement[] {
       Effect: "Allow",
       Action: ["states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"],
       Resource: arn("states", region, props.accountId, `execution:${props.stateMachineName}:*`),
+    },
+    ...redriveStatements(props),
+  ];
+}
+
+/**
+ * `redrive`: the on-failure and quarantine messages are read and deleted (and, when left in
+ * place, made visible again), the records read back from the stream by sequence number, and
+ * the consumer invoked with them, keeping their identities. Invoke on the consumer itself
+ * only (unqualified: the code the mapping runs), never `lambda:*` or another function.
+ */
+function redriveStatements(props: AccessProps): Statement[] {
+  const region = props.config.region;
+  const { consumerFunctionArn, failureQueueArn, quarantineQueueArn } = props.redrive;
+  return [
+    {
+      Sid: "InvokeConsumerForRedrive",
+      Effect: "Allow",
+      Action: "lambda:InvokeFunction",
+      Resource: consumerFunctionArn,
+    },
+    {
+      Sid: "RedriveFromQueues",
+      Effect: "Allow",
+      Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+      Resource: [failureQueueArn, quarantineQueueArn],
+    },
+    {
+      Sid: "ReadStreamForRedrive",
+      Effect: "Allow",
+      Action: ["kinesis:GetShardIterator", "kinesis:GetRecords"],
+      Resource: props.streamArn,
+    },
+    {
+      // The queues and the stream are encrypted with the stack's key.
+      Sid: "DecryptForRedrive",
+      Effect: "Allow",
+      Action: "kms:Decrypt",
+      Resource: props.kmsKeyArn,
+      Condition: {
+        StringEquals: {
+          "kms:ViaService": [`kinesis.${region}.amazonaws.com`, `sqs.${region}.amazonaws.com`],
+        },
+      },
     },
   ];
 }

@@ -237,6 +237,11 @@ export class SketchstreamStack extends TerraformStack {
       stateMachineArn: this.rollup.stateMachine.arn,
       stateMachineName: this.rollup.stateMachineName,
       readApiFunctionArn: this.readApi.function.fn.arn,
+      redrive: {
+        consumerFunctionArn: this.consumer.function.fn.arn,
+        failureQueueArn: this.consumer.failureQueue.arn,
+        quarantineQueueArn: this.consumer.quarantineQueue.arn,
+      },
     });
 
     this.outputs(config);
@@ -298,6 +303,10 @@ export class SketchstreamStack extends TerraformStack {
       STATE_MACHINE_ARN: this.rollup.stateMachine.arn,
       API_URL: this.readApi.url.functionUrl,
       ADMIN_API_URL: this.adminApi.url.functionUrl,
+      // `redrive` (and `redrive --quarantine`): the queues it reads, the function it invokes.
+      FAILURE_QUEUE_URL: this.consumer.failureQueue.url,
+      QUARANTINE_QUEUE_URL: this.consumer.quarantineQueue.url,
+      CONSUMER_FUNCTION_NAME: this.consumer.function.fn.functionName,
     };
     out(
       "cli_env",

@@ -168,11 +168,15 @@ export const CLI_VARIABLES: readonly VariableSpec[] = [
     meaning:
       "`site`: read and set time zones, and delete sites, through the admin API (the stack's `admin_api_url`), SigV4-signed with your AWS credentials",
   },
-  { name: "STREAM_NAME", defaultText: "none", meaning: "`send`: the Kinesis stream's name or ARN" },
+  {
+    name: "STREAM_NAME",
+    defaultText: "none",
+    meaning: "`send`, `redrive`: the Kinesis stream's name or ARN",
+  },
   {
     name: "KINESIS_ENDPOINT",
     defaultText: "none",
-    meaning: "`send`, local only: a local Kinesis URL, e.g. `http://127.0.0.1:4567`",
+    meaning: "`send`, `redrive`, local only: a local Kinesis URL, e.g. `http://127.0.0.1:4567`",
   },
   {
     name: "STATE_MACHINE_ARN",
@@ -183,6 +187,23 @@ export const CLI_VARIABLES: readonly VariableSpec[] = [
     name: "SFN_ENDPOINT",
     defaultText: "none",
     meaning: "`rollup`: another Step Functions endpoint (tests, local emulators)",
+  },
+  {
+    name: "FAILURE_QUEUE_URL",
+    defaultText: "none",
+    meaning: "`redrive`: the consumer's on-failure queue (the stack's `failure_queue_url`)",
+  },
+  {
+    name: "CONSUMER_FUNCTION_NAME",
+    defaultText: "none",
+    meaning:
+      "`redrive`: the consumer function invoked with the records read back (its name or ARN; in `cli_env`)",
+  },
+  {
+    name: "ON_FAILURE_FILE",
+    defaultText: "none",
+    meaning:
+      "`redrive --local`: the local poller's on-failure file (`on-failure.jsonl` in the local runtime's data directory)",
   },
 ];
 

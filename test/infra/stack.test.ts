@@ -16,7 +16,7 @@ import { SnsTopic } from "@cdktf/provider-aws/lib/sns-topic/index.js";
 import { Testing } from "cdktf";
 import { unzipSync } from "fflate";
 import { afterAll, describe, expect, it } from "vitest";
-import { ACL_RULES } from "../../functions/domain/acl.js";
+import { ACL_RULES, consumerAclRules } from "../../functions/domain/acl.js";
 import { first } from "../../functions/domain/arrays.js";
 import {
   loadConsumerRuntimeConfig,
@@ -401,6 +401,21 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
       expect(loaded.quarantine).toEqual({ queueUrl: expect.stringMatching(/^https:\/\/sqs\./) });
     });
 
+    it("does not wait for replicas, so its MemoryDB user has no +wait", () => {
+      // MemoryDB commits each write to its multi-AZ transaction log before acknowledging it:
+      // the WAIT that self-managed Redis needs (REDIS_WAIT_REPLICAS=1) adds nothing here.
+      const vars = variables(fn, "consumer environment");
+      expect(vars.REDIS_WAIT_REPLICAS).toBeUndefined();
+      const loaded = loadConsumerRuntimeConfig({
+        ...resolved(vars, prefix),
+        AWS_REGION: config.region,
+      });
+      expect(loaded.replicaWait).toBeUndefined();
+      const user = one(tf, "aws_memorydb_user", "user-consumer");
+      expect(user.access_string).toBe(`on ${consumerAclRules({ waitForReplicas: false })}`);
+      expect(user.access_string).not.toMatch(/\+wait\b|\+@all\b|\+@connection\b/);
+    });
+
     it("the mapping and the schedule wait for the network rules (and the SQS endpoint)", () => {
       const rules = [
         address(tf, "aws_vpc_security_group_egress_rule", "functions-to-memorydb"),
@@ -460,6 +475,48 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
           ref(tf, "aws_memorydb_cluster", "cluster", "arn"),
           ref(tf, "aws_memorydb_user", "user-consumer", "arn"),
         ],
+      });
+    });
+
+    it("operator policy: redrive invokes exactly this function, and nothing else grants it", () => {
+      const fnArn = ref(tf, "aws_lambda_function", "consumer", "arn");
+      const operator = bySid(
+        policyStatements(one(tf, "aws_iam_policy", "operator").policy, "operator policy"),
+      );
+      expect(operator.InvokeConsumerForRedrive).toEqual({
+        Sid: "InvokeConsumerForRedrive",
+        Effect: "Allow",
+        Action: "lambda:InvokeFunction",
+        Resource: fnArn,
+      });
+      // Every Allow in every policy of the stack that could invoke the consumer: only that one
+      // (the event source mapping invokes it as the Lambda service, with no policy here).
+      expect(invokeGrants(tf, config.region, `${prefix}-consumer`, fnArn)).toEqual([
+        `aws_iam_policy ${prefix}-operator InvokeConsumerForRedrive`,
+      ]);
+      // What else redrive needs: its two queues, the stream read back, their key to decrypt.
+      expect(operator.RedriveFromQueues).toMatchObject({
+        Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+        Resource: [
+          ref(tf, "aws_sqs_queue", "failures", "arn"),
+          ref(tf, "aws_sqs_queue", "quarantine", "arn"),
+        ],
+      });
+      expect(operator.ReadStreamForRedrive).toMatchObject({
+        Action: ["kinesis:GetShardIterator", "kinesis:GetRecords"],
+        Resource: ref(tf, "aws_kinesis_stream", "stream", "arn"),
+      });
+      expect(operator.DecryptForRedrive).toMatchObject({
+        Action: "kms:Decrypt",
+        Resource: ref(tf, "aws_kms_key", "kms", "arn"),
+        Condition: {
+          StringEquals: {
+            "kms:ViaService": [
+              `kinesis.${config.region}.amazonaws.com`,
+              `sqs.${config.region}.amazonaws.com`,
+            ],
+          },
+        },
       });
     });
   });
@@ -1124,6 +1181,14 @@ describe.each(ENVIRONMENTS)("stack %s", (env) => {
     expect(cliEnv).toContain(`ADMIN_API_URL=${adminUrl}`);
     // The CLI keeps reading as the reader: the admin API is reached only through its URL.
     expect(cliEnv).toContain(`REDIS_USER=${prefix}-reader`);
+    // `redrive`: the queues it reads and the consumer function it invokes.
+    expect(cliEnv).toContain(`FAILURE_QUEUE_URL=${ref(tf, "aws_sqs_queue", "failures", "url")}`);
+    expect(cliEnv).toContain(
+      `QUARANTINE_QUEUE_URL=${ref(tf, "aws_sqs_queue", "quarantine", "url")}`,
+    );
+    expect(cliEnv).toContain(
+      `CONSUMER_FUNCTION_NAME=${ref(tf, "aws_lambda_function", "consumer", "function_name")}`,
+    );
     expect(tf.output.operator_connect_command?.value).toBe(
       `aws ec2-instance-connect ssh --region ${config.region} --instance-id ${ref(tf, "aws_instance", "instance", "id")} --os-user ec2-user --connection-type eice`,
     );

@@ -157,7 +157,9 @@ describe("event-source poller", () => {
     expect(failures).toHaveLength(1);
     expect(failures[0]).toMatchObject({
       requestContext: { condition: "RetryAttemptsExhausted", approximateInvokeCount: 3 },
-      responseContext: { functionError: "Error: poison record 11" },
+      // Lambda's shape: a thrown error is "Unhandled" (its message is in the function's logs).
+      responseContext: { statusCode: 200, executedVersion: "$LATEST", functionError: "Unhandled" },
+      version: "1.0",
       KinesisBatchInfo: { shardId: "shardId-000000000000", batchSize: 1, streamArn: stream.arn },
     });
     expect(failures[0]?.KinesisBatchInfo.startSequenceNumber).toBe(
@@ -185,6 +187,8 @@ describe("event-source poller", () => {
     expect(failures).toHaveLength(1);
     expect(failures[0]?.KinesisBatchInfo.batchSize).toBe(4);
     expect(failures[0]?.requestContext).toEqual({
+      requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      functionArn: "arn:aws:lambda:us-east-1:000000000000:function:sketchstream-local-consumer",
       condition: "RetryAttemptsExhausted",
       approximateInvokeCount: 4,
     });
