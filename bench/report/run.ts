@@ -1,0 +1,120 @@
+/**
+ * Runs the report's experiments and writes their part of the report: one SVG per figure under
+ * `<docs>/charts/` and one generated block per experiment in `<docs>/benchmarks.md` (other
+ * blocks and hand-written text are kept). Another bench joins the report by returning an
+ * `ExperimentOutput` and going through `writeReport`.
+ */
+
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Closer } from "../lib.js";
+import {
+  ACCURACY_DEFAULT,
+  ACCURACY_SMALL,
+  type AccuracySizes,
+  accuracyExperiment,
+} from "./accuracy.js";
+import { renderFigure } from "./charts.js";
+import { type Stamp, thisMachine } from "./machine.js";
+import { updateReport } from "./markdown.js";
+import { MEMORY_DEFAULT, MEMORY_SMALL, type MemorySizes, memoryExperiment } from "./memory.js";
+import { startRedisServer } from "./redis-server.js";
+import type { ExperimentOutput } from "./types.js";
+
+export const EXPERIMENTS = ["accuracy", "memory"] as const;
+export type ExperimentName = (typeof EXPERIMENTS)[number];
+
+export interface ReportSizes {
+  readonly accuracy: AccuracySizes;
+  readonly memory: MemorySizes;
+}
+
+export const DEFAULT_SIZES: ReportSizes = { accuracy: ACCURACY_DEFAULT, memory: MEMORY_DEFAULT };
+export const SMALL_SIZES: ReportSizes = { accuracy: ACCURACY_SMALL, memory: MEMORY_SMALL };
+
+export const REPORT_FILE = "benchmarks.md";
+export const CHARTS_DIR = "charts";
+
+export interface ReportOptions {
+  readonly sizes: ReportSizes;
+  /** Where benchmarks.md and charts/ go (the repository's `docs`). */
+  readonly docsDir: string;
+  /** The command that reproduces this run, stamped on everything it writes. */
+  readonly command: string;
+  /** UTC date of the run, `YYYY-MM-DD`. */
+  readonly date: string;
+  /** Experiments to run (default: all). */
+  readonly only?: readonly ExperimentName[];
+  readonly progress?: (text: string) => void;
+  /** Cleanup registry of the caller (a redis-server started here is stopped by it too). */
+  readonly closers?: Closer[];
+}
+
+export interface WrittenReport {
+  readonly stamp: Stamp;
+  readonly outputs: readonly ExperimentOutput[];
+  readonly reportPath: string;
+  readonly chartPaths: readonly string[];
+}
+
+export async function runReport(options: ReportOptions): Promise<WrittenReport> {
+  const only = options.only ?? EXPERIMENTS;
+  const server = await startRedisServer();
+  options.closers?.push(() => server.stop());
+  const outputs: ExperimentOutput[] = [];
+  try {
+    if (only.includes("accuracy")) {
+      outputs.push(await accuracyExperiment(server, options.sizes.accuracy, options.progress));
+    }
+    if (only.includes("memory")) {
+      outputs.push(await memoryExperiment(server, options.sizes.memory, options.progress));
+    }
+  } finally {
+    await server.stop();
+  }
+  const stamp: Stamp = {
+    command: options.command,
+    date: options.date,
+    machine: thisMachine(server.version),
+  };
+  return writeReport(options.docsDir, outputs, stamp, options.progress);
+}
+
+const CHART_REF_RE = /\]\(charts\/([^)\s]+\.svg)\)/g;
+
+/**
+ * Renders every figure to `<docsDir>/charts/<file>` and replaces (or appends) each output's block
+ * in `<docsDir>/benchmarks.md`. Refuses a block that shows a chart it did not produce.
+ */
+export async function writeReport(
+  docsDir: string,
+  outputs: readonly ExperimentOutput[],
+  stamp: Stamp,
+  progress: (text: string) => void = () => {},
+): Promise<WrittenReport> {
+  const chartsDir = join(docsDir, CHARTS_DIR);
+  await mkdir(chartsDir, { recursive: true });
+  const chartPaths: string[] = [];
+  for (const output of outputs) {
+    const files = new Set(output.figures.map((f) => f.file));
+    for (const [, file = ""] of output.markdown.matchAll(CHART_REF_RE)) {
+      if (!files.has(file)) {
+        throw new Error(`block "${output.id}" shows charts/${file}, which none of its figures is`);
+      }
+    }
+    for (const figure of output.figures) {
+      progress(`rendering charts/${figure.file}`);
+      const path = join(chartsDir, figure.file);
+      await writeFile(path, await renderFigure(figure, stamp));
+      chartPaths.push(path);
+    }
+  }
+  const reportPath = join(docsDir, REPORT_FILE);
+  const existing = await readFile(reportPath, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  const blocks = outputs.map((o) => ({ id: o.id, markdown: o.markdown }));
+  await writeFile(reportPath, updateReport(existing, blocks, stamp));
+  return { stamp, outputs, reportPath, chartPaths };
+}

@@ -1,0 +1,31 @@
+/** What every experiment of the report hands back, so the runner can write it the same way. */
+
+import type { Figure } from "./charts.js";
+
+/** One target of issue 14, judged from this run's measurements. */
+export interface TargetResult {
+  /** Short name, e.g. `accuracy`. */
+  readonly name: string;
+  readonly pass: boolean;
+  /** The measured figure against the target, e.g. `pooled RMS 0.80% (target <= 0.98%)`. */
+  readonly text: string;
+}
+
+export interface ExperimentOutput {
+  /** The block id in docs/benchmarks.md, e.g. `accuracy`. */
+  readonly id: string;
+  /** The block's Markdown; charts are referenced as `charts/<file>`. */
+  readonly markdown: string;
+  readonly figures: readonly Figure[];
+  readonly targets: readonly TargetResult[];
+}
+
+/** `- **PASS** accuracy: …` (Markdown) */
+export function targetLine(t: TargetResult): string {
+  return `- **${t.pass ? "PASS" : "MISS"}** ${t.name}: ${t.text}`;
+}
+
+/** `PASS accuracy: …` (console) */
+export function targetText(t: TargetResult): string {
+  return `${t.pass ? "PASS" : "MISS"} ${t.name}: ${t.text}`;
+}

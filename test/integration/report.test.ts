@@ -1,0 +1,220 @@
+/**
+ * The benchmarks report (bench/report) at small sizes, so it cannot rot: a real redis-server,
+ * the real experiments, real vega-lite rendering, into a temporary docs directory. Checks that
+ * the report has its marked blocks stamped with command, date and machine, that the charts are
+ * well-formed SVG documents with their titles and stamps, that a second write replaces only its
+ * own blocks, and that the register decoder behind "merged = fed everything" can tell HLLs apart.
+ */
+
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hllEncoding, sameRegisters } from "../../bench/report/hll-registers.js";
+import { machineText, type Stamp } from "../../bench/report/machine.js";
+import { parseBlocks, updateReport } from "../../bench/report/markdown.js";
+import { type RunningRedisServer, startRedisServer } from "../../bench/report/redis-server.js";
+import { runReport, SMALL_SIZES, type WrittenReport } from "../../bench/report/run.js";
+import { testNowMs, utcDay } from "../helpers/clock.js";
+
+const COMMAND = "npm run bench:report -- --small";
+const DATE = utcDay(testNowMs());
+
+/**
+ * Throws unless `svg` is one well-formed SVG document: an optional XML declaration, then a root
+ * `<svg>` with the SVG namespace and numeric width and height, every tag properly nested and
+ * closed, attribute values quoted, and no stray `<` or `&` in text. Returns the root's size and
+ * the document's text content.
+ */
+function checkSvg(svg: string): { width: number; height: number; text: string } {
+  const body = svg.replace(/^<\?xml version="1\.0" encoding="UTF-8"\?>\s*/, "");
+  const root = /^<svg(\s[^>]*)>/.exec(body);
+  if (!root) throw new Error(`the document does not start with <svg>: ${body.slice(0, 80)}`);
+  const attrs = root[1] ?? "";
+  if (!attrs.includes('xmlns="http://www.w3.org/2000/svg"')) throw new Error("no SVG namespace");
+  const width = Number(/\swidth="(\d+(?:\.\d+)?)"/.exec(attrs)?.[1]);
+  const height = Number(/\sheight="(\d+(?:\.\d+)?)"/.exec(attrs)?.[1]);
+  if (!(width > 0 && height > 0)) throw new Error(`the root has no size: ${attrs}`);
+  const tag = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+="[^"<]*")*)\s*(\/?)>/y;
+  const stack: string[] = [];
+  const texts: string[] = [];
+  let p = 0;
+  while (p < body.length) {
+    const lt = body.indexOf("<", p);
+    const text = body.slice(p, lt < 0 ? body.length : lt);
+    if (/&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)/.test(text)) {
+      throw new Error(`a stray "&" in text: ${text.slice(0, 60)}`);
+    }
+    if (text.trim() !== "") {
+      if (stack.length === 0) throw new Error(`text outside the root: ${text.slice(0, 60)}`);
+      texts.push(text);
+    }
+    if (lt < 0) break;
+    tag.lastIndex = lt;
+    const m = tag.exec(body);
+    if (!m) throw new Error(`malformed tag at ${lt}: ${body.slice(lt, lt + 80)}`);
+    const [whole, closing, name = "", , selfClosing] = m;
+    if (closing) {
+      const open = stack.pop();
+      if (open !== name) throw new Error(`</${name}> closes <${open}> at ${lt}`);
+    } else if (!selfClosing) {
+      if (stack.length === 0 && lt !== 0) throw new Error(`a second root element <${name}>`);
+      stack.push(name);
+    }
+    p = lt + whole.length;
+    if (stack.length === 0 && body.slice(p).trim() !== "") {
+      throw new Error("content after the root element");
+    }
+  }
+  if (stack.length > 0) throw new Error(`unclosed elements: ${stack.join(" > ")}`);
+  return { width, height, text: texts.join(" ") };
+}
+
+describe("the SVG check", () => {
+  const good =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="20"><g><text x="1">a &amp; b</text></g><path d="M0,0"/></svg>\n';
+
+  it("accepts a well-formed document and reads its size and text", () => {
+    expect(checkSvg(good)).toEqual({ width: 10, height: 20, text: "a &amp; b" });
+  });
+
+  it.each([
+    ["a truncated document", good.slice(0, -12)],
+    ["crossed tags", good.replace("</text></g>", "</g></text>")],
+    ["a stray ampersand", good.replace("&amp;", "&")],
+    ["an unquoted attribute", good.replace('x="1"', "x=1")],
+    ["no size", good.replace(' width="10"', "")],
+    ["a second root", good.replace("</svg>\n", "</svg><svg></svg>")],
+  ])("rejects %s", (_, svg) => {
+    expect(() => checkSvg(svg)).toThrow();
+  });
+});
+
+describe("the benchmarks report at small sizes", () => {
+  let dir: string;
+  let report: WrittenReport;
+  let markdown: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "sketchstream-report-test-"));
+    report = await runReport({ sizes: SMALL_SIZES, docsDir: dir, command: COMMAND, date: DATE });
+    markdown = await readFile(join(dir, "benchmarks.md"), "utf8");
+  }, 60_000);
+
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("writes one marked block per experiment, each stamped with command, date and machine", () => {
+    const blocks = parseBlocks(markdown);
+    expect(blocks.map((b) => b.id)).toEqual(["accuracy", "memory"]);
+    for (const block of blocks) {
+      expect(block.command).toBe(COMMAND);
+      expect(block.date).toBe(DATE);
+      expect(block.machine).toBe(machineText(report.stamp.machine));
+      expect(block.machine).toMatch(/^\d+ cores?, .+, Node v\d+\.\d+\.\d+, redis-server \d+\.\d+/);
+      expect(block.body).toContain(`on ${DATE} (${block.machine})`);
+      expect(block.body).toMatch(/^- \*\*(PASS|MISS)\*\* /m);
+      for (const [, file] of block.body.matchAll(/\]\(charts\/([^)]+)\)/g)) {
+        expect(report.chartPaths).toContain(join(dir, "charts", file ?? ""));
+      }
+    }
+    // Every target the experiments judged is in the report, as measured.
+    for (const target of report.outputs.flatMap((o) => o.targets)) {
+      expect(markdown).toContain(`**${target.pass ? "PASS" : "MISS"}** ${target.name}: `);
+    }
+  });
+
+  it("renders every chart as a well-formed SVG with its title and the stamp", async () => {
+    const figures = report.outputs.flatMap((o) => o.figures);
+    expect(figures.map((f) => f.file).sort()).toEqual([
+      "accuracy-rms.svg",
+      "accuracy.svg",
+      "memory-transition.svg",
+      "memory.svg",
+    ]);
+    for (const figure of figures) {
+      const svg = await readFile(join(dir, "charts", figure.file), "utf8");
+      const { width, height, text } = checkSvg(svg);
+      expect(width, figure.file).toBeGreaterThan(300);
+      expect(height, figure.file).toBeGreaterThan(200);
+      const unescaped = text.replaceAll("&amp;", "&").replaceAll("&apos;", "'");
+      expect(unescaped, figure.file).toContain(figure.title);
+      expect(unescaped, figure.file).toContain(
+        `redis-server ${report.stamp.machine.redis}; ${DATE}`,
+      );
+    }
+  });
+
+  it("finds every merged key identical to a single HLL fed all of its ids", () => {
+    const merged = report.outputs
+      .flatMap((o) => o.targets)
+      .find((t) => t.name.startsWith("merged"));
+    expect(merged?.pass).toBe(true);
+  });
+
+  it("replaces only its own blocks on the next write, keeping text written by hand", async () => {
+    const path = join(dir, "benchmarks.md");
+    const handWritten = "A note written by hand between the blocks.";
+    const edited = markdown.replace(
+      "<!-- generated: memory;",
+      `${handWritten}\n\n<!-- generated: memory;`,
+    );
+    await writeFile(path, edited);
+    const later: Stamp = { ...report.stamp, date: "2099-01-01" };
+    const next = updateReport(
+      edited,
+      [
+        { id: "memory", markdown: "## Memory\n\nnew figures" },
+        { id: "consumer", markdown: "## Consumer\n\nrecords/s" },
+      ],
+      later,
+    );
+    const blocks = parseBlocks(next);
+    expect(blocks.map((b) => [b.id, b.date])).toEqual([
+      ["accuracy", DATE],
+      ["memory", "2099-01-01"],
+      ["consumer", "2099-01-01"],
+    ]);
+    expect(next).toContain(handWritten);
+    expect(next.split(handWritten)[0]).toContain("<!-- /generated: accuracy -->");
+    expect(blocks[1]?.body).toContain("new figures");
+    expect(next).not.toContain("## Memory\n\n![");
+    // Unchanged input, same stamp: the document is a fixed point.
+    expect(
+      updateReport(next, [{ id: "consumer", markdown: "## Consumer\n\nrecords/s" }], later),
+    ).toBe(next);
+  });
+});
+
+describe("HLL registers across encodings", () => {
+  let server: RunningRedisServer;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("equal for a sparse and a dense HLL of the same ids, different with one id more", async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => `u-${i}`);
+    await server.client.pfadd("sparse", ...ids);
+    // A sparse limit of 0 makes the next HLL dense from its first PFADD.
+    await server.client.config("SET", "hll-sparse-max-bytes", "0");
+    await server.client.pfadd("dense", ...ids);
+    await server.client.pfadd("dense-plus", ...ids, "one-more", "and-another");
+    await server.client.config("SET", "hll-sparse-max-bytes", "3000");
+    const [sparse, dense, densePlus] = await Promise.all(
+      ["sparse", "dense", "dense-plus"].map(async (k) => {
+        const v = await server.client.getBuffer(k);
+        if (v === null) throw new Error(`${k} is missing`);
+        return v;
+      }),
+    );
+    if (!sparse || !dense || !densePlus) throw new Error("missing HLL");
+    expect([hllEncoding(sparse), hllEncoding(dense)]).toEqual(["sparse", "dense"]);
+    expect(sameRegisters(sparse, dense)).toBe(true);
+    expect(sameRegisters(sparse, densePlus)).toBe(false);
+    expect(sameRegisters(dense, densePlus)).toBe(false);
+  });
+});
