@@ -47,13 +47,10 @@ import {
 import { at } from "../functions/domain/arrays.js";
 import {
   countingKey,
+  everyGroupKey,
   METRICS,
   type Metric,
-  PENDING_KEY,
   parseSiteIndexMember,
-  SITES_KEY,
-  TOUCHED_KEY,
-  WORK_KEY,
 } from "../functions/domain/keys.js";
 import {
   addDays,
@@ -473,7 +470,10 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
       payloadsOf(opts.today, todayIndex, 12 * 3_600_000 - 1),
       (n) => `round ${r + 1}/${opts.rounds}: today's traffic, ${fmtInt(n)} events`,
     );
-    const touched = await pipelined.smembers(TOUCHED_KEY);
+    // Every bookkeeping group's touched set (keys.ts), one SMEMBERS each: they are in other slots.
+    const touched = (
+      await Promise.all(everyGroupKey("touched").map((key) => pipelined.smembers(key)))
+    ).flat();
     const items = workItemsOf(touched);
     progress(`round ${r + 1}/${opts.rounds}: scheduled incremental rollup…`);
     current = new HandlerTimings();
@@ -499,8 +499,12 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
         `the run merged ${output.itemsMerged} items; the touched set implied ${items.length}`,
       );
     }
-    const leftovers = await pipelined.exists(PENDING_KEY, WORK_KEY);
-    if (leftovers !== 0) throw new Error("the run left its pending or work set behind");
+    const leftovers = await Promise.all(
+      [...everyGroupKey("pending"), ...everyGroupKey("work")].map((key) => pipelined.exists(key)),
+    );
+    if (leftovers.some((n) => n !== 0)) {
+      throw new Error("the run left a pending or work set behind");
+    }
 
     // The client-side work mergePage does to turn items into commands, timed on its own.
     let targets: MergeTarget[] = [];
@@ -540,7 +544,9 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
 
   // --- naive full recompute -------------------------------------------------------------------
   const periods = periodsOverlapping(firstDay, opts.today);
-  const siteCount = await pipelined.scard(SITES_KEY);
+  const siteCount = (
+    await Promise.all(everyGroupKey("sites").map((key) => pipelined.scard(key)))
+  ).reduce((n, c) => n + c, 0);
   const naiveTotal = siteCount * periods.length;
   const naiveLimit = opts.naiveMaxItems > 0 ? Math.min(opts.naiveMaxItems, naiveTotal) : naiveTotal;
   progress(
@@ -549,7 +555,8 @@ async function run(opts: RollupBenchOptions, closers: Closer[]): Promise<void> {
   await stats.reset();
   let naiveItems = 0;
   const naiveTime = await measure(async () => {
-    const members = await naiveClient.smembers(SITES_KEY);
+    const members: string[] = [];
+    for (const key of everyGroupKey("sites")) members.push(...(await naiveClient.smembers(key)));
     for (const member of members) {
       const { siteId, event } = parseSiteIndexMember(member);
       for (const period of periods) {

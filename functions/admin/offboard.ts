@@ -10,7 +10,9 @@
  *   UNLINKed page by page (UNLINK frees memory off the main thread; one multi-key UNLINK per
  *   page, legal since every key shares the slot);
  * - its members of the rollup's bookkeeping sets: the site index (`S` and `S|event`), the
- *   touched and pending sets (`S|day`, `S|day|event`), found with SSCAN MATCH `S|*`;
+ *   touched and pending sets (`S|day`, `S|day|event`), found with SSCAN MATCH `S|*`: the sets
+ *   of the site's bookkeeping group (keys.ts groupOfSite), then the single-slot sets of older
+ *   versions, which hold members until the next rollup drains them;
  * - its entry in the zone registry.
  *
  * Glob patterns: a site id is `[A-Za-z0-9_-]` (assertSiteId), none of which is special in
@@ -32,13 +34,17 @@ import * as v from "valibot";
 import type { RedisClient } from "../adapters/redis.js";
 import {
   assertSiteId,
-  PENDING_KEY,
-  SITES_KEY,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
+  pendingKey,
   siteEventTypesKey,
   siteIndexMember,
+  sitesKey,
   siteTag,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
+  touchedKey,
 } from "../domain/keys.js";
 
 /** What a deletion counts, by where it was. */
@@ -73,12 +79,25 @@ export function addCounts(a: SiteDataCounts, b: SiteDataCounts): SiteDataCounts 
   };
 }
 
-/** The phases of a deletion, in the order they run. */
-const PHASES = ["index", "touched", "pending", "keys", "time-zone"] as const;
+/**
+ * The phases of a deletion, in the order they run: the `legacy-` ones sweep the single-slot sets
+ * of older versions (keys.ts LEGACY_*).
+ */
+const PHASES = [
+  "index",
+  "touched",
+  "pending",
+  "legacy-index",
+  "legacy-touched",
+  "legacy-pending",
+  "keys",
+  "time-zone",
+] as const;
 type Phase = (typeof PHASES)[number];
 
 /** Where a deletion stands: its phase and that phase's SCAN/SSCAN cursor, `keys:1234`. */
-export const DELETION_CURSOR_RE = /^(index|touched|pending|keys|time-zone):(\d{1,20})$/;
+export const DELETION_CURSOR_RE =
+  /^(index|touched|pending|legacy-index|legacy-touched|legacy-pending|keys|time-zone):(\d{1,20})$/;
 
 /** SCAN and SSCAN COUNT: the work one page asks of Redis. */
 export const DELETION_PAGE_SIZE = 1000;
@@ -192,6 +211,7 @@ export async function deleteSiteData(
   let deleted = NO_COUNTS;
   let pages = 0;
   const membersPattern = `${site}|*`;
+  const group = groupOfSite(site);
 
   /** SSCAN one page of `key`'s members of the site and SREM them; the next cursor. */
   const removeMembers = async (key: string, field: keyof SiteDataCounts, extra: string[]) => {
@@ -209,16 +229,29 @@ export async function deleteSiteData(
       case "index":
         // The site's own member is known: removed with the first page of `site|event` ones.
         next = await removeMembers(
-          SITES_KEY,
+          sitesKey(group),
           "siteIndex",
           scan === "0" ? [siteIndexMember(site)] : [],
         );
         break;
       case "touched":
-        next = await removeMembers(TOUCHED_KEY, "touched", []);
+        next = await removeMembers(touchedKey(group), "touched", []);
         break;
       case "pending":
-        next = await removeMembers(PENDING_KEY, "pending", []);
+        next = await removeMembers(pendingKey(group), "pending", []);
+        break;
+      case "legacy-index":
+        next = await removeMembers(
+          LEGACY_SITES_KEY,
+          "siteIndex",
+          scan === "0" ? [siteIndexMember(site)] : [],
+        );
+        break;
+      case "legacy-touched":
+        next = await removeMembers(LEGACY_TOUCHED_KEY, "touched", []);
+        break;
+      case "legacy-pending":
+        next = await removeMembers(LEGACY_PENDING_KEY, "pending", []);
         break;
       case "keys": {
         const eventTypes = siteEventTypesKey(site);

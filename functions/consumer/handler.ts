@@ -21,7 +21,7 @@ import {
   type RedisClientDeps,
   type RedisConnection,
 } from "../adapters/redis.js";
-import { SITES_KEY, TIME_ZONES_KEY } from "../domain/keys.js";
+import { everyGroupKey, LEGACY_SITES_KEY, TIME_ZONES_KEY } from "../domain/keys.js";
 import type { QuarantineSink } from "../domain/quarantine.js";
 import {
   type ConsumerRuntimeConfig,
@@ -61,12 +61,16 @@ interface ConsumerRuntime {
 /**
  * Asked once per execution environment: a cluster with no site index has never stored a
  * count, so the events metric is recorded from its start (`events-since` 0). Where sites exist
- * (an older deployment gaining the `ev:` keys), days before now stay "not recorded". When the
+ * (an older deployment gaining the `ev:` keys), days before now stay "not recorded". The site
+ * index is every group's, and the single-slot one of older versions until a rollup has moved it
+ * into the groups: one EXISTS per key (they are in different slots), sent together. When the
  * question cannot be answered, the cautious answer: not from the start.
  */
 async function freshInstall(redis: RedisClient): Promise<boolean> {
   try {
-    return (await redis.exists(SITES_KEY)) === 0;
+    const keys = [...everyGroupKey("sites"), LEGACY_SITES_KEY];
+    const found = await Promise.all(keys.map((key) => redis.exists(key)));
+    return found.every((n) => n === 0);
   } catch {
     return false;
   }

@@ -5,8 +5,10 @@
  * site's for the event type) and its identity (its `event_id`, else its record id) to the two
  * matching events HLLs (`ev:`). Elements are grouped per key and sent as one variadic PFADD per
  * key (chunked), then `EXPIREAT … NX` gives each key its fixed deadline, and the (site, day[,
- * event]) pairs go to the touched set the rollup drains (one member stands for both families).
- * The commands are issued together so the client pipelines them per cluster node.
+ * event]) pairs go to the touched set the rollup drains (one member stands for both families):
+ * the touched set of the site's bookkeeping group (keys.ts groupOfSite), one SADD per group the
+ * batch touched, like the site index. The commands are issued together so the client pipelines
+ * them per cluster node.
  *
  * Failure model: every command carries the index of the first record whose effect depends on
  * it. When a command fails, or has not answered by the deadline, the batch fails from the
@@ -36,10 +38,11 @@ import {
   AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
   eventsKey,
-  SITES_KEY,
+  groupOfSite,
   siteEventTypesKey,
   siteIndexMember,
-  TOUCHED_KEY,
+  sitesKey,
+  touchedKey,
   touchedMember,
   uniqueVisitorsKey,
 } from "../domain/keys.js";
@@ -244,6 +247,7 @@ export interface PlanOptions {
  * key, which share the touched-set member, the deadline and the record indexes.
  */
 interface KeyGroup {
+  readonly siteId: string;
   readonly visitorsKey: string;
   readonly eventsKey: string;
   readonly expireAt: number;
@@ -254,6 +258,14 @@ interface KeyGroup {
   readonly identities: string[];
   /** Record index of each entry of `ids` and `identities`. */
   readonly indexes: number[];
+}
+
+/** A bookkeeping group's share of a batch: its SADDs' members and the first record of its sites. */
+interface GroupBookkeeping {
+  readonly group: number;
+  readonly touched: string[];
+  readonly sites: string[];
+  firstIndex: number;
 }
 
 interface SiteDayGroups {
@@ -330,6 +342,7 @@ function planTimedBatch(
       expiries.set(expiryKey, expireAt);
     }
     const g: KeyGroup = {
+      siteId,
       visitorsKey: uniqueVisitorsKey(siteId, day, event),
       eventsKey: eventsKey(siteId, day, event),
       expireAt,
@@ -394,15 +407,27 @@ function planTimedBatch(
     if (withEvents) addKey(g.eventsKey, g.identities, g);
   }
   if (groups.size > 0) {
-    commands.push({
-      name: "sadd",
-      key: TOUCHED_KEY,
-      args: [...groups.keys()],
-      dependsFrom: firstValidIndex,
-    });
+    // Bookkeeping by slot group (keys.ts groupOfSite): one SADD of touched members and one of
+    // site-index members per group the batch touched. Each depends from the first record of the
+    // group's sites: a failed SADD leaves every earlier record's members stored.
+    const bookkeeping = new Map<number, GroupBookkeeping>();
+    const groupOf = new Map<string, GroupBookkeeping>();
+    for (const [siteId, days] of bySite) {
+      const group = groupOfSite(siteId);
+      let entry = bookkeeping.get(group);
+      if (!entry) {
+        entry = { group, touched: [], sites: [], firstIndex: records.length };
+        bookkeeping.set(group, entry);
+      }
+      for (const siteDay of days.values()) {
+        entry.firstIndex = Math.min(entry.firstIndex, siteDay.daily.firstIndex);
+      }
+      groupOf.set(siteId, entry);
+    }
+    // Touched members in the batch's first-seen order, each under its site's group.
+    for (const [member, g] of groups) groupOf.get(g.siteId)?.touched.push(member);
     // The site index a backfill reads (every site and site event type seen), and each site's
     // event types in the site's own slot beside its HLLs (the read API's events route).
-    const sites: string[] = [];
     const eventTypes: HllCommand[] = [];
     for (const [siteId, days] of bySite) {
       const events = new Set<string>();
@@ -411,7 +436,12 @@ function planTimedBatch(
         siteFirstIndex = Math.min(siteFirstIndex, siteDay.daily.firstIndex);
         for (const event of siteDay.byEvent.keys()) events.add(event);
       }
-      sites.push(siteIndexMember(siteId), ...[...events].map((e) => siteIndexMember(siteId, e)));
+      groupOf
+        .get(siteId)
+        ?.sites.push(
+          siteIndexMember(siteId),
+          ...[...events].map((e) => siteIndexMember(siteId, e)),
+        );
       eventTypes.push({
         name: "sadd",
         key: siteEventTypesKey(siteId),
@@ -419,8 +449,13 @@ function planTimedBatch(
         dependsFrom: siteFirstIndex,
       });
     }
-    commands.push({ name: "sadd", key: SITES_KEY, args: sites, dependsFrom: firstValidIndex });
-    // The read API's `asOf`: same slot as the SADDs above, so the same round trip.
+    for (const { group, touched, sites, firstIndex } of bookkeeping.values()) {
+      commands.push(
+        { name: "sadd", key: touchedKey(group), args: touched, dependsFrom: firstIndex },
+        { name: "sadd", key: sitesKey(group), args: sites, dependsFrom: firstIndex },
+      );
+    }
+    // The read API's `asOf`: sent with the SADDs above, so no round trip of its own.
     commands.push({
       name: "asOf",
       key: AS_OF_KEY,

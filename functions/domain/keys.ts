@@ -109,28 +109,158 @@ export function parseKey(key: string): ParsedKey {
 }
 
 /**
- * Bookkeeping for the rollup. All in one slot (hash tag `{rollup}`) so they can be moved
- * between each other atomically.
+ * Bookkeeping for the rollup, spread over BOOKKEEPING_GROUPS slot groups so that no shard holds
+ * more than its share of it (at 10^6 sites a scheduled run's work is about 10^7 members) and no
+ * shard takes every consumer batch's SADDs. A site belongs to one group (`groupOfSite`), and
+ * all four sets of a group share the group's hash tag, so a group's sets move between each
+ * other atomically (MULTI on one slot) and every member of one site sits in one slot:
  *   touched: set; the consumer adds one member per (site, day) and per (site, day, event)
- *            whose HLL it changed. A scheduled rollup moves it into `pending`.
+ *            whose HLL it changed. A scheduled rollup moves it into the group's `pending`.
  *   pending: set; what a scheduled rollup is merging. It survives a crashed execution and is
- *            deleted only when an execution has merged all of it.
+ *            deleted only when an execution has merged all of it (every group's).
  *   sites:   set; every site (`715`) and site event type (`715|purchase`) the consumer has
  *            seen, so a backfill knows which keys to recompute.
- *   work:    sorted set; the (site, period[, event]) items of the running execution, paged by
- *            rank. Rebuilt by each execution's plan.
+ *   work:    sorted set; the group's (site, period[, event]) items of the running execution,
+ *            paged by rank. Rebuilt by each execution's plan.
+ * `sketchstream:{rollup-5-5358}:touched` is group 5's touched set. The lock and `as-of` stay
+ * single keys in the `{rollup}` slot:
  *   lock:    string; the execution id holding the rollup, with a lease (PX).
  *   as-of:   sorted set; the read API's `asOf`: member `consumer` scored with the epoch ms of the
  *            last batch the consumer stored, member `rollup` with the time the last successful
  *            rollup finished (ZADD GT, so concurrent writers keep the latest time), and member
  *            `events-since` with the first time the consumer stored events (ZADD LT);
- *            the consumer's goes in the same pipeline as its SADDs to this slot (no round trip).
+ *            the consumer's goes in the same pipeline as its SADDs (no round trip of its own).
  */
 export const ROLLUP_TAG = "{rollup}";
-export const TOUCHED_KEY = `sketchstream:${ROLLUP_TAG}:touched`;
-export const PENDING_KEY = `sketchstream:${ROLLUP_TAG}:pending`;
-export const SITES_KEY = `sketchstream:${ROLLUP_TAG}:sites`;
-export const WORK_KEY = `sketchstream:${ROLLUP_TAG}:work`;
+
+/**
+ * How many slot groups the bookkeeping is spread over. Fixed, not configurable: a site's group
+ * is where the consumer writes its members and where the rollup, the read API and offboarding
+ * look for them, so every version and every function must agree on it (a consumer and a
+ * reader with different counts would look in different groups), and each count needs its own
+ * evenly spaced tags (BOOKKEEPING_GROUP_TAGS). 16 groups hold 5 or 6 groups per primary on 3
+ * shards (busiest 1.13x the mean), 4 per primary on 4, 8 on 2.
+ */
+export const BOOKKEEPING_GROUPS = 16;
+
+/**
+ * The groups' hash tags, `rollup-<group>-<n>`, one per group: `n` was searched offline (the
+ * smallest n from 0) so that the tag's slot, CRC16 of the tag mod 16384, is exactly
+ * group * 1024 + 512, the middle of the group's sixteenth of the slot space. A cluster splits
+ * its slots into contiguous equal ranges per shard, so evenly spaced slots give each shard the
+ * same number of groups (within one). The spelling alone decides the slot, and so the balance:
+ * never rename one (test/unit/keys.test.ts pins them, test/integration/bookkeeping-groups.test.ts
+ * checks their slots against a cluster's CLUSTER KEYSLOT).
+ */
+export const BOOKKEEPING_GROUP_TAGS: readonly string[] = [
+  "rollup-0-29572", // slot   512
+  "rollup-1-43683", // slot  1536
+  "rollup-2-3962", //  slot  2560
+  "rollup-3-11217", // slot  3584
+  "rollup-4-17793", // slot  4608
+  "rollup-5-5358", //  slot  5632
+  "rollup-6-575", //   slot  6656
+  "rollup-7-2845", //  slot  7680
+  "rollup-8-50482", // slot  8704
+  "rollup-9-1497", //  slot  9728
+  "rollup-10-1574", // slot 10752
+  "rollup-11-20549", // slot 11776
+  "rollup-12-15880", // slot 12800
+  "rollup-13-14149", // slot 13824
+  "rollup-14-15084", // slot 14848
+  "rollup-15-5321", // slot 15872
+];
+
+/** Every group number, 0 .. BOOKKEEPING_GROUPS - 1, in order. */
+export const BOOKKEEPING_GROUP_IDS: readonly number[] = Array.from(
+  { length: BOOKKEEPING_GROUPS },
+  (_, group) => group,
+);
+
+const utf8 = new TextEncoder();
+
+/** FNV-1a, 32 bits, of the UTF-8 bytes of `text` (http://www.isthe.com/chongo/tech/comp/fnv/). */
+export function fnv1a32(text: string): number {
+  // Site ids are ASCII (SITE_ID_RE), whose UTF-8 bytes are their char codes: no encoding, which
+  // the rollup's plan would otherwise do for every work item.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return fnv1a32Bytes(utf8.encode(text));
+    hash = Math.imul(hash ^ code, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
+  return hash >>> 0;
+}
+
+/**
+ * A site's bookkeeping group: FNV-1a 32 of its id's UTF-8 bytes, mod BOOKKEEPING_GROUPS. It
+ * must never change (members already written sit in the group it gave): test/unit/keys.test.ts
+ * pins ids to groups. Sequential ids (`1`..`100000`, `site-0`..) spread within 1% of even.
+ */
+export function groupOfSite(siteId: string): number {
+  return fnv1a32(siteId) % BOOKKEEPING_GROUPS;
+}
+
+/** The four sets each group has. */
+export const BOOKKEEPING_KINDS = ["touched", "pending", "sites", "work"] as const;
+export type BookkeepingKind = (typeof BOOKKEEPING_KINDS)[number];
+
+/** A group's set of one kind: `sketchstream:{rollup-5-5358}:touched`. */
+export function bookkeepingKey(kind: BookkeepingKind, group: number): string {
+  const tag = BOOKKEEPING_GROUP_TAGS[group];
+  if (tag === undefined || !Number.isInteger(group)) {
+    throw new RangeError(
+      `bookkeeping group ${group} does not exist: groups are 0 to ${BOOKKEEPING_GROUPS - 1}`,
+    );
+  }
+  return `sketchstream:{${tag}}:${kind}`;
+}
+
+export function touchedKey(group: number): string {
+  return bookkeepingKey("touched", group);
+}
+
+export function pendingKey(group: number): string {
+  return bookkeepingKey("pending", group);
+}
+
+export function sitesKey(group: number): string {
+  return bookkeepingKey("sites", group);
+}
+
+export function workKey(group: number): string {
+  return bookkeepingKey("work", group);
+}
+
+/** The kind's set of every group, in group order. */
+export function everyGroupKey(kind: BookkeepingKind): string[] {
+  return BOOKKEEPING_GROUP_IDS.map((group) => bookkeepingKey(kind, group));
+}
+
+/** The ACL key pattern of the kind's set in every group: `sketchstream:{rollup-*}:touched`. */
+export function bookkeepingKeyPattern(kind: BookkeepingKind): string {
+  return `sketchstream:{rollup-*}:${kind}`;
+}
+
+/**
+ * The single-slot bookkeeping of versions before the groups. The next rollup drains them: a
+ * scheduled plan moves the legacy touched set into the legacy pending set (atomically, within
+ * their slot) and merges it with the groups' work, finish drops it; every plan moves the legacy
+ * site index into the groups' (SADD to each member's group, then SREM from the legacy set, so a
+ * member added meanwhile stays for the next run) and deletes a legacy work set. Until then the
+ * read side and offboarding look at them too. After a successful scheduled run none remains.
+ */
+export const LEGACY_TOUCHED_KEY = `sketchstream:${ROLLUP_TAG}:touched`;
+export const LEGACY_PENDING_KEY = `sketchstream:${ROLLUP_TAG}:pending`;
+export const LEGACY_SITES_KEY = `sketchstream:${ROLLUP_TAG}:sites`;
+export const LEGACY_WORK_KEY = `sketchstream:${ROLLUP_TAG}:work`;
+
 export const LOCK_KEY = `sketchstream:${ROLLUP_TAG}:lock`;
 export const AS_OF_KEY = `sketchstream:${ROLLUP_TAG}:as-of`;
 export const AS_OF_CONSUMER = "consumer";

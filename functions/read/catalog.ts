@@ -2,6 +2,9 @@
  * What the read API lists besides counts: the sites (paged through the site index with SSCAN,
  * never one SMEMBERS of a million members), a site's event types, its time zone, and the
  * `asOf` times. Every read here is one or a few commands on small keys, or bounded pages.
+ *
+ * The site index is spread over the bookkeeping groups (keys.ts groupOfSite); the single-slot
+ * index of older versions is read too until the next rollup has moved it into the groups.
  */
 
 import {
@@ -9,8 +12,11 @@ import {
   AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
   AS_OF_ROLLUP,
-  SITES_KEY,
+  BOOKKEEPING_GROUPS,
+  groupOfSite,
+  LEGACY_SITES_KEY,
   siteEventTypesKey,
+  sitesKey,
   TIME_ZONES_KEY,
 } from "../domain/keys.js";
 
@@ -37,11 +43,24 @@ export interface SitesPage {
   readonly cursor: string | null;
 }
 
-/** Where a walk of the site index stands: SSCAN's cursor and how many of its next batch were taken. */
-const CURSOR_RE = /^(\d{1,20})-(\d{1,9})$/;
+/**
+ * The sets a walk of the site index goes through, in order: every group's, then the legacy one
+ * (empty, so one call, once a rollup has moved it into the groups).
+ */
+const WALKED_SETS: readonly string[] = [
+  ...Array.from({ length: BOOKKEEPING_GROUPS }, (_, group) => sitesKey(group)),
+  LEGACY_SITES_KEY,
+];
+
+/**
+ * Where a walk of the site index stands, `set-scan-skip`: which of WALKED_SETS, SSCAN's cursor
+ * in it, and how many of its next batch were taken. Opaque to callers.
+ */
+const CURSOR_RE = /^(\d{1,2})-(\d{1,20})-(\d{1,9})$/;
 
 export function isSitesCursor(text: string): boolean {
-  return CURSOR_RE.test(text);
+  const match = CURSOR_RE.exec(text);
+  return match !== null && Number(match[1]) < WALKED_SETS.length;
 }
 
 /** SSCAN calls one page may make; a sparse prefix then returns a short page and a cursor. */
@@ -49,14 +68,17 @@ const MAX_SCANS_PER_PAGE = 50;
 
 /**
  * One page of at most `limit` sites whose id starts with `prefix`. SSCAN's guarantees apply:
- * every site present for the whole walk is returned at least once (a resize of the set while
- * walking may return one twice); a page may be shorter than `limit` while `cursor` is not null.
+ * every site present for the whole walk is returned at least once (a resize of a set while
+ * walking, or a site moving from the legacy index into its group, may return one twice); a
+ * page may be shorter than `limit` while `cursor` is not null.
  */
 export async function listSites(
   redis: CatalogRedis,
   request: { readonly prefix: string; readonly cursor?: string; readonly limit: number },
 ): Promise<SitesPage> {
-  const [, scanStart = "0", skipText = "0"] = CURSOR_RE.exec(request.cursor ?? "0-0") ?? [];
+  const [, setText = "0", scanStart = "0", skipText = "0"] =
+    CURSOR_RE.exec(request.cursor ?? "0-0-0") ?? [];
+  let set = Number(setText);
   let scan = scanStart;
   let skip = Number(skipText);
   const sites: string[] = [];
@@ -64,22 +86,27 @@ export async function listSites(
   const pattern = `${request.prefix}*`;
   const batch = Math.max(100, request.limit);
   for (let calls = 0; calls < MAX_SCANS_PER_PAGE; calls++) {
-    const [next, members] = await redis.sscan(SITES_KEY, scan, "MATCH", pattern, "COUNT", batch);
+    const key = WALKED_SETS[set];
+    if (key === undefined) return { sites, cursor: null };
+    const [next, members] = await redis.sscan(key, scan, "MATCH", pattern, "COUNT", batch);
     // Members `site|event` name a site's event types; the sites are the members without `|`.
     const found = members.filter((m) => !m.includes("|")).sort();
     const room = request.limit - sites.length;
     const available = found.slice(skip);
     if (available.length > room) {
       sites.push(...available.slice(0, room));
-      return { sites, cursor: `${scan}-${skip + room}` };
+      return { sites, cursor: `${set}-${scan}-${skip + room}` };
     }
     sites.push(...available);
     skip = 0;
     scan = next;
-    if (scan === "0") return { sites, cursor: null };
+    if (scan === "0") {
+      set += 1;
+      if (set === WALKED_SETS.length) return { sites, cursor: null };
+    }
     if (sites.length === request.limit) break;
   }
-  return { sites, cursor: `${scan}-0` };
+  return { sites, cursor: `${set}-${scan}-0` };
 }
 
 /** A site's event types, sorted; undefined when the site has never had a counted event. */
@@ -87,11 +114,12 @@ export async function siteEventTypes(
   redis: CatalogRedis,
   site: string,
 ): Promise<string[] | undefined> {
-  const [known, events] = await Promise.all([
-    redis.sismember(SITES_KEY, site),
+  const [known, knownBefore, events] = await Promise.all([
+    redis.sismember(sitesKey(groupOfSite(site)), site),
+    redis.sismember(LEGACY_SITES_KEY, site),
     redis.smembers(siteEventTypesKey(site)),
   ]);
-  return known === 1 ? events.sort() : undefined;
+  return known === 1 || knownBefore === 1 ? events.sort() : undefined;
 }
 
 export interface SiteTimeZone {

@@ -6,7 +6,9 @@
  * A week or month key is only trusted when it exists and the rollup has nothing left to merge
  * into it: none of its days is in the touched set (written since the last run) or the pending
  * set (being merged by a run now). Both are checked with SMISMEMBER on exactly the members the
- * consumer writes (`site|day`, or `site|day|event`), never with a scan. The same members stand
+ * consumer writes (`site|day`, or `site|day|event`), never with a scan: the sets of the site's
+ * bookkeeping group (keys.ts groupOfSite), so one slot per site, and the single-slot sets of
+ * older versions, which hold work only until the next rollup drains them. The same members stand
  * for both metrics' keys (the consumer writes `uv:` and `ev:` keys of a day together), so only
  * the keys checked for existence depend on the metric.
  *
@@ -26,11 +28,14 @@ import { messageOf } from "../domain/errors.js";
 import {
   AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_TOUCHED_KEY,
   type Metric,
-  PENDING_KEY,
+  pendingKey,
   periodKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
+  touchedKey,
   touchedMember,
 } from "../domain/keys.js";
 import {
@@ -198,17 +203,16 @@ export async function usablePeriods(
   });
   const firstUsed = Math.min(...spans.map((s) => s.first));
   const asked = members.slice(firstUsed, Math.max(...spans.map((s) => s.end)));
+  const group = groupOfSite(query.site);
+  const sets = [touchedKey(group), pendingKey(group), LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY];
   let busy: Set<string>;
   try {
-    const [touched, pending] = await Promise.all([
-      membersIn(redis, TOUCHED_KEY, asked),
-      membersIn(redis, PENDING_KEY, asked),
-    ]);
-    busy = new Set([...touched, ...pending]);
+    const found = await Promise.all(sets.map((key) => membersIn(redis, key, asked)));
+    busy = new Set(found.flatMap((members) => [...members]));
   } catch (err) {
     if (!/^NOPERM/.test(messageOf(err))) throw err;
     warn(
-      `warning: cannot read ${TOUCHED_KEY} and ${PENDING_KEY} (${messageOf(err)}); counting from daily keys only, which is exact while the days are within their retention`,
+      `warning: cannot read the rollup's touched and pending sets ${sets.join(", ")} (${messageOf(err)}); counting from daily keys only, which is exact while the days are within their retention`,
     );
     return new Set();
   }

@@ -59,6 +59,12 @@ const PlanSummarySchema = v.object({
   to: v.optional(v.string()),
   items: v.number(),
   pageSize: v.number(),
+  /**
+   * Work items of each bookkeeping group (keys.ts), in group order: pages cut the groups' work
+   * sets, taken in that order, into runs of `pageSize` (rollup.ts pageSegments). Absent only in a plan of the
+   * version before the groups, whose one work set was `sketchstream:{rollup}:work`.
+   */
+  groupItems: v.optional(v.array(v.number())),
   sites: v.number(),
   periods: v.array(v.string()),
 });

@@ -2,21 +2,29 @@
  * The rollup's domain logic: which (site, period[, event]) keys need merging, and merging a
  * page of them. The state machine (state-machines/rollup.asl.json) calls it in three steps:
  *
- *   plan    take the lock; for a scheduled run move `touched` into `pending` (atomically) and
- *           turn each (site, day[, event]) member into two work items, the day into its week
- *           and into its month; for a backfill, every week and month overlapping the range
- *           for every known site. Items go into the `work` sorted set; the plan returns page
- *           numbers only, so no state payload grows with the number of sites.
+ *   plan    take the lock; for a scheduled run move each bookkeeping group's `touched` into its
+ *           `pending` (atomically, one MULTI per group: a group's sets share a slot) and turn
+ *           each (site, day[, event]) member into two work items, the day into its week and
+ *           into its month; for a backfill, every week and month overlapping the range for
+ *           every site of every group's site index. Items go into the group's `work` sorted
+ *           set; the plan returns page numbers and each group's item count (16 numbers), so no
+ *           state payload grows with the number of sites; a page is a rank range of the groups'
+ *           sets taken in group order (pageSegments).
  *   merge   one page, for both HLL families (`uv:` visitors and `ev:` events, keys.ts METRICS):
  *           scheduled, PFMERGE the touched day into the period key (exact: the key holds every
  *           earlier merge and days only grow), but only when that day key exists; backfill,
  *           PFMERGE all the period's days into a temporary key that then replaces the key
  *           (PFMERGE keeps whatever the destination held), or DEL the key when none of its days
  *           exists. EXPIREAT … NX gives each key its fixed deadline, the same for both families.
- *   finish  after every page merged: drop `pending` and `work`, release the lock.
+ *   finish  after every page merged: drop every group's `pending` and `work`, release the lock.
  *
  * Every merge is idempotent (register-wise max), so a retried page or a re-planned execution
  * after a crash gives the same HLLs; `pending` is only dropped once all of it was merged.
+ *
+ * The single-slot bookkeeping of older versions (keys.ts LEGACY_*) is drained by the next run:
+ * a scheduled plan moves the legacy touched set into the legacy pending set (one MULTI in their
+ * slot) and adds its members' work to their groups' work sets, finish drops it with the rest;
+ * every plan moves the legacy site index into the groups' and deletes a legacy work set.
  *
  * Week and month keys expire by DESIGN.md's rule in the site's own zone (local midnight of the
  * Monday or the 1st that ends their retention): a page reads the zones of its sites from the
@@ -35,20 +43,27 @@ import { messageOf } from "../domain/errors.js";
 import {
   AS_OF_KEY,
   AS_OF_ROLLUP,
+  BOOKKEEPING_GROUP_IDS,
   countingKey,
+  everyGroupKey,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
+  LEGACY_WORK_KEY,
   LOCK_KEY,
   METRICS,
   type Metric,
-  PENDING_KEY,
   parseSiteIndexMember,
   parseTouchedMember,
   parseWorkItem,
-  SITES_KEY,
+  pendingKey,
+  sitesKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
-  WORK_KEY,
+  touchedKey,
   workItem,
   workItemKeyPrefix,
+  workKey,
 } from "../domain/keys.js";
 import {
   DAY_MS,
@@ -86,6 +101,9 @@ export interface RollupRedis {
   pexpire(key: string, ms: number): Promise<number>;
   eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   sunionstore(destination: string, ...keys: string[]): Promise<number>;
+  /** Moves the legacy site index into the groups'. */
+  sadd(key: string, ...members: string[]): Promise<number>;
+  srem(key: string, ...members: string[]): Promise<number>;
   del(...keys: string[]): Promise<number>;
   unlink(...keys: string[]): Promise<number>;
   sscan(key: string, cursor: string, count: "COUNT", n: number): Promise<[string, string[]]>;
@@ -103,7 +121,7 @@ export interface RollupRedis {
   multi(): {
     sunionstore(d: string, ...k: string[]): unknown;
     del(...k: string[]): unknown;
-    exec(): Promise<unknown>;
+    exec(): Promise<[error: Error | null, result: unknown][] | null>;
   };
 }
 
@@ -158,29 +176,41 @@ function startMs(startTime: string): number {
 }
 
 /**
- * Adds items to the work set in batches. Every score is 0, so the set orders its items by
- * their text: a period key's items sit next to each other, and a repeated item is added once.
+ * Adds items to their group's work set in batches (a work item's site decides its group). Every
+ * score is 0, so a set orders its items by their text: a period key's items sit next to each
+ * other (one site, so one group), and a repeated item is added once.
  */
 class WorkWriter {
-  private batch: (string | number)[] = [];
+  private readonly batches = new Map<number, (string | number)[]>();
   readonly sites = new Set<string>();
   readonly periods = new Set<string>();
 
   constructor(private readonly redis: RollupRedis) {}
 
-  async add(item: string): Promise<void> {
-    const { siteId, periodLabel } = parseWorkItem(item);
+  /** Adds `item`, the work item of `siteId` for `periodLabel` (keys.ts workItem). */
+  async add(siteId: string, periodLabel: string, item: string): Promise<void> {
     this.sites.add(siteId);
     this.periods.add(periodLabel);
-    this.batch.push(0, item);
-    if (this.batch.length >= ZADD_BATCH * 2) await this.flush();
+    const group = groupOfSite(siteId);
+    let batch = this.batches.get(group);
+    if (!batch) {
+      batch = [];
+      this.batches.set(group, batch);
+    }
+    batch.push(0, item);
+    if (batch.length >= ZADD_BATCH * 2) await this.flush(group);
   }
 
-  async flush(): Promise<void> {
-    if (this.batch.length === 0) return;
-    const args = this.batch;
-    this.batch = [];
-    await this.redis.zadd(WORK_KEY, ...args);
+  /** Sends a group's batch; plans of groups run concurrently, so it is taken before the await. */
+  async flush(group: number): Promise<void> {
+    const args = this.batches.get(group);
+    if (args === undefined || args.length === 0) return;
+    this.batches.delete(group);
+    await this.redis.zadd(workKey(group), ...args);
+  }
+
+  async flushAll(): Promise<void> {
+    await Promise.all([...this.batches.keys()].map((group) => this.flush(group)));
   }
 }
 
@@ -291,25 +321,44 @@ export async function planRollup(
     await redis.pexpire(LOCK_KEY, lease);
   }
 
-  await redis.del(WORK_KEY);
+  // A crashed execution's work (every group's, and a legacy single-slot set) is rebuilt here.
+  // UNLINK frees a large set in the background instead of blocking its shard.
+  await Promise.all([...everyGroupKey("work"), LEGACY_WORK_KEY].map((key) => redis.unlink(key)));
+  // Before a backfill reads the groups' site indexes: the legacy one is moved into them.
+  await moveLegacySiteIndex(redis);
   const work = new WorkWriter(redis);
   if (mode.mode === "scheduled") {
-    // Atomic: an id the consumer adds meanwhile lands in `touched`, for the next run.
-    const tx = redis.multi();
-    tx.sunionstore(PENDING_KEY, PENDING_KEY, TOUCHED_KEY);
-    tx.del(TOUCHED_KEY);
-    await tx.exec();
-    await scanSet(redis, PENDING_KEY, async (member) => {
-      for (const item of scheduledItemsOf(member)) await work.add(item);
-    });
+    // Atomic per slot: an id the consumer adds meanwhile lands in `touched`, for the next run.
+    await Promise.all([
+      ...BOOKKEEPING_GROUP_IDS.map((group) =>
+        takeTouched(redis, touchedKey(group), pendingKey(group)),
+      ),
+      takeTouched(redis, LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY),
+    ]);
+    await Promise.all(
+      [...everyGroupKey("pending"), LEGACY_PENDING_KEY].map((key) =>
+        scanSet(redis, key, async (member) => {
+          const { siteId, week, month } = scheduledWorkOf(member);
+          await work.add(siteId, week.label, week.item);
+          await work.add(siteId, month.label, month.item);
+        }),
+      ),
+    );
   } else {
-    await scanSet(redis, SITES_KEY, async (member) => {
-      const { siteId, event } = parseSiteIndexMember(member);
-      for (const period of backfillPeriods) await work.add(workItem(siteId, period.label, event));
-    });
+    await Promise.all(
+      everyGroupKey("sites").map((key) =>
+        scanSet(redis, key, async (member) => {
+          const { siteId, event } = parseSiteIndexMember(member);
+          for (const period of backfillPeriods) {
+            await work.add(siteId, period.label, workItem(siteId, period.label, event));
+          }
+        }),
+      ),
+    );
   }
-  await work.flush();
-  const items = await redis.zcard(WORK_KEY);
+  await work.flushAll();
+  const groupItems = await Promise.all(everyGroupKey("work").map((key) => redis.zcard(key)));
+  const items = groupItems.reduce((n, g) => n + g, 0);
   const maxPages = settings.maxPages ?? 500;
   const pageSize = Math.max(settings.minPageSize ?? 2000, Math.ceil(items / maxPages));
   const pageCount = Math.ceil(items / pageSize);
@@ -320,6 +369,7 @@ export async function planRollup(
     ...(mode.mode === "backfill" ? { from: mode.from, to: mode.to } : {}),
     items,
     pageSize,
+    groupItems,
     sites: work.sites.size,
     periods: [...work.periods].sort(),
   };
@@ -327,12 +377,112 @@ export async function planRollup(
 }
 
 /**
+ * Moves `touched` into `pending` in one transaction (both in one slot): a member the consumer
+ * adds meanwhile lands in `touched`, for the next run, and none is lost between the two.
+ */
+async function takeTouched(redis: RollupRedis, touched: string, pending: string): Promise<void> {
+  const tx = redis.multi();
+  tx.sunionstore(pending, pending, touched);
+  tx.del(touched);
+  const replies = await tx.exec();
+  const failed = replies?.find(([err]) => err !== null)?.[0];
+  if (failed) throw new Error(`moving ${touched} into ${pending} failed: ${messageOf(failed)}`);
+}
+
+/**
+ * Moves the single-slot site index of older versions into the groups' (keys.ts LEGACY_SITES_KEY):
+ * each page of members is added to their groups' sets, then removed from the legacy set, so a
+ * member an older consumer adds meanwhile stays for the next run, and an interrupted move
+ * resumes where it stopped (SADD and SREM are idempotent). Redis deletes the set with its last
+ * member. A site is always in one of the two, so the read side, which looks at both, never
+ * misses it.
+ */
+async function moveLegacySiteIndex(redis: RollupRedis): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, members] = await redis.sscan(LEGACY_SITES_KEY, cursor, "COUNT", SCAN_COUNT);
+    if (members.length > 0) {
+      const byGroup = new Map<number, string[]>();
+      for (const member of members) {
+        const group = groupOfSite(parseSiteIndexMember(member).siteId);
+        const list = byGroup.get(group) ?? [];
+        list.push(member);
+        byGroup.set(group, list);
+      }
+      await Promise.all([...byGroup].map(([group, list]) => redis.sadd(sitesKey(group), ...list)));
+      await redis.srem(LEGACY_SITES_KEY, ...members);
+    }
+    cursor = next;
+  } while (cursor !== "0");
+}
+
+/** A run of a page's items in one work set: ranks `start` to `stop`, both included. */
+export interface PageSegment {
+  readonly key: string;
+  readonly start: number;
+  readonly stop: number;
+}
+
+/**
+ * Where page `page`'s items are. The groups' work sets, in group order, make one list that
+ * pages cut into runs of `pageSize` items by rank: a page is part of one group's set or spans
+ * several (small runs touch few items in each group, and still take one page), so a plan has
+ * as many pages as before the groups. A plan of the version before the groups (no
+ * `groupItems`: an execution that was running across the upgrade) has one legacy work set.
+ */
+export function pageSegments(
+  plan: Pick<PlanSummary, "pageSize" | "groupItems">,
+  page: number,
+): PageSegment[] {
+  const first = page * plan.pageSize;
+  const last = first + plan.pageSize - 1;
+  if (plan.groupItems === undefined) return [{ key: LEGACY_WORK_KEY, start: first, stop: last }];
+  const segments: PageSegment[] = [];
+  let offset = 0;
+  for (const [group, items] of plan.groupItems.entries()) {
+    const start = Math.max(first, offset);
+    const stop = Math.min(last, offset + items - 1);
+    if (start <= stop)
+      segments.push({ key: workKey(group), start: start - offset, stop: stop - offset });
+    offset += items;
+  }
+  if (segments.length === 0) {
+    throw new RollupInputError(
+      `page ${page} is not one of the plan's ${Math.ceil(offset / plan.pageSize)} pages: the Map and the plan disagree (state-machines/rollup.asl.json)`,
+    );
+  }
+  return segments;
+}
+
+/** A period's work item: the period's label and the item (keys.ts workItem). */
+interface PeriodWork {
+  readonly label: string;
+  readonly item: string;
+}
+
+/** What a scheduled run makes of one touched-set member: its site, the week's and month's items. */
+function scheduledWorkOf(member: string): {
+  siteId: string;
+  week: PeriodWork;
+  month: PeriodWork;
+} {
+  const { siteId, day, event } = parseTouchedMember(member);
+  const week = isoWeekOf(day);
+  const month = monthOf(day);
+  return {
+    siteId,
+    week: { label: week, item: workItem(siteId, week, event, day) },
+    month: { label: month, item: workItem(siteId, month, event, day) },
+  };
+}
+
+/**
  * The work items a scheduled run makes of one touched-set member: the touched day merged into
  * its week and into its month. Only what changed is merged.
  */
 export function scheduledItemsOf(member: string): [string, string] {
-  const { siteId, day, event } = parseTouchedMember(member);
-  return [workItem(siteId, isoWeekOf(day), event, day), workItem(siteId, monthOf(day), event, day)];
+  const { week, month } = scheduledWorkOf(member);
+  return [week.item, month.item];
 }
 
 export interface MergeTarget {
@@ -539,18 +689,26 @@ export async function mergePage(
 ): Promise<MergeOutput> {
   const { plan, page } = input;
   await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
-  const start = page * plan.pageSize;
-  // Items before the page too: those of a key whose items began on an earlier page.
-  const from = Math.max(0, start - MAX_ITEMS_PER_KEY);
-  const fetched = await redis.zrange(WORK_KEY, from, start + plan.pageSize - 1);
-  const items = fetched.slice(start - from);
+  const segments = pageSegments(plan, page);
+  // Items before the page too: those of a key whose items began on an earlier page. Only the
+  // first segment can start inside a key's items: a key's items are its site's, so all in the
+  // site's group, and every later segment starts its group's set.
+  const head = segments[0];
+  const from = head === undefined ? 0 : Math.max(0, head.start - MAX_ITEMS_PER_KEY);
+  const fetched = await Promise.all(
+    segments.map((segment, i) =>
+      redis.zrange(segment.key, i === 0 ? from : segment.start, segment.stop),
+    ),
+  );
+  const skipped = head === undefined ? 0 : head.start - from;
+  const items = fetched.flatMap((list, i) => (i === 0 ? list.slice(skipped) : list));
   const calendarOf = zones ? await pageCalendars(zones, items, plan.startTime) : undefined;
   const targets = mergeTargets(items, settings.retention, calendarOf);
 
   if (plan.mode === "scheduled") {
     const firstPrefix = items[0] === undefined ? undefined : workItemKeyPrefix(items[0]);
-    const before = fetched
-      .slice(0, start - from)
+    const before = (fetched[0] ?? [])
+      .slice(0, skipped)
       .filter((item) => workItemKeyPrefix(item) === firstPrefix);
     // Only their keys matter (which were written before), and they share the first item's site.
     const earlier = mergeTargets(before, settings.retention, calendarOf);
@@ -559,6 +717,24 @@ export async function mergePage(
   }
   const { keysWritten, keysRemoved } = await rebuildPeriods(redis, targets);
   return { page, merged: items.length, keysWritten, keysRemoved };
+}
+
+/**
+ * What a successful execution leaves behind: every group's work set and, after a scheduled run,
+ * every group's pending set, the legacy ones too. A plan of the version before the groups (no
+ * `groupItems`) merged only the legacy sets: the groups' pending sets then hold work it never
+ * planned, and stay.
+ */
+function finishedKeys(plan: PlanSummary): string[] {
+  const scheduled = plan.mode === "scheduled";
+  if (plan.groupItems === undefined) {
+    return [LEGACY_WORK_KEY, ...(scheduled ? [LEGACY_PENDING_KEY] : [])];
+  }
+  return [
+    ...everyGroupKey("work"),
+    LEGACY_WORK_KEY,
+    ...(scheduled ? [...everyGroupKey("pending"), LEGACY_PENDING_KEY] : []),
+  ];
 }
 
 export async function finishRollup(
@@ -570,9 +746,9 @@ export async function finishRollup(
   const executionId = plan?.executionId ?? input.executionId;
   if (input.outcome === "succeeded" && plan) {
     await holdLock(redis, plan.executionId, DEFAULT_LEASE_MS);
-    // Everything planned was merged: only now may the pending set go.
-    // UNLINK frees a large work set in the background instead of blocking the shard.
-    await redis.unlink(WORK_KEY, ...(plan.mode === "scheduled" ? [PENDING_KEY] : []));
+    // Everything planned was merged: only now may the pending sets go. UNLINK frees a large
+    // work set in the background instead of blocking the shard; one per key (other slots).
+    await Promise.all(finishedKeys(plan).map((key) => redis.unlink(key)));
     // The read API's `asOf` for weeks and months (GT: a slower, older run never moves it back).
     await redis.zadd(AS_OF_KEY, "GT", nowMs, AS_OF_ROLLUP);
   }

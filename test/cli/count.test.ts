@@ -19,11 +19,15 @@ import { at, first } from "../../functions/domain/arrays.js";
 import {
   AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
-  PENDING_KEY,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_TOUCHED_KEY,
   parseKey,
-  TOUCHED_KEY,
+  pendingKey,
+  touchedKey,
 } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
+import { cardOfEveryGroup, rollupLeftovers } from "../helpers/bookkeeping.js";
 import { testNowMs } from "../helpers/clock.js";
 import { uniqueSitePrefix } from "../helpers/env.js";
 import { generatorTime, kinesisEvent } from "../helpers/kinesis.js";
@@ -207,8 +211,8 @@ describe("count against a real Redis Cluster", () => {
     expect(output).toMatchObject({ status: "succeeded", mode: "scheduled" });
     expect(output.periods).toContain(month);
     expect(output.periods).toContain(weekLabel);
-    expect(await redis.scard(TOUCHED_KEY)).toBe(0);
-    expect(await redis.exists(PENDING_KEY)).toBe(0);
+    expect(await cardOfEveryGroup(redis, "touched")).toBe(0);
+    expect(await rollupLeftovers(redis)).toEqual([]);
   });
 
   it("then uses the month and week keys, and still equals PFCOUNT of the range's days", async () => {
@@ -279,7 +283,9 @@ describe("count against a real Redis Cluster", () => {
     const late = week + 3;
     const newcomers = Array.from({ length: 300 }, (_, i) => 5000 + i);
     await consume(eventsFor(late, newcomers, "view"));
-    expect(await redis.sismember(TOUCHED_KEY, `${site}|${dayLabel(late)}`)).toBe(1);
+    expect(await redis.sismember(touchedKey(groupOfSite(site)), `${site}|${dayLabel(late)}`)).toBe(
+      1,
+    );
 
     const result = await count(["--site", site, "--from", dayLabel(from), "--to", dayLabel(to)]);
     for (const d of weekDays) expect(result.keys).toContain(key(d));
@@ -320,9 +326,13 @@ describe("count against a real Redis Cluster", () => {
     expect(after.estimate).toBe(result.estimate);
   });
 
-  it("treats a day in the pending set (a rollup in progress) like a touched one", async () => {
+  it.each([
+    ["the pending set (a rollup in progress)", pendingKey(groupOfSite(site))],
+    ["the legacy pending set (before the upgrade's first rollup)", LEGACY_PENDING_KEY],
+    ["the legacy touched set (before the upgrade's first rollup)", LEGACY_TOUCHED_KEY],
+  ])("treats a day in %s like a touched one", async (_, set) => {
     const member = `${site}|${weekDays[5]}|purchase`;
-    await redis.sadd(PENDING_KEY, member);
+    await redis.sadd(set, member);
     try {
       const args = ["--site", site, "--from", dayLabel(from), "--to", dayLabel(to)];
       const purchase = await count([...args, "--event", "purchase"]);
@@ -332,7 +342,7 @@ describe("count against a real Redis Cluster", () => {
       const all = await count(args);
       expect(all.keys).not.toContain(key(monday));
     } finally {
-      await redis.srem(PENDING_KEY, member);
+      await redis.srem(set, member);
     }
   });
 

@@ -1,21 +1,26 @@
 /**
  * A site's data as the pipeline leaves it, for the offboarding tests: counting keys of both
  * metrics for days, their weeks and months, per event type and not, a backfill's `:rebuild`
- * key, the event-type set, members of the site index and of the touched and pending sets, and
+ * key, the event-type set, members of the site index and of the touched and pending sets (the
+ * site's bookkeeping group's, and on request the single-slot sets of older versions too), and
  * a zone. Key names come from functions/domain/keys.ts, so they are the documented formats.
  * And what every node of a cluster holds, to check a deletion against.
  */
 
-import type { Cluster } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import {
   countingKey,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
   METRICS,
-  PENDING_KEY,
-  SITES_KEY,
+  pendingKey,
   siteEventTypesKey,
   siteIndexMember,
+  sitesKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
+  touchedKey,
   touchedMember,
 } from "../../functions/domain/keys.js";
 import { isoWeekOf, monthOf } from "../../functions/domain/periods.js";
@@ -25,10 +30,20 @@ export interface SeededSite {
   readonly site: string;
   /** Every key written, the event-type set included. */
   readonly keys: readonly string[];
+  /** Members of the site index, touched and pending sets: the group's, then the legacy ones. */
   readonly index: readonly string[];
   readonly touched: readonly string[];
   readonly pending: readonly string[];
   readonly timeZone: string;
+}
+
+export interface SeedOptions {
+  /**
+   * Also members in the single-slot sets of older versions (keys.ts LEGACY_*), as a deployment
+   * has them until its next rollup: the site in the legacy index, a day in each legacy set.
+   * Only on a cluster no rollup runs on (a rollup drains them).
+   */
+  readonly legacy?: boolean;
 }
 
 export const SEED_EVENTS = ["view", "purchase"] as const;
@@ -38,7 +53,12 @@ export const SEED_EVENTS = ["view", "purchase"] as const;
  * SEED_EVENTS) x both metrics, a week's `:rebuild` key, the event-type set; index, touched
  * and pending members; a zone. Half the keys have an expiry, as the consumer sets it.
  */
-export async function seedSite(redis: Cluster, site: string, zone: string): Promise<SeededSite> {
+export async function seedSite(
+  redis: Cluster | Redis,
+  site: string,
+  zone: string,
+  options: SeedOptions = {},
+): Promise<SeededSite> {
   const now = testNowMs();
   const days = [daysAgo(1, now), daysAgo(9, now), daysAgo(40, now)];
   const labels = [...new Set(days.flatMap((day) => [day, isoWeekOf(day), monthOf(day)]))];
@@ -68,11 +88,27 @@ export async function seedSite(redis: Cluster, site: string, zone: string): Prom
     touchedMember(site, days[2] ?? ""),
     touchedMember(site, days[2] ?? "", "purchase"),
   ];
-  await redis.sadd(SITES_KEY, ...index);
-  await redis.sadd(TOUCHED_KEY, ...touched);
-  await redis.sadd(PENDING_KEY, ...pending);
+  const group = groupOfSite(site);
+  await redis.sadd(sitesKey(group), ...index);
+  await redis.sadd(touchedKey(group), ...touched);
+  await redis.sadd(pendingKey(group), ...pending);
   await redis.hset(TIME_ZONES_KEY, site, zone);
-  return { site, keys: [...keys, eventTypes], index, touched, pending, timeZone: zone };
+  const seeded = { site, keys: [...keys, eventTypes], index, touched, pending, timeZone: zone };
+  if (!options.legacy) return seeded;
+  const legacy = {
+    index: [siteIndexMember(site)],
+    touched: [touchedMember(site, days[1] ?? "", "purchase")],
+    pending: [touchedMember(site, days[1] ?? "")],
+  };
+  await redis.sadd(LEGACY_SITES_KEY, ...legacy.index);
+  await redis.sadd(LEGACY_TOUCHED_KEY, ...legacy.touched);
+  await redis.sadd(LEGACY_PENDING_KEY, ...legacy.pending);
+  return {
+    ...seeded,
+    index: [...index, ...legacy.index],
+    touched: [...touched, ...legacy.touched],
+    pending: [...pending, ...legacy.pending],
+  };
 }
 
 /** Every key of every primary whose name matches `pattern` (a full SCAN of each). */
@@ -98,9 +134,9 @@ export interface SiteState {
   readonly timeZone: string | null;
 }
 
-/** Members of `key` that are the site's (`S`, `S|…`). */
-async function membersOf(redis: Cluster, key: string, site: string): Promise<string[]> {
-  const members = await redis.smembers(key);
+/** Members of the sets that are the site's (`S`, `S|…`), all sets together, sorted. */
+async function membersOf(redis: Cluster, keys: readonly string[], site: string): Promise<string[]> {
+  const members = (await Promise.all(keys.map((key) => redis.smembers(key)))).flat();
   return members.filter((m) => m === site || m.startsWith(`${site}|`)).sort();
 }
 
@@ -109,6 +145,7 @@ async function membersOf(redis: Cluster, key: string, site: string): Promise<str
  * every node for its hash tag. Raw values (GET), not PFCOUNT, which would rewrite the cache.
  */
 export async function siteState(redis: Cluster, site: string): Promise<SiteState> {
+  const group = groupOfSite(site);
   const names = await keysOnEveryNode(redis, `*{site_id=${site}}*`);
   const keys = new Map<string, { value: string; expireTime: number }>();
   for (const name of names) {
@@ -121,9 +158,9 @@ export async function siteState(redis: Cluster, site: string): Promise<SiteState
   }
   return {
     keys,
-    index: await membersOf(redis, SITES_KEY, site),
-    touched: await membersOf(redis, TOUCHED_KEY, site),
-    pending: await membersOf(redis, PENDING_KEY, site),
+    index: await membersOf(redis, [sitesKey(group), LEGACY_SITES_KEY], site),
+    touched: await membersOf(redis, [touchedKey(group), LEGACY_TOUCHED_KEY], site),
+    pending: await membersOf(redis, [pendingKey(group), LEGACY_PENDING_KEY], site),
     timeZone: await redis.hget(TIME_ZONES_KEY, site),
   };
 }

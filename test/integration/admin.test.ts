@@ -24,13 +24,18 @@ import { ErrorBody, TimeZoneBody } from "../../functions/api/schemas.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
 import {
   AS_OF_KEY,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
+  LEGACY_WORK_KEY,
   LOCK_KEY,
-  PENDING_KEY,
-  SITES_KEY,
+  pendingKey,
   siteEventTypesKey,
+  sitesKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
-  WORK_KEY,
+  touchedKey,
+  workKey,
 } from "../../functions/domain/keys.js";
 import { TIME_ZONE_EXAMPLE } from "../../functions/domain/time-zones.js";
 import { lambdaContext } from "../../local/lambda-context.js";
@@ -350,9 +355,14 @@ describe("the ACL users", () => {
       await admin.pfadd(dayKey, "someone");
       await admin.pfadd(eventsKey, "event-1");
       await admin.sadd(eventTypes, "view");
-      await admin.sadd(SITES_KEY, site);
-      await admin.sadd(TOUCHED_KEY, `${site}|2031-06-15`);
-      await admin.sadd(PENDING_KEY, `${site}|2031-06-14`);
+      // The site's group's sets, and the single-slot sets of older versions (until drained).
+      const group = groupOfSite(site);
+      await admin.sadd(sitesKey(group), site);
+      await admin.sadd(touchedKey(group), `${site}|2031-06-15`);
+      await admin.sadd(pendingKey(group), `${site}|2031-06-14`);
+      await admin.sadd(LEGACY_SITES_KEY, site);
+      await admin.sadd(LEGACY_TOUCHED_KEY, `${site}|2031-06-13`);
+      await admin.sadd(LEGACY_PENDING_KEY, `${site}|2031-06-12`);
       const refused: [string, () => Promise<unknown>][] = [
         ["PFADD uv:", () => writer.pfadd(dayKey, "intruder")],
         ["PFCOUNT uv:", () => writer.pfcount(dayKey)],
@@ -361,14 +371,17 @@ describe("the ACL users", () => {
         ["EXISTS uv:", () => writer.exists(dayKey)],
         ["DUMP uv:", () => writer.dump(dayKey)],
         ["SMEMBERS event types", () => writer.smembers(eventTypes)],
-        ["SADD the site index", () => writer.sadd(SITES_KEY, "forged")],
-        ["SMEMBERS the site index", () => writer.smembers(SITES_KEY)],
+        ["SADD the site index", () => writer.sadd(sitesKey(group), "forged")],
+        ["SMEMBERS the site index", () => writer.smembers(sitesKey(group))],
+        ["SADD the touched set", () => writer.sadd(touchedKey(group), "forged|2031-06-15")],
+        ["SADD the legacy site index", () => writer.sadd(LEGACY_SITES_KEY, "forged")],
         ["SET", () => writer.set(`sketchstream:{config}:other`, "x")],
         ["HSET another key", () => writer.hset("sketchstream:{config}:settings", site, "x")],
         ["UNLINK another key", () => writer.unlink("sketchstream:{config}:settings")],
         ["UNLINK as-of", () => writer.unlink(AS_OF_KEY)],
         ["UNLINK the rollup lock", () => writer.unlink(LOCK_KEY)],
-        ["UNLINK the rollup work", () => writer.unlink(WORK_KEY)],
+        ["UNLINK the rollup work", () => writer.unlink(workKey(group))],
+        ["UNLINK the legacy rollup work", () => writer.unlink(LEGACY_WORK_KEY)],
         ["UNLINK a key of no family", () => writer.unlink(`x:{site_id=${site}}:2031-06-15`)],
         ["DEL uv:", () => writer.del(dayKey)],
         ["DEL the registry", () => writer.del(TIME_ZONES_KEY)],
@@ -381,16 +394,21 @@ describe("the ACL users", () => {
       }
       expect(await admin.pfcount(dayKey)).toBe(1);
       expect(await admin.exists("sketchstream:{config}:settings")).toBe(0);
-      expect(await admin.sismember(SITES_KEY, "forged")).toBe(0);
+      expect(await admin.sismember(sitesKey(group), "forged")).toBe(0);
 
       // What a deletion does, command by command.
       const slot = await writer.cluster("KEYSLOT", eventTypes);
       expect(slot).toBe(await admin.cluster("KEYSLOT", dayKey));
-      const [, found] = await writer.sscan(SITES_KEY, "0", "MATCH", site, "COUNT", 1000);
+      const [, found] = await writer.sscan(sitesKey(group), "0", "MATCH", site, "COUNT", 1000);
       expect(found).toEqual([site]);
-      expect(await writer.srem(SITES_KEY, site)).toBe(1);
-      expect(await writer.srem(TOUCHED_KEY, `${site}|2031-06-15`)).toBe(1);
-      expect(await writer.srem(PENDING_KEY, `${site}|2031-06-14`)).toBe(1);
+      expect(await writer.srem(sitesKey(group), site)).toBe(1);
+      expect(await writer.srem(touchedKey(group), `${site}|2031-06-15`)).toBe(1);
+      expect(await writer.srem(pendingKey(group), `${site}|2031-06-14`)).toBe(1);
+      const [, foundBefore] = await writer.sscan(LEGACY_SITES_KEY, "0", "MATCH", site);
+      expect(foundBefore).toEqual([site]);
+      expect(await writer.srem(LEGACY_SITES_KEY, site)).toBe(1);
+      expect(await writer.srem(LEGACY_TOUCHED_KEY, `${site}|2031-06-13`)).toBe(1);
+      expect(await writer.srem(LEGACY_PENDING_KEY, `${site}|2031-06-12`)).toBe(1);
       const scanned: string[] = [];
       for (const node of writer.nodes("master")) {
         let cursor = "0";

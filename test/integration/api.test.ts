@@ -26,10 +26,13 @@ import { at, first, last } from "../../functions/domain/arrays.js";
 import {
   AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
-  SITES_KEY,
+  groupOfSite,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
   siteEventTypesKey,
+  sitesKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
+  touchedKey,
 } from "../../functions/domain/keys.js";
 import { lambdaContext } from "../../local/lambda-context.js";
 import { DAY_MS, utcDay } from "../helpers/clock.js";
@@ -141,7 +144,7 @@ describe("count", () => {
     const day = at(fixture.days, 20, "day");
     const z = Date.parse(`${day}T00:00:00Z`) / DAY_MS;
     await fixture.consume([siteEvent(s, z, 987_654, "view"), siteEvent(s, z, 987_655, "view")]);
-    expect(await fixture.admin.sismember(TOUCHED_KEY, `${s}|${day}`)).toBe(1);
+    expect(await fixture.admin.sismember(touchedKey(groupOfSite(s)), `${s}|${day}`)).toBe(1);
     const body = await getOk(CountBody, `/v1/sites/${s}/count?from=${from}&to=${to}`);
     // The week holding the late day is read from its days, which have the new users.
     expect(body.keys).not.toContain(`uv:{site_id=${s}}:${isoWeekLabel(z)}`);
@@ -509,13 +512,19 @@ describe("the reader ACL user", () => {
       redisOptions: { username: "reader", password: "reader-pw" },
     });
     try {
-      expect(await reader.sismember(SITES_KEY, site)).toBe(1);
+      const sites = sitesKey(groupOfSite(site));
+      expect(await reader.sismember(sites, site)).toBe(1);
+      // The single-slot sets of older versions are readable too (the migration window).
+      expect(await reader.sismember(LEGACY_SITES_KEY, site)).toBe(0);
+      expect(await reader.smismember(LEGACY_TOUCHED_KEY, `${site}|${to}`)).toEqual([0]);
       expect(await reader.pfcount(dayKey(site, to, undefined, "ev"))).toBeGreaterThan(0);
       const writes: [string, () => Promise<unknown>][] = [
         ["PFADD", () => reader.pfadd(dayKey(site, to), "intruder")],
         ["PFADD ev:", () => reader.pfadd(dayKey(site, to, undefined, "ev"), "intruder")],
-        ["SADD site index", () => reader.sadd(SITES_KEY, "forged")],
-        ["SREM site index", () => reader.srem(SITES_KEY, site)],
+        ["SADD site index", () => reader.sadd(sites, "forged")],
+        ["SREM site index", () => reader.srem(sites, site)],
+        ["SADD legacy site index", () => reader.sadd(LEGACY_SITES_KEY, "forged")],
+        ["SREM touched", () => reader.srem(touchedKey(groupOfSite(site)), `${site}|${to}`)],
         ["SADD event types", () => reader.sadd(siteEventTypesKey(site), "forged")],
         ["HSET time zones", () => reader.hset(TIME_ZONES_KEY, site, "UTC")],
         ["ZADD as-of", () => reader.zadd(AS_OF_KEY, 1, "consumer")],
@@ -534,7 +543,14 @@ describe("a site index too large for one SSCAN reply", () => {
   it("walks 1,500 sites in pages of at most the limit, each site exactly once", async () => {
     const bulk = Array.from({ length: 1500 }, (_, i) => `bulk${String(i).padStart(4, "0")}`);
     // Event-type members share the set and the prefix; the route must skip them.
-    await fixture.admin.sadd(SITES_KEY, ...bulk, ...bulk.map((b) => `${b}|view`));
+    // Each site in its group's index, as the consumer writes them: the walk goes through all.
+    const byKey = new Map<string, string[]>();
+    for (const b of bulk) {
+      const key = sitesKey(groupOfSite(b));
+      byKey.set(key, [...(byKey.get(key) ?? []), b, `${b}|view`]);
+    }
+    expect(byKey.size).toBe(16);
+    for (const [key, members] of byKey) await fixture.admin.sadd(key, ...members);
     try {
       const seen: string[] = [];
       let cursor: string | null = null;
@@ -551,7 +567,7 @@ describe("a site index too large for one SSCAN reply", () => {
       expect(seen.length).toBe(bulk.length);
       expect(seen.sort()).toEqual(bulk);
     } finally {
-      await fixture.admin.srem(SITES_KEY, ...bulk, ...bulk.map((b) => `${b}|view`));
+      for (const [key, members] of byKey) await fixture.admin.srem(key, ...members);
     }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Redis becomes unreachable in the middle of a batch: one primary is paused (SIGSTOP), so its
  * commands get no answer. The handler must answer before its deadline with batchItemFailures
- * from the first record whose writes went to that node; after the node returns, replaying from
+ * from the first record whose writes went to that node (its site's keys, or its site's
+ * bookkeeping group's touched set and site index); after the node returns, replaying from
  * there must give HLLs equal to a fault-free run of the same batch (user ids under `uv:`), and
  * `ev:` HLLs of exactly the batch's record ids.
  *
@@ -15,7 +16,7 @@ import { Cluster, Redis } from "ioredis";
 import { afterAll, assert, beforeAll, describe, expect, it, vi } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { at, first } from "../../functions/domain/arrays.js";
-import { TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { AS_OF_KEY, groupOfSite, touchedKey } from "../../functions/domain/keys.js";
 import { lambdaContext } from "../../local/lambda-context.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
@@ -49,22 +50,51 @@ async function keyOwner(key: string): Promise<number> {
   return ownerPort(Number(await redis.cluster("KEYSLOT", key)));
 }
 
+/**
+ * The primaries a batch writes to for a site: its keys' (HLLs and event types, one slot) and
+ * its bookkeeping group's (touched set and site index, one slot). A batch fails from the first
+ * record of a site when either refuses; the `as-of` key's primary fails it from the first record.
+ */
+async function primariesOf(site: string, day: string): Promise<Set<number>> {
+  return new Set([
+    await keyOwner(`uv:{site_id=${site}}:${day}`),
+    await keyOwner(touchedKey(groupOfSite(site))),
+  ]);
+}
+
+/**
+ * A primary to fail that holds some of the sites' keys but not `as-of`, and the sites whose
+ * writes it takes (their keys or their group's bookkeeping), which the batch fails from.
+ */
+async function victimOf(
+  sites: readonly string[],
+  day: string,
+): Promise<{ victim: number; hit: Set<string> }> {
+  const asOfOwner = await keyOwner(AS_OF_KEY);
+  const writes = new Map<string, Set<number>>();
+  const siteOwners = new Set<number>();
+  for (const site of sites) {
+    writes.set(site, await primariesOf(site, day));
+    siteOwners.add(await keyOwner(`uv:{site_id=${site}}:${day}`));
+  }
+  const victim = cluster.ports.find((p) => p !== asOfOwner && siteOwners.has(p));
+  assert.isDefined(victim, "a primary without the as-of key that owns some sites");
+  const hit = new Set(sites.filter((site) => writes.get(site)?.has(victim)));
+  expect(hit.size, "sites the victim takes writes of").toBeGreaterThan(0);
+  expect(hit.size, "sites it takes no write of").toBeLessThan(sites.length);
+  return { victim, hit };
+}
+
 describe("Redis unreachable mid-batch", () => {
   it("fails from the first unstored record before the deadline, and a replay matches a fault-free run", async () => {
     const prefix = uniqueSitePrefix();
     const now = testNowMs();
     const day = utcDay(now);
-    const touchedOwner = await keyOwner(TOUCHED_KEY);
-    // Sites spread over the nodes; the victim is a primary that does not hold the touched set.
+    // Sites spread over the nodes; the victim is a primary that does not hold `as-of`.
     const sites = Array.from({ length: 24 }, (_, i) => `${prefix}s${i}`);
-    const owners = new Map<string, number>();
-    for (const site of sites) owners.set(site, await keyOwner(`uv:{site_id=${site}}:${day}`));
-    const victim = cluster.ports.find(
-      (p) => p !== touchedOwner && [...owners.values()].includes(p),
-    );
-    assert.isDefined(victim, "a primary without the touched set that owns some sites");
-    const safeSites = sites.filter((s) => owners.get(s) !== victim);
-    const victimSites = sites.filter((s) => owners.get(s) === victim);
+    const { victim, hit } = await victimOf(sites, day);
+    const safeSites = sites.filter((s) => !hit.has(s));
+    const victimSites = sites.filter((s) => hit.has(s));
     // Records 0..199 only touch healthy nodes; from 200 on, sites of every node are mixed.
     const payloadFor = (site: string, i: number) => ({
       user_id: `user-${i % 700}`,
@@ -218,13 +248,8 @@ describe("a full cluster (maxmemory reached, noeviction)", () => {
     const now = testNowMs();
     const day = utcDay(now);
     const prefix = uniqueSitePrefix();
-    const touchedOwner = await keyOwner(TOUCHED_KEY);
     const sites = Array.from({ length: 24 }, (_, i) => `${prefix}oom${i}`);
-    const owners = new Map<string, number>();
-    for (const site of sites) owners.set(site, await keyOwner(`uv:{site_id=${site}}:${day}`));
-    const full = cluster.ports.find((p) => p !== touchedOwner && [...owners.values()].includes(p));
-    assert.isDefined(full, "a primary without the touched set that owns some sites");
-    const fullSites = new Set(sites.filter((s) => owners.get(s) === full));
+    const { victim: full, hit: fullSites } = await victimOf(sites, day);
     const okSites = sites.filter((s) => !fullSites.has(s));
     // Records 0..99 go to nodes with room; then every site, mixed.
     const sitesInOrder = [

@@ -4,7 +4,7 @@ import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { at, isNonEmpty } from "../../functions/domain/arrays.js";
-import { parseKey, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { groupOfSite, parseKey, touchedKey } from "../../functions/domain/keys.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { consumerEnv, redisSeed, uniqueSitePrefix } from "../helpers/env.js";
 import { HLL_STANDARD_ERROR, hllSame } from "../helpers/hll.js";
@@ -118,13 +118,15 @@ describe("consumer handler against a real Redis Cluster", () => {
   });
 
   it("records every touched (site, day) and (site, day, event) for the rollup", async () => {
-    const members = await redis.smembers(TOUCHED_KEY);
-    for (const key of truth.keys()) {
+    // Each site's members are in its own bookkeeping group's touched set.
+    const checks = [...truth.keys()].map(async (key) => {
       const m = /^(?:uv|ev):\{site_id=([^}]+)\}:(?:event=([a-z]+):)?(\d{4}-\d{2}-\d{2})$/.exec(key);
       assert.isNotNull(m, key);
-      const [, site, event, day] = m;
-      expect(members).toContain(event ? `${site}|${day}|${event}` : `${site}|${day}`);
-    }
+      const [, site = "", event, day] = m;
+      const member = event ? `${site}|${day}|${event}` : `${site}|${day}`;
+      return [member, await redis.sismember(touchedKey(groupOfSite(site)), member)] as const;
+    });
+    for (const [member, found] of await Promise.all(checks)) expect(found, member).toBe(1);
   });
 
   it("replaying the same batch leaves every HLL and every expiry unchanged", async () => {

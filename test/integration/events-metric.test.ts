@@ -18,8 +18,9 @@ import {
   AS_OF_CONSUMER,
   AS_OF_EVENTS_SINCE,
   AS_OF_KEY,
-  SITES_KEY,
-  TOUCHED_KEY,
+  groupOfSite,
+  sitesKey,
+  touchedKey,
 } from "../../functions/domain/keys.js";
 import { DEFAULT_RETENTION } from "../../functions/domain/runtime-env.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
@@ -256,7 +257,9 @@ describe("ev: daily keys written by the consumer handler", () => {
       expect(deadline, key).toBe(Number(await redis.call("EXPIRETIME", twin)));
     }
     // One touched member per (site, day[, event]) stands for both families.
-    const touched = (await redis.smembers(TOUCHED_KEY)).filter((m) => m.startsWith(`${prefix}a|`));
+    const touched = (await redis.smembers(touchedKey(groupOfSite(`${prefix}a`)))).filter((m) =>
+      m.startsWith(`${prefix}a|`),
+    );
     const expected = [...users.keys()]
       .filter((k) => k.startsWith(`uv:{site_id=${prefix}a}:`))
       .map((k) => {
@@ -368,8 +371,9 @@ describe("a bad event_id", () => {
       expect(await redis.pfcount(daily), daily).toBe(2);
       expect(await redis.exists(cart), cart).toBe(0);
     }
-    expect(await redis.smismember(TOUCHED_KEY, `${site}|${today}|cart`)).toEqual([0]);
-    expect(await redis.smismember(SITES_KEY, `${site}|cart`)).toEqual([0]);
+    const group = groupOfSite(site);
+    expect(await redis.smismember(touchedKey(group), `${site}|${today}|cart`)).toEqual([0]);
+    expect(await redis.smismember(sitesKey(group), `${site}|cart`)).toEqual([0]);
   });
 });
 
@@ -483,7 +487,7 @@ describe("planBatch: the ev: commands", () => {
   });
 
   it("touches the same members as before the events metric", () => {
-    const touched = plan.commands.find((c) => c.key === TOUCHED_KEY);
+    const touched = plan.commands.find((c) => c.key === touchedKey(groupOfSite(site)));
     expect(touched && "args" in touched ? [...touched.args].sort() : []).toEqual(
       [`${site}|${today}`, `${site}|${today}|view`, `${site}|${today}|cart`].sort(),
     );

@@ -14,6 +14,7 @@ import fc from "fast-check";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
+import { BOOKKEEPING_GROUP_TAGS } from "../../functions/domain/keys.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { HLL_STANDARD_ERROR } from "../helpers/hll.js";
@@ -179,7 +180,9 @@ function generate(): Generated[] {
 
 const KEY_FORMATS = [
   /^(uv|ev):\{site_id=[A-Za-z0-9_-]{1,64}\}:(event=[a-z0-9_-]{1,32}:)?\d{4}-\d{2}-\d{2}$/,
-  /^sketchstream:\{rollup\}:(touched|sites|as-of)$/,
+  /^sketchstream:\{rollup\}:as-of$/,
+  // The consumer's bookkeeping: each group's touched set and site index (keys.ts).
+  new RegExp(`^sketchstream:\\{(${BOOKKEEPING_GROUP_TAGS.join("|")})\\}:(touched|sites)$`),
   /^sketchstream:\{site_id=[A-Za-z0-9_-]{1,64}\}:event-types$/,
 ];
 

@@ -2,7 +2,8 @@
  * Offboarding (functions/admin/offboard.ts) against the shared real Redis Cluster: a site's
  * keys (both metrics, days, weeks, months, event types, a `:rebuild` key, the event-type set)
  * are found by a SCAN of the node that holds the site's slot and deleted, with its members of
- * the site index and of the touched and pending sets and its zone; sites whose ids share a
+ * the site index and of the touched and pending sets (its bookkeeping group's, and the
+ * single-slot sets of older versions a rollup has not drained yet) and its zone; sites whose ids share a
  * prefix with it (`S` itself a prefix, `S1`, `S-x`, another case) keep every key, value and
  * deadline. What is left is checked by a SCAN of every node, not by what was written. And the
  * same against a single redis-server (REDIS_CLUSTER=false).
@@ -21,11 +22,14 @@ import {
 } from "../../functions/admin/offboard.js";
 import { first } from "../../functions/domain/arrays.js";
 import {
-  PENDING_KEY,
-  SITES_KEY,
+  groupOfSite,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
+  pendingKey,
   siteEventTypesKey,
+  sitesKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
+  touchedKey,
   uniqueVisitorsKey,
 } from "../../functions/domain/keys.js";
 import { freePorts } from "../../local/redis-cluster.js";
@@ -76,9 +80,13 @@ describe("deleteSite on a Redis Cluster", () => {
     // A second site on another primary: a SCAN of any one node cannot find both.
     const other = await siteOnAnotherNode(`${base}o`, site);
     const neighbours = [base, `${base}s1`, `${base}s-x`, `${base}S`, `${base}ss`];
-    const seeded = await seedSite(redis, site, "Europe/Paris");
+    // The site also has members in the single-slot sets of older versions (before the next
+    // rollup drains them), and so do its neighbours.
+    const seeded = await seedSite(redis, site, "Europe/Paris", { legacy: true });
     const seededOther = await seedSite(redis, other, "Asia/Tokyo");
-    for (const neighbour of neighbours) await seedSite(redis, neighbour, "America/St_Johns");
+    for (const neighbour of neighbours) {
+      await seedSite(redis, neighbour, "America/St_Johns", { legacy: true });
+    }
     const before = new Map(
       await Promise.all(neighbours.map(async (n) => [n, await siteState(redis, n)] as const)),
     );
@@ -123,7 +131,7 @@ describe("deleteSite on a Redis Cluster", () => {
 
   it("stops after its budget with a cursor, and resumes from it to the same result", async () => {
     const site = `${base}steps`;
-    const seeded = await seedSite(redis, site, "Asia/Kathmandu");
+    const seeded = await seedSite(redis, site, "Asia/Kathmandu", { legacy: true });
     let total = NO_COUNTS;
     let cursor: string | undefined;
     const cursors: string[] = [];
@@ -144,9 +152,18 @@ describe("deleteSite on a Redis Cluster", () => {
     // Steps resumed in every phase that took more than one page, in order: bookkeeping
     // first, then the keys, the zone last.
     const phases = [...new Set(cursors.map((c) => c.split(":")[0]))];
-    const order = ["index", "touched", "pending", "keys", "time-zone"];
+    const order = [
+      "index",
+      "touched",
+      "pending",
+      "legacy-index",
+      "legacy-touched",
+      "legacy-pending",
+      "keys",
+      "time-zone",
+    ];
     expect(phases).toEqual(order.filter((phase) => phases.includes(phase)));
-    expect(phases).toEqual(expect.arrayContaining(["keys", "time-zone"]));
+    expect(phases).toEqual(expect.arrayContaining(["legacy-pending", "keys", "time-zone"]));
     expect((await siteState(redis, site)).keys.size).toBe(0);
   });
 
@@ -184,17 +201,30 @@ describe("deleteSite on a single Redis node", () => {
     const keys = [uniqueVisitorsKey("715", day), `ev:{site_id=715}:${day}`];
     await Promise.all(keys.map((k) => single?.pfadd(k, "u")));
     await single.pfadd(uniqueVisitorsKey("7150", day), "u");
-    await single.sadd(SITES_KEY, "715", "715|view", "7150");
-    await single.sadd(TOUCHED_KEY, `715|${day}`, `7150|${day}`);
-    await single.sadd(PENDING_KEY, `715|${day}|view`);
+    // 715 and 7150 share group 0 (FNV-1a 0x89ca4650 and 0x496cc920): one set holds both sites
+    // members, and the single-slot sets of older versions hold some as well.
+    const group = groupOfSite("715");
+    expect(groupOfSite("7150")).toBe(group);
+    await single.sadd(sitesKey(group), "715", "715|view", "7150");
+    await single.sadd(touchedKey(group), `715|${day}`, `7150|${day}`);
+    await single.sadd(pendingKey(group), `715|${day}|view`);
+    await single.sadd(LEGACY_SITES_KEY, "715", "7150");
+    await single.sadd(LEGACY_TOUCHED_KEY, `715|${day}|view`);
     await single.hset(TIME_ZONES_KEY, "715", "UTC", "7150", "UTC");
 
     const step = await deleteSite(single, "715");
-    expect(step.deleted).toEqual({ keys: 2, siteIndex: 2, touched: 1, pending: 1, timeZone: 1 });
+    expect(step.deleted).toEqual({ keys: 2, siteIndex: 3, touched: 2, pending: 1, timeZone: 1 });
     expect((await single.keys("*")).sort()).toEqual(
-      [uniqueVisitorsKey("7150", day), SITES_KEY, TOUCHED_KEY, TIME_ZONES_KEY].sort(),
+      [
+        uniqueVisitorsKey("7150", day),
+        sitesKey(group),
+        touchedKey(group),
+        LEGACY_SITES_KEY,
+        TIME_ZONES_KEY,
+      ].sort(),
     );
-    expect(await single.smembers(SITES_KEY)).toEqual(["7150"]);
+    expect(await single.smembers(sitesKey(group))).toEqual(["7150"]);
+    expect(await single.smembers(LEGACY_SITES_KEY)).toEqual(["7150"]);
     expect(await single.hkeys(TIME_ZONES_KEY)).toEqual(["7150"]);
   });
 });

@@ -12,10 +12,11 @@ import * as v from "valibot";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { isNonEmpty } from "../../functions/domain/arrays.js";
-import { LOCK_KEY, PENDING_KEY, SITES_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import { groupOfSite, sitesKey, touchedKey } from "../../functions/domain/keys.js";
 import { createRollupHandlers } from "../../functions/rollup/handler.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { type LocalRollupResult, runRollupLocally } from "../../state-machines/local-runner.js";
+import { cardOfEveryGroup, rollupLeftovers } from "../helpers/bookkeeping.js";
 import { daysAgo, testNowMs } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
@@ -255,8 +256,8 @@ describe("rollup of the events metric (ev: keys)", () => {
     // evB's first week, which ended before `since`, has its uv: key and no ev: key at all.
     expect(await redis.exists(`uv:{site_id=evB}:${firstWeek}`)).toBe(1);
     expect(await scanKeys(`ev:{site_id=evB}:*${firstWeek}`)).toEqual([]);
-    expect(await redis.scard(TOUCHED_KEY)).toBe(0);
-    expect(await redis.exists(PENDING_KEY, LOCK_KEY)).toBe(0);
+    expect(await cardOfEveryGroup(redis, "touched")).toBe(0);
+    expect(await rollupLeftovers(redis)).toEqual([]);
   });
 
   it("backfill: recomputes ev: weeks and months from their days, replacing what they held", async () => {
@@ -294,7 +295,7 @@ describe("rollup of the events metric (ev: keys)", () => {
 
     // The same batch again (a retried delivery): it touches every day again, adds nothing.
     await replay(batch);
-    expect(await redis.scard(TOUCHED_KEY)).toBeGreaterThan(0);
+    expect(await cardOfEveryGroup(redis, "touched")).toBeGreaterThan(0);
     const scheduled = await rollup({});
     expect(scheduled.itemsMerged).toBeGreaterThan(0);
     await expectUnchanged(before, "a scheduled run after a replayed batch");
@@ -330,7 +331,7 @@ describe("history written before the events metric (uv: days, no ev: days)", () 
     // What the consumer noted for a day whose uv: and ev: keys are gone (expired, or the run
     // came later than their retention): the run merges nothing, and creates no empty key.
     const day = DAYS[3] ?? "";
-    await redis.sadd(TOUCHED_KEY, `gone|${day}`, `gone|${day}|view`);
+    await redis.sadd(touchedKey(groupOfSite("gone")), `gone|${day}`, `gone|${day}|view`);
     const output = await rollup({});
     expect(output.itemsMerged).toBe(4);
     expect(output.keysWritten).toBe(0);
@@ -344,7 +345,7 @@ describe("history written before the events metric (uv: days, no ev: days)", () 
     const week = isoWeekLabel(dayNumber(day));
     const stale = FAMILIES.map((family) => `${family}:{site_id=stale}:${week}`);
     for (const key of stale) await redis.pfadd(key, "from-a-deleted-day");
-    await redis.sadd(SITES_KEY, "stale");
+    await redis.sadd(sitesKey(groupOfSite("stale")), "stale");
     const output = await rollup({ from: day, to: day });
     expect(output.keysRemoved).toBe(2);
     expect(output.keysWritten).toBe(0);

@@ -1,9 +1,9 @@
 /**
  * The rollup when a primary dies under it (SIGKILL), on a cluster of this file's own: 3
  * primaries with 2 replicas each and a 2 s cluster-node-timeout, so a replica takes over 3-5 s
- * after a kill, and the primary of the rollup's bookkeeping can die twice. The victim is always
- * the primary that holds the bookkeeping (`sketchstream:{rollup}:*`: lock, touched, pending,
- * work) and some of the sites.
+ * after a kill, and the primary of the rollup's lock can die twice. The victim is always the
+ * primary that holds the lock (`sketchstream:{rollup}:lock`), the bookkeeping groups whose slots
+ * it serves (touched, pending, work: a third of them) and some of the sites.
  *
  * The real state machine (aws-local-stepfunctions, the ASL's own Retry and Catch) runs the real
  * handlers; data comes from the real consumer handler. Either outcome of a faulted execution is
@@ -20,11 +20,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { isNonEmpty } from "../../functions/domain/arrays.js";
 import { messageOf } from "../../functions/domain/errors.js";
-import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY, WORK_KEY } from "../../functions/domain/keys.js";
+import { everyGroupKey, LOCK_KEY } from "../../functions/domain/keys.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
 import type { RollupRedis } from "../../functions/rollup/rollup.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { type LocalRollupResult, runRollupLocally } from "../../state-machines/local-runner.js";
+import { cardOfEveryGroup, existingOf, rollupLeftovers } from "../helpers/bookkeeping.js";
 import { daysAgo, testNowMs } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
@@ -297,7 +298,8 @@ async function nextRunCompletes(items: number): Promise<void> {
   expect(result.status, result.cause).toBe("SUCCEEDED");
   expect(recorded.plans, "the lock was free: the first plan took it").toEqual(["ready"]);
   expect(checked(RollupOutputSchema, result.output, "the rollup's output").itemsMerged).toBe(items);
-  expect(await redis.exists(LOCK_KEY, PENDING_KEY, TOUCHED_KEY, WORK_KEY)).toBe(0);
+  expect(await rollupLeftovers(redis)).toEqual([]);
+  expect(await existingOf(redis, everyGroupKey("touched"))).toEqual([]);
 }
 
 beforeAll(async () => {
@@ -337,7 +339,7 @@ describe("rollup when a primary dies", () => {
 
   it("killed while pages merge: the pages carry on after the failover (or the execution fails and frees the lock), and the next run completes", async () => {
     await consume(eventsOn(DAYS, 12, "a"));
-    const touched = await redis.scard(TOUCHED_KEY);
+    const touched = await cardOfEveryGroup(redis, "touched");
     expect(touched).toBe(SITES.length * DAYS.length * (1 + EVENTS.length));
     await replicasCaughtUp();
     const victim = await primaryOf(LOCK_KEY);
@@ -385,20 +387,22 @@ describe("rollup when a primary dies", () => {
       expect(pagesBegunAfterKill, "pages merged after the kill").toBeGreaterThan(10);
       const output = checked(RollupOutputSchema, result.output, "the rollup's output");
       expect(output.itemsMerged).toBe(touched * 2);
-      expect(await redis.exists(PENDING_KEY, TOUCHED_KEY)).toBe(0);
+      expect(
+        await existingOf(redis, [...everyGroupKey("pending"), ...everyGroupKey("touched")]),
+      ).toEqual([]);
     } else {
       expect(result.error).toBe("RollupPageError");
       expect(result.cause).toMatch(/^page \d+ of execution .* could not be merged: /);
       // Nothing was dropped: everything touched waits in `pending` for the next run.
-      expect(await redis.scard(PENDING_KEY)).toBe(touched);
+      expect(await cardOfEveryGroup(redis, "pending")).toBe(touched);
     }
     // Released by the execution, not expired: the lease is 15 minutes.
     expect(await redis.get(LOCK_KEY), "no execution holds the lock").toBeNull();
 
     // Late data while nobody merges: it waits in `touched` for the next run.
     await consume(eventsOn([LATE_DAY], 5, "late"));
-    const late = await redis.scard(TOUCHED_KEY);
-    const pending = await redis.scard(PENDING_KEY);
+    const late = await cardOfEveryGroup(redis, "touched");
+    const pending = await cardOfEveryGroup(redis, "pending");
     await nextRunCompletes((pending + late) * 2);
     expect(await expectRolledUpEverywhere()).toBe(SITES.length * 2 * 3 * PERIODS.size);
   });
@@ -406,7 +410,7 @@ describe("rollup when a primary dies", () => {
   it("killed as a failed execution frees the lock: the lock is still freed, nothing is lost, and the next run takes the lock at once", async () => {
     // New visitors on every day: every week and month has work again.
     await consume(eventsOn([...DAYS, LATE_DAY], 6, "b"));
-    const touched = await redis.scard(TOUCHED_KEY);
+    const touched = await cardOfEveryGroup(redis, "touched");
     await replicasCaughtUp();
     // The replica that took over the bookkeeping in the test above, whose own replica takes
     // over now.
@@ -455,7 +459,9 @@ describe("rollup when a primary dies", () => {
     expect(result.cause).toMatch(/stays pending/);
     await failedOver(victim);
     expect(await redis.get(LOCK_KEY), "the failed execution freed the lock").toBeNull();
-    expect(await redis.scard(PENDING_KEY), "every touched pair still pending").toBe(touched);
+    expect(await cardOfEveryGroup(redis, "pending"), "every touched pair still pending").toBe(
+      touched,
+    );
     await nextRunCompletes(touched * 2);
     expect(await expectRolledUpEverywhere()).toBe(SITES.length * 2 * 3 * PERIODS.size);
   });

@@ -21,10 +21,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { connectRedis } from "../../functions/adapters/redis.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
 import {
-  SITES_KEY,
+  groupOfSite,
   siteIndexMember,
+  sitesKey,
   TIME_ZONES_KEY,
-  TOUCHED_KEY,
+  touchedKey,
   touchedMember,
 } from "../../functions/domain/keys.js";
 import { loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
@@ -194,12 +195,16 @@ async function writeDays(sites: readonly string[], days: readonly number[]): Pro
         }
       }
       await admin.sadd(
-        TOUCHED_KEY,
+        touchedKey(groupOfSite(site)),
         touchedMember(site, dayLabel(day)),
         touchedMember(site, dayLabel(day), "view"),
       );
     }
-    await admin.sadd(SITES_KEY, siteIndexMember(site), siteIndexMember(site, "view"));
+    await admin.sadd(
+      sitesKey(groupOfSite(site)),
+      siteIndexMember(site),
+      siteIndexMember(site, "view"),
+    );
   }
 }
 
@@ -329,7 +334,7 @@ describe("rollup in sites' time zones", () => {
     await registerZones(SITES);
     const days = scenarioDays();
     await writeDays(sites, days);
-    await admin.del(TOUCHED_KEY);
+    for (const site of sites) await admin.del(touchedKey(groupOfSite(site)));
     const from = Math.min(...days);
     await rollup({ from: dayLabel(from), to: dayLabel(today) });
     await expectRolledUp(sites, days, zoneOf);

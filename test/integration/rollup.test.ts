@@ -11,10 +11,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "../../cli/generator.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { at, isNonEmpty } from "../../functions/domain/arrays.js";
-import { LOCK_KEY, PENDING_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import {
+  BOOKKEEPING_GROUPS,
+  everyGroupKey,
+  groupOfSite,
+  LOCK_KEY,
+  touchedKey,
+} from "../../functions/domain/keys.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { type LocalRollupResult, runRollupLocally } from "../../state-machines/local-runner.js";
+import { cardOfEveryGroup, membersOfEveryGroup, rollupLeftovers } from "../helpers/bookkeeping.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
@@ -193,6 +200,13 @@ describe("rollup over 60 days and 50 sites", () => {
   });
 
   it("merges every week and month of every site and event type, equal to a reference merge", async () => {
+    // The consumer wrote each site's members to its group's touched set: the run reads many.
+    expect(new Set(await membersOfEveryGroup(redis, "touched"))).toEqual(touched);
+    const groups = await Promise.all(everyGroupKey("touched").map((key) => redis.scard(key)));
+    expect(groups.filter((n) => n > 0).length).toBeGreaterThan(BOOKKEEPING_GROUPS / 2);
+    for (const site of sites.slice(0, 5)) {
+      expect(await redis.sismember(touchedKey(groupOfSite(site)), `${site}|${days[0]}`)).toBe(1);
+    }
     const result = await runRollupLocally({
       env,
       input: {},
@@ -209,9 +223,9 @@ describe("rollup over 60 days and 50 sites", () => {
     const checked = await expectRolledUp(sites, days, [undefined, ...EVENTS]);
     expect(checked.uv + checked.ev).toBe(output.keysWritten);
     expect(checked.ev).toBe(checked.uv);
-    // The touched set was drained and the bookkeeping cleared.
-    expect(await redis.scard(TOUCHED_KEY)).toBe(0);
-    expect(await redis.exists(PENDING_KEY, LOCK_KEY)).toBe(0);
+    // Every group's touched set was drained and the bookkeeping cleared.
+    expect(await cardOfEveryGroup(redis, "touched")).toBe(0);
+    expect(await rollupLeftovers(redis)).toEqual([]);
   });
 
   it("re-running gives equal HLLs, and a scheduled run with nothing touched merges nothing", async () => {
@@ -484,7 +498,7 @@ describe("exclusive and crash-safe", () => {
     expect(failed.status).toBe("FAILED");
     expect(failed.cause).toMatch(/injected crash/);
     expect(await redis.exists(LOCK_KEY)).toBe(0);
-    expect(await redis.scard(PENDING_KEY)).toBeGreaterThan(0);
+    expect(await cardOfEveryGroup(redis, "pending")).toBeGreaterThan(0);
 
     // The next run crashes once mid-page; the Map's Retry finishes it.
     crashes = 0;
@@ -499,7 +513,7 @@ describe("exclusive and crash-safe", () => {
     once.close();
     expect(crashes).toBe(1);
     expect(recovered.status, recovered.cause).toBe("SUCCEEDED");
-    expect(await redis.exists(PENDING_KEY, LOCK_KEY)).toBe(0);
+    expect(await rollupLeftovers(redis)).toEqual([]);
     await expectRolledUp(sites, days, [undefined, ...EVENTS]);
   });
 
@@ -537,7 +551,7 @@ describe("bad input", () => {
   ];
   for (const [name, input, cause] of cases) {
     it(`fails clearly and writes nothing: ${name}`, async () => {
-      await redis.sadd(TOUCHED_KEY, "keep|2024-03-09");
+      await redis.sadd(touchedKey(groupOfSite("keep")), "keep|2024-03-09");
       const keysBefore = await totalKeys();
       const result = await runRollupLocally({
         env,
@@ -549,9 +563,9 @@ describe("bad input", () => {
       expect(result.error).toBe("RollupInputError");
       expect(result.cause).toMatch(cause);
       expect(await totalKeys()).toBe(keysBefore);
-      expect(await redis.sismember(TOUCHED_KEY, "keep|2024-03-09")).toBe(1);
+      expect(await redis.sismember(touchedKey(groupOfSite("keep")), "keep|2024-03-09")).toBe(1);
       expect(await redis.exists(LOCK_KEY)).toBe(0);
-      await redis.srem(TOUCHED_KEY, "keep|2024-03-09");
+      await redis.srem(touchedKey(groupOfSite("keep")), "keep|2024-03-09");
     });
   }
 });

@@ -11,7 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, type RedisConnection } from "../../functions/adapters/redis.js";
 import { createConsumerHandler } from "../../functions/consumer/handler.js";
 import { ACL_RULES } from "../../functions/domain/acl.js";
-import { TIME_ZONES_KEY, TOUCHED_KEY } from "../../functions/domain/keys.js";
+import {
+  groupOfSite,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
+  LOCK_KEY,
+  pendingKey,
+  TIME_ZONES_KEY,
+  touchedKey,
+} from "../../functions/domain/keys.js";
 import { isoWeekOf } from "../../functions/domain/periods.js";
 import { loadRuntimeConfig } from "../../functions/domain/runtime-env.js";
 import { lambdaContext } from "../../local/lambda-context.js";
@@ -118,7 +126,9 @@ describe("TLS cluster with least-privilege ACL users", () => {
     expect(await reader.client.pfcount(`uv:{site_id=${site}}:${week}`)).toBe(dayCount);
     const eventsDay = await reader.client.pfcount(eventsKey);
     expect(await reader.client.pfcount(`ev:{site_id=${site}}:${week}`)).toBe(eventsDay);
-    expect(await reader.client.smismember(TOUCHED_KEY, `${site}|${day}`)).toEqual([0]);
+    expect(await reader.client.smismember(touchedKey(groupOfSite(site)), `${site}|${day}`)).toEqual(
+      [0],
+    );
   });
 
   it("lets the rollup merge ev: keys, but not add to them or write other keys", async () => {
@@ -168,6 +178,18 @@ describe("TLS cluster with least-privilege ACL users", () => {
       );
       await expect(consumer.client.pfadd("other:{x}", "a")).rejects.toThrow(/NOPERM/);
       await expect(consumer.client.call("FLUSHALL")).rejects.toThrow(/NOPERM/);
+      // Of the bookkeeping, only its groups' touched sets and site indexes: not what the
+      // rollup owns, and the single-slot sets of older versions only to ask whether they exist.
+      const group = groupOfSite(site);
+      await expect(consumer.client.sadd(pendingKey(group), `${site}|${day}`)).rejects.toThrow(
+        /NOPERM/,
+      );
+      await expect(consumer.client.exists(LOCK_KEY)).rejects.toThrow(/NOPERM/);
+      await expect(consumer.client.sadd(LEGACY_TOUCHED_KEY, `${site}|${day}`)).rejects.toThrow(
+        /NOPERM/,
+      );
+      await expect(consumer.client.sadd(LEGACY_SITES_KEY, site)).rejects.toThrow(/NOPERM/);
+      expect(await consumer.client.exists(LEGACY_SITES_KEY)).toBe(0);
     } finally {
       consumer.close();
     }

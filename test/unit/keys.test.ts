@@ -3,21 +3,35 @@ import { describe, expect, it } from "vitest";
 import {
   assertEventType,
   assertSiteId,
+  BOOKKEEPING_GROUP_IDS,
+  BOOKKEEPING_GROUP_TAGS,
+  BOOKKEEPING_GROUPS,
+  BOOKKEEPING_KINDS,
+  bookkeepingKey,
+  bookkeepingKeyPattern,
   countingKey,
   EVENT_TYPE_RE,
   eventsKey,
+  everyGroupKey,
+  fnv1a32,
+  groupOfSite,
+  LEGACY_PENDING_KEY,
+  LEGACY_SITES_KEY,
+  LEGACY_TOUCHED_KEY,
+  LEGACY_WORK_KEY,
   LOCK_KEY,
   METRICS,
-  PENDING_KEY,
   parseKey,
   parseTouchedMember,
   periodKey,
   ROLLUP_TAG,
   SITE_ID_RE,
+  sitesKey,
   siteTag,
-  TOUCHED_KEY,
+  touchedKey,
   touchedMember,
   uniqueVisitorsKey,
+  workKey,
 } from "../../functions/domain/keys.js";
 import { parsePeriodLabel, periodOf } from "../../functions/domain/periods.js";
 import { dayLabel, daysFromCivil } from "./calendar.js";
@@ -249,10 +263,100 @@ describe("key properties", () => {
 });
 
 describe("touched set", () => {
-  it("has one hash tag, {rollup}", () => {
+  it("lives in its site's group: one hash tag per group, the lock and legacy keys in {rollup}", () => {
     expect(ROLLUP_TAG).toBe("{rollup}");
-    expect(hashTag(TOUCHED_KEY)).toBe("rollup");
-    expect(count(TOUCHED_KEY, "{")).toBe(1);
+    expect(hashTag(LOCK_KEY)).toBe("rollup");
+    for (const legacy of [
+      LEGACY_TOUCHED_KEY,
+      LEGACY_PENDING_KEY,
+      LEGACY_SITES_KEY,
+      LEGACY_WORK_KEY,
+    ]) {
+      expect(hashTag(legacy)).toBe("rollup");
+    }
+    expect(touchedKey(5)).toBe("sketchstream:{rollup-5-5358}:touched");
+    expect(sitesKey(0)).toBe("sketchstream:{rollup-0-29572}:sites");
+    expect(workKey(15)).toBe("sketchstream:{rollup-15-5321}:work");
+    for (const group of BOOKKEEPING_GROUP_IDS) {
+      const keys = BOOKKEEPING_KINDS.map((kind) => bookkeepingKey(kind, group));
+      expect(new Set(keys.map(hashTag))).toEqual(new Set([BOOKKEEPING_GROUP_TAGS[group]]));
+      for (const key of keys) expect(count(key, "{")).toBe(1);
+    }
+    expect(everyGroupKey("pending")).toHaveLength(BOOKKEEPING_GROUPS);
+    expect(new Set(everyGroupKey("pending")).size).toBe(BOOKKEEPING_GROUPS);
+  });
+
+  it("has 16 groups whose tags never change (their slots, i*1024+512, are checked against a cluster in bookkeeping-groups.test.ts)", () => {
+    expect(BOOKKEEPING_GROUPS).toBe(16);
+    expect(BOOKKEEPING_GROUP_IDS).toEqual([...Array(16).keys()]);
+    expect(BOOKKEEPING_GROUP_TAGS).toEqual([
+      "rollup-0-29572",
+      "rollup-1-43683",
+      "rollup-2-3962",
+      "rollup-3-11217",
+      "rollup-4-17793",
+      "rollup-5-5358",
+      "rollup-6-575",
+      "rollup-7-2845",
+      "rollup-8-50482",
+      "rollup-9-1497",
+      "rollup-10-1574",
+      "rollup-11-20549",
+      "rollup-12-15880",
+      "rollup-13-14149",
+      "rollup-14-15084",
+      "rollup-15-5321",
+    ]);
+    expect(() => touchedKey(16)).toThrow(/bookkeeping group 16 does not exist: groups are 0 to 15/);
+    expect(() => touchedKey(-1)).toThrow(RangeError);
+    expect(() => touchedKey(1.5)).toThrow(RangeError);
+  });
+
+  it("ACL patterns match every group's key of their kind and no other kind or legacy key", () => {
+    // Redis globs: `*` is any text; `{`, `}`, `:` and `-` are literal.
+    const literal = (text: string) => text.replace(/[.+?^$()|[\]{}\\]/g, "\\$&");
+    const glob = (pattern: string) => new RegExp(`^${pattern.split("*").map(literal).join(".*")}$`);
+    for (const kind of BOOKKEEPING_KINDS) {
+      const re = glob(bookkeepingKeyPattern(kind));
+      for (const key of everyGroupKey(kind)) expect(key).toMatch(re);
+      for (const other of BOOKKEEPING_KINDS.filter((k) => k !== kind)) {
+        for (const key of everyGroupKey(other)) expect(key).not.toMatch(re);
+      }
+      for (const legacy of [LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY, LEGACY_SITES_KEY, LOCK_KEY]) {
+        expect(legacy).not.toMatch(re);
+      }
+    }
+  });
+
+  it("hashes with FNV-1a 32 of the UTF-8 id: the published test vectors", () => {
+    // http://www.isthe.com/chongo/tech/comp/fnv/ test vectors.
+    expect(fnv1a32("")).toBe(0x811c9dc5);
+    expect(fnv1a32("a")).toBe(0xe40c292c);
+    expect(fnv1a32("foobar")).toBe(0xbf9cf968);
+    // "1": (0x811c9dc5 ^ 0x31) = 0x811c9df4; x 0x01000193 = 0x811d69340ca71c; low 32 bits.
+    expect(fnv1a32("1")).toBe(0x340ca71c);
+  });
+
+  it("gives each site a group that never changes across versions", () => {
+    // Hand-computed: FNV-1a 32 mod 16 is the hash's last hex digit.
+    expect(groupOfSite("a")).toBe(0xc); // 0xe40c292c
+    expect(groupOfSite("foobar")).toBe(0x8); // 0xbf9cf968
+    expect(groupOfSite("1")).toBe(0xc); // 0x340ca71c
+    expect(groupOfSite("715")).toBe(0x0); // 0x89ca4650
+    expect(groupOfSite("site-42")).toBe(0xf); // 0x7e93b63f
+    expect(groupOfSite("big3")).toBe(0xe); // 0x7241903e
+  });
+
+  it("spreads sequential ids evenly over the groups", () => {
+    const counts = new Array<number>(BOOKKEEPING_GROUPS).fill(0);
+    const ids = 100_000;
+    for (let i = 1; i <= ids; i++) {
+      const group = groupOfSite(String(i));
+      counts[group] = (counts[group] ?? 0) + 1;
+    }
+    const mean = ids / BOOKKEEPING_GROUPS;
+    expect(Math.max(...counts) / mean).toBeLessThan(1.02);
+    expect(Math.min(...counts) / mean).toBeGreaterThan(0.98);
   });
 
   it("formats members as site|day and site|day|event", () => {
@@ -352,8 +456,9 @@ describe("parsePeriodLabel and parseKey: the inverse of the builders", () => {
 
   it("parseKey refuses bookkeeping, temporary and malformed keys", () => {
     for (const bad of [
-      TOUCHED_KEY,
-      PENDING_KEY,
+      touchedKey(3),
+      LEGACY_TOUCHED_KEY,
+      LEGACY_PENDING_KEY,
       LOCK_KEY,
       "uv:{site_id=715}:2024-W10:rebuild",
       "uv:{site_id=715}:event=Purchase:2024-03-09",
