@@ -29,13 +29,9 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import {
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type KinesisClient,
-  ListShardsCommand,
   PutRecordsCommand,
 } from "@aws-sdk/client-kinesis";
-import type { KinesisStreamEvent, KinesisStreamRecord } from "aws-lambda";
+import type { KinesisStreamEvent } from "aws-lambda";
 import { Cluster, Redis } from "ioredis";
 import kinesalite from "kinesalite";
 import { afterAll, assert, beforeAll, describe, expect, inject, it, vi } from "vitest";
@@ -57,6 +53,7 @@ import { testNowMs, utcDay } from "../helpers/clock.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
 import { listeningPort } from "../helpers/net.js";
+import { streamRecords } from "../helpers/stream-records.js";
 
 const USERS = {
   /** The deployed consumer's rules: no `+wait`. */
@@ -517,51 +514,6 @@ async function countingKeys(): Promise<Map<string, StoredHll>> {
   return keys;
 }
 
-/** Every record of the stream, per shard in order, read back from the local Kinesis. */
-async function streamRecords(kinesis: KinesisClient, streamName: string, streamArn: string) {
-  const shards = (await kinesis.send(new ListShardsCommand({ StreamName: streamName }))).Shards;
-  const records: KinesisStreamRecord[] = [];
-  for (const shard of shards ?? []) {
-    const shardId = shard.ShardId ?? "";
-    let iterator = (
-      await kinesis.send(
-        new GetShardIteratorCommand({
-          StreamName: streamName,
-          ShardId: shardId,
-          ShardIteratorType: "TRIM_HORIZON",
-        }),
-      )
-    ).ShardIterator;
-    while (iterator) {
-      const out = await kinesis.send(
-        new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }),
-      );
-      for (const r of out.Records ?? []) {
-        // The shape the event source mapping (and the local poller) gives the consumer.
-        records.push({
-          kinesis: {
-            kinesisSchemaVersion: "1.0",
-            partitionKey: r.PartitionKey ?? "",
-            sequenceNumber: r.SequenceNumber ?? "",
-            data: Buffer.from(r.Data ?? new Uint8Array()).toString("base64"),
-            approximateArrivalTimestamp: (r.ApproximateArrivalTimestamp?.getTime() ?? 0) / 1000,
-          },
-          eventSource: "aws:kinesis",
-          eventVersion: "1.0",
-          eventID: `${shardId}:${r.SequenceNumber}`,
-          eventName: "aws:kinesis:record",
-          invokeIdentityArn: "arn:aws:iam::000000000000:role/sketchstream-consumer",
-          awsRegion: "us-east-1",
-          eventSourceARN: streamArn,
-        });
-      }
-      if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break;
-      iterator = out.NextShardIterator;
-    }
-  }
-  return records;
-}
-
 const REFERENCE_PREFIX = "ref";
 
 describe("a primary killed mid-stream", () => {
@@ -684,7 +636,7 @@ describe("a primary killed mid-stream", () => {
 
       // The fault-free run: the same records (same eventIDs, so the same identities) under
       // renamed site ids, replayed directly into the handler, which waits for nothing.
-      const records = await streamRecords(kinesis, streamName, streamArn);
+      const records = await streamRecords({ kinesis, streamName, streamArn });
       expect(records).toHaveLength(total);
       for (let i = 0; i < records.length; i += 2500) {
         const chunk = records.slice(i, i + 2500).map((r) => {

@@ -14,12 +14,8 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  ListShardsCommand,
-} from "@aws-sdk/client-kinesis";
-import type { KinesisStreamEvent, KinesisStreamRecord } from "aws-lambda";
+import { ListShardsCommand } from "@aws-sdk/client-kinesis";
+import type { KinesisStreamEvent } from "aws-lambda";
 import { Cluster } from "ioredis";
 import { afterAll, assert, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../cli/app.js";
@@ -32,6 +28,7 @@ import { captureIo } from "../cli/capture.js";
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { consumerEnv, uniqueSitePrefix } from "../helpers/env.js";
 import { hllSame } from "../helpers/hll.js";
+import { streamRecords } from "../helpers/stream-records.js";
 
 const SHARD = "shardId-000000000000";
 const now = testNowMs();
@@ -91,40 +88,14 @@ async function ownerPort(key: string): Promise<number> {
 
 /** Every record of the stream, in order, as the event source mapping delivers it. */
 async function streamEvent(): Promise<KinesisStreamEvent> {
-  const Records: KinesisStreamRecord[] = [];
-  let iterator = (
-    await runtime.kinesis.send(
-      new GetShardIteratorCommand({
-        StreamName: runtime.streamName,
-        ShardId: SHARD,
-        ShardIteratorType: "TRIM_HORIZON",
-      }),
-    )
-  ).ShardIterator;
-  while (iterator) {
-    const out = await runtime.kinesis.send(new GetRecordsCommand({ ShardIterator: iterator }));
-    for (const r of out.Records ?? []) {
-      Records.push({
-        kinesis: {
-          kinesisSchemaVersion: "1.0",
-          partitionKey: r.PartitionKey ?? "",
-          sequenceNumber: r.SequenceNumber ?? "",
-          data: Buffer.from(r.Data ?? new Uint8Array()).toString("base64"),
-          approximateArrivalTimestamp: (r.ApproximateArrivalTimestamp?.getTime() ?? 0) / 1000,
-        },
-        eventSource: "aws:kinesis",
-        eventVersion: "1.0",
-        eventID: `${SHARD}:${r.SequenceNumber}`,
-        eventName: "aws:kinesis:record",
-        invokeIdentityArn: "arn:aws:iam::000000000000:role/reference",
-        awsRegion: "us-east-1",
-        eventSourceARN: runtime.streamArn,
-      });
-    }
-    if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break;
-    iterator = out.NextShardIterator;
-  }
-  return { Records };
+  return {
+    Records: await streamRecords({
+      kinesis: runtime.kinesis,
+      streamName: runtime.streamName,
+      streamArn: runtime.streamArn,
+      shardId: SHARD,
+    }),
+  };
 }
 
 /** The fault-free run: every record of the stream, once, through a consumer on `shared`. */
