@@ -7,6 +7,7 @@
 import { messageOf } from "../functions/domain/errors.js";
 import { ConfigError } from "../functions/domain/runtime-env.js";
 import type { ApiCommandDeps } from "./api.js";
+import type { CapacityDeps } from "./capacity.js";
 import { type CountDeps, runCount } from "./count.js";
 import type { DashboardDeps } from "./dashboard.js";
 import {
@@ -35,7 +36,8 @@ export type CliDeps = CliIo &
   Partial<Omit<SiteDeps, keyof CliIo>> &
   Partial<Omit<ApiCommandDeps, keyof CliIo>> &
   Partial<Omit<DashboardDeps, keyof CliIo>> &
-  Partial<Omit<RedriveDeps, keyof CliIo>>;
+  Partial<Omit<RedriveDeps, keyof CliIo>> &
+  Partial<Omit<CapacityDeps, keyof CliIo>>;
 
 const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
   send: runSend,
@@ -50,6 +52,8 @@ const COMMANDS: Record<string, (args: readonly string[], deps: CliDeps) => Promi
   token: runToken,
   // Loaded when used: the Lambda client and the consumer handler are only needed here.
   redrive: async (args, deps) => (await import("./redrive.js")).runRedrive(args, deps),
+  // Needs no AWS or Redis: the measured constants and the price table.
+  capacity: async (args, deps) => (await import("./capacity.js")).runCapacity(args, deps),
 };
 
 export async function runCli(argv: readonly string[], deps: CliDeps): Promise<number> {

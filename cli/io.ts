@@ -142,6 +142,18 @@ Commands:
       this process against REDIS_ENDPOINT, with KINESIS_ENDPOINT. --json prints the summary as
       JSON. Exit code 0 only when every message handled was deleted (or would be).
 
+  capacity --events-per-second N --sites N [--event-types N] [--active-sites-per-day N]
+           [--users-per-site-day N] [--constants FILE] [--json]
+      What a load needs and costs: keys and memory by family and period, MemoryDB node type,
+      shards and replicas (data tiering where it is cheaper), Kinesis provisioned shards against
+      on-demand, the consumer's batch size, parallelization factor and concurrency, the rollup's
+      duration, Map concurrency and Step Functions transitions, the monthly cost with every price
+      as a dated assumption, the AWS quotas to raise and the stacks/config.ts limits exceeded,
+      and the stacks/config.ts values to set. Defaults: --event-types 4, --active-sites-per-day
+      the --sites, --users-per-site-day half the events per site-day. Reads the constants
+      \`npm run bench:scale\` measured (bench/results/scale-constants.json, or --constants).
+      Needs neither AWS nor Redis. --json prints the whole plan.
+
   help
       Print this text.
 

@@ -19,6 +19,23 @@ export const LOG_RETENTION_DAYS = [
   3653,
 ] as const;
 
+/**
+ * The numeric limits of the fields the capacity planner checks a load against (cli/capacity.ts
+ * CONFIG_LIMITS, kept equal to these by test/cli/capacity.test.ts): the schema below is built
+ * from them.
+ */
+export const STACK_LIMITS = {
+  memorydbShards: 500,
+  memorydbReplicasPerShard: 5,
+  streamShardCount: 500,
+  consumerBatchSize: 10_000,
+  consumerParallelizationFactor: 10,
+  consumerReservedConcurrency: 1000,
+  rollupMapMaxConcurrency: 40,
+  rollupTimeoutSeconds: 900,
+  budgetMonthlyUsd: 10_000_000,
+} as const;
+
 const ARCHITECTURES = ["arm64", "x86_64"] as const;
 /** Commercial-partition regions only: ARNs and service principals assume the "aws" partition. */
 const REGION_RE = /^(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d$/;
@@ -109,8 +126,8 @@ const FIELDS = v.object({
       /^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$/,
       "a MemoryDB node type such as db.t4g.small or db.r7g.large",
     ),
-    shards: int(1, 500),
-    replicasPerShard: int(0, 5),
+    shards: int(1, STACK_LIMITS.memorydbShards),
+    replicasPerShard: int(0, STACK_LIMITS.memorydbReplicasPerShard),
     snapshotRetentionDays: int(0, 35),
     snapshotWindow: v.pipe(
       matching(SNAPSHOT_WINDOW_RE, "hh:mm-hh:mm (UTC)"),
@@ -127,20 +144,20 @@ const FIELDS = v.object({
   }),
   stream: v.object({
     mode: oneOf(["ON_DEMAND", "PROVISIONED"]),
-    shardCount: v.optional(int(1, 500)),
+    shardCount: v.optional(int(1, STACK_LIMITS.streamShardCount)),
     retentionHours: int(24, 8760),
   }),
   consumer: v.object({
     memoryMb: int(128, 10240),
     timeoutSeconds: int(10, 900),
     architecture,
-    batchSize: int(1, 10000),
+    batchSize: int(1, STACK_LIMITS.consumerBatchSize),
     batchingWindowSeconds: int(0, 300),
-    parallelizationFactor: int(1, 10),
+    parallelizationFactor: int(1, STACK_LIMITS.consumerParallelizationFactor),
     maximumRetryAttempts: int(0, 10000),
     maximumRecordAgeSeconds: int(60, 604800),
-    reservedConcurrency: v.optional(int(1, 1000)),
-    provisionedConcurrency: v.optional(int(1, 1000)),
+    reservedConcurrency: v.optional(int(1, STACK_LIMITS.consumerReservedConcurrency)),
+    provisionedConcurrency: v.optional(int(1, STACK_LIMITS.consumerReservedConcurrency)),
     tracing: bool,
   }),
   rollup: v.object({
@@ -155,9 +172,9 @@ const FIELDS = v.object({
     scheduleEnabled: bool,
     memoryMb: int(128, 10240),
     // The ASL gives a Task 900 s at most (Plan, MergePage); the Lambda must stop first.
-    timeoutSeconds: int(10, 900),
+    timeoutSeconds: int(10, STACK_LIMITS.rollupTimeoutSeconds),
     architecture,
-    mapMaxConcurrency: int(1, 40),
+    mapMaxConcurrency: int(1, STACK_LIMITS.rollupMapMaxConcurrency),
     logLevel: oneOf(["ALL", "ERROR", "FATAL", "OFF"]),
     includeExecutionData: bool,
   }),
@@ -191,6 +208,8 @@ const FIELDS = v.object({
     quarantineDepth: int(1, 1_000_000),
     memoryUsagePercent: int(1, 100),
   }),
+  // USD a month, or unset for no budget.
+  budget: v.object({ monthlyUsd: v.optional(int(1, STACK_LIMITS.budgetMonthlyUsd)) }),
 });
 
 /** A rule between fields: when `ok` is false, `field` (with its value) gets the problem. */

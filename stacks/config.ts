@@ -142,6 +142,17 @@ export interface AlarmConfig {
   readonly memoryUsagePercent: number;
 }
 
+export interface BudgetConfig {
+  /**
+   * A monthly AWS Budgets cost budget of this much USD, notifying the alarm topic at 80% and
+   * 100% of actual spend and at 100% forecast (stacks/budget.ts); unset: no budget. The defaults
+   * are the capacity planner's estimate for each environment's config at the load it is sized
+   * for (`npm run cli -- capacity`; test/infra/budget.test.ts keeps them in step). A budget
+   * counts the whole account's costs, not only this stack's.
+   */
+  readonly monthlyUsd?: number;
+}
+
 export interface SketchstreamConfig {
   readonly environment: EnvironmentName;
   readonly region: string;
@@ -168,7 +179,16 @@ export interface SketchstreamConfig {
   readonly logRetentionDays: number;
   readonly access: AccessConfig;
   readonly alarms: AlarmConfig;
+  readonly budget: BudgetConfig;
 }
+
+/**
+ * Monthly budgets, USD: the planner's cost of each config at the load it is sized for, rounded up
+ * to $10 (cli/capacity.ts deploymentBudget). The stack cannot import the CLI, so the answers are
+ * written here and test/infra/budget.test.ts fails, with the new figure, when they drift.
+ */
+const DEV_BUDGET_USD = 100;
+const PROD_BUDGET_USD = 960;
 
 const DEV: SketchstreamConfig = {
   environment: "dev",
@@ -223,6 +243,8 @@ const DEV: SketchstreamConfig = {
   // 1 GiB: dnf on AL2023 can be killed for memory on 512 MiB (t4g.nano); see access.ts.
   access: { enabled: true, instanceType: "t4g.micro", architecture: "arm64" },
   alarms: { iteratorAgeMs: 5 * 60_000, quarantineDepth: 100, memoryUsagePercent: 80 },
+  // The capacity planner's monthly estimate for this config (test/infra/budget.test.ts).
+  budget: { monthlyUsd: DEV_BUDGET_USD },
 };
 
 const PROD: SketchstreamConfig = {
@@ -249,6 +271,7 @@ const PROD: SketchstreamConfig = {
   },
   rollup: { ...DEV.rollup, mapMaxConcurrency: 8, logLevel: "ERROR", includeExecutionData: false },
   logRetentionDays: 90,
+  budget: { monthlyUsd: PROD_BUDGET_USD },
 };
 
 export const ENVIRONMENTS: Readonly<Record<EnvironmentName, SketchstreamConfig>> = {

@@ -4,15 +4,16 @@
  * month; its policy names the two service principals that cannot use IAM policies:
  * CloudWatch Logs (encrypted log groups) and CloudWatch alarms (publishing to the encrypted
  * topic — with the AWS-managed SNS key, which CloudWatch may not use, notifications are
- * silently dropped). Everything else is granted by IAM policies on the roles, scoped with
+ * silently dropped); with a budget, AWS Budgets too (the same topic). Everything else is granted by IAM policies on the roles, scoped with
  * kms:ViaService.
  */
 
 import { KmsAlias } from "@cdktf/provider-aws/lib/kms-alias/index.js";
 import { KmsKey } from "@cdktf/provider-aws/lib/kms-key/index.js";
 import { Construct } from "constructs";
+import { hasBudget } from "./budget.js";
 import type { SketchstreamConfig } from "./config.js";
-import { arn, PARTITION, policyDocument } from "./policy.js";
+import { arn, PARTITION, policyDocument, type Statement } from "./policy.js";
 
 export interface DataKeyProps {
   readonly config: SketchstreamConfig;
@@ -72,6 +73,19 @@ export class DataKey extends Construct {
           Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
           Resource: "*",
         },
+        // The monthly budget (budget.ts) publishes to the same encrypted topic: like CloudWatch,
+        // Budgets needs the key, and a key policy is the only place to grant a service it.
+        ...(hasBudget(config)
+          ? ([
+              {
+                Sid: "BudgetsPublishToEncryptedTopic",
+                Effect: "Allow",
+                Principal: { Service: "budgets.amazonaws.com" },
+                Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
+                Resource: "*",
+              },
+            ] satisfies Statement[])
+          : []),
       ]),
     });
     new KmsAlias(this, "alias", {

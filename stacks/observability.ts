@@ -1,7 +1,8 @@
 /**
  * Alarms and where they go: an SNS topic encrypted with the stack's customer-managed key
  * (whose policy lets CloudWatch use it; see kms.ts), a topic policy that lets only this
- * account's alarms publish and refuses non-TLS requests, an optional email subscription, and
+ * account's alarms (and, with a budget, its Budgets) publish and refuses non-TLS requests, an
+ * optional email subscription, and
  * one alarm per way the pipeline can go wrong:
  *
  * - consumer errors (invocations that threw: bad config, Redis unreachable);
@@ -18,8 +19,9 @@ import { SnsTopic } from "@cdktf/provider-aws/lib/sns-topic/index.js";
 import { SnsTopicPolicy } from "@cdktf/provider-aws/lib/sns-topic-policy/index.js";
 import { SnsTopicSubscription } from "@cdktf/provider-aws/lib/sns-topic-subscription/index.js";
 import { Construct } from "constructs";
+import { hasBudget } from "./budget.js";
 import type { SketchstreamConfig } from "./config.js";
-import { arn, denyInsecureTransport, policyDocument } from "./policy.js";
+import { arn, denyInsecureTransport, PARTITION, policyDocument, type Statement } from "./policy.js";
 
 /**
  * The highest memory use of any node of the cluster, as a CloudWatch Metrics Insights query.
@@ -76,6 +78,22 @@ export class Observability extends Construct {
             StringEquals: { "aws:SourceAccount": props.accountId },
           },
         },
+        // The monthly budget (budget.ts) notifies this topic: Budgets of this account only.
+        ...(hasBudget(config)
+          ? ([
+              {
+                Sid: "BudgetsOfThisAccount",
+                Effect: "Allow",
+                Principal: { Service: "budgets.amazonaws.com" },
+                Action: "sns:Publish",
+                Resource: this.topic.arn,
+                Condition: {
+                  ArnLike: { "aws:SourceArn": `arn:${PARTITION}:budgets::${props.accountId}:*` },
+                  StringEquals: { "aws:SourceAccount": props.accountId },
+                },
+              },
+            ] satisfies Statement[])
+          : []),
         denyInsecureTransport("sns", this.topic.arn),
       ]),
     });

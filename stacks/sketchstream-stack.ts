@@ -19,6 +19,7 @@ import {
   FunctionUrlApi,
   readApiFunctionName,
 } from "./api.js";
+import { MonthlyBudget } from "./budget.js";
 import { bundleEntry, projectRootFrom } from "./bundle.js";
 import type { SketchstreamConfig } from "./config.js";
 import { Consumer, quarantineQueueName } from "./consumer.js";
@@ -168,6 +169,7 @@ export class SketchstreamStack extends TerraformStack {
       stateMachineArn: this.rollup.stateMachine.arn,
       clusterName: this.memorydb.clusterName,
     });
+    new MonthlyBudget(this, "budget", { config, topicArn: this.observability.topic.arn });
 
     // Two HTTP apps behind AWS_IAM function URLs. Neither calls an AWS API (their MemoryDB
     // tokens are signed locally), so neither needs an endpoint. IAM cannot tell one URL's

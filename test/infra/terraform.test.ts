@@ -85,6 +85,8 @@ function plannedTypes(azs: number): Record<string, number> {
     aws_cloudwatch_metric_alarm: 11,
     aws_sns_topic: 1,
     aws_sns_topic_policy: 1,
+    // The monthly cost budget (budget.monthlyUsd), notifying that topic.
+    aws_budgets_budget: 1,
   };
 }
 const PLANNED: Record<string, Record<string, number>> = {
