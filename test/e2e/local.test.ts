@@ -162,7 +162,9 @@ describe("the local pipeline", () => {
         if (period.kind === "week") weeks++;
         else months++;
       }
-      expect(truth.get(`uv:{site_id=${ZONED_SITE}}:${tomorrow}`)).toEqual(new Set(["u-late"]));
+      // Tomorrow in Kiritimati holds the late event (and, when TEST_NOW is past 10:00Z, the
+      // events generated since: already tomorrow there too).
+      expect(truth.get(`uv:{site_id=${ZONED_SITE}}:${tomorrow}`)?.has("u-late")).toBe(true);
       for (const site of ["489", "715", "190", "875"]) {
         expect(await redis.exists(`uv:{site_id=${site}}:${tomorrow}`), `${site} in UTC`).toBe(0);
       }

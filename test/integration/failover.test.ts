@@ -673,6 +673,25 @@ describe("a primary killed mid-stream", () => {
       for (const encoding of [1, 0]) {
         const [key, stored] =
           [...keys].find(([k, hll]) => streamed.includes(k) && hll.encoding === encoding) ?? [];
+        if (encoding === 0 && key === undefined) {
+          // No key of this run turned dense (the test clock's hour decides how events spread
+          // over days): check the decoder on a dense copy of a sparse key instead.
+          const [sparseKey, sparse] = [...keys].find(([k]) => streamed.includes(k)) ?? [];
+          assert.isDefined(sparseKey, "a key to make dense");
+          assert.isDefined(sparse);
+          const copy = `${sparseKey}:dense-check`;
+          const dense = await withNode(sparse.port, async (node) => {
+            await node.copy(sparseKey, copy);
+            await node.call("PFDEBUG", "TODENSE", copy);
+            const value = await node.getBuffer(copy);
+            await node.del(copy);
+            return value;
+          });
+          assert.isNotNull(dense);
+          expect(dense?.[4], "the copy is dense").toBe(0);
+          expect([...hllRegisters(dense as Buffer)]).toEqual([...sparse.registers]);
+          continue;
+        }
         assert.isDefined(key, `a ${encoding === 1 ? "sparse" : "dense"} key`);
         assert.isDefined(stored);
         const reported = await withNode(stored.port, (node) => node.call("PFDEBUG", "GETREG", key));
