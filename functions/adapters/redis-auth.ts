@@ -15,6 +15,7 @@ import { once } from "node:events";
 import { createConnection, type Socket } from "node:net";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { AbstractConnector, type RedisOptions } from "ioredis";
+import { withTimeout } from "../domain/timeouts.js";
 
 /** The password of one new connection (an IAM token signed now, a secret read now, …). */
 export type CredentialSource = () => Promise<string>;
@@ -69,18 +70,6 @@ async function authenticate(
 async function closedBeforeReply(stream: Socket | TLSSocket): Promise<never> {
   await once(stream, "close");
   throw new Error("the connection closed before AUTH was answered");
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -12,6 +12,7 @@
 
 import { messageOf } from "./errors.js";
 import { timeZoneProblem } from "./time-zones.js";
+import { withTimeout } from "./timeouts.js";
 
 /** The zone of a site without an entry in the registry. */
 export const DEFAULT_TIME_ZONE = "UTC";
@@ -94,7 +95,7 @@ export class ZoneRegistryCache {
 
     let values: readonly (string | null)[];
     try {
-      values = await withTimeout(this.#read(due), this.#timeoutMs);
+      values = await withTimeout(this.#read(due), this.#timeoutMs, "HMGET of the zone registry");
       if (values.length !== due.length) {
         throw new Error(`asked for ${due.length} entries, got ${values.length}`);
       }
@@ -140,15 +141,4 @@ export class ZoneRegistryCache {
     this.#entries.clear();
     for (const [site, entry] of keep) this.#entries.set(site, entry);
   }
-}
-
-function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer within ${timeoutMs} ms`)),
-      Math.max(0, timeoutMs),
-    );
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
