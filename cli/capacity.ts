@@ -29,6 +29,7 @@
 import { messageOf } from "../functions/domain/errors.js";
 import type { RetentionSettings } from "../functions/domain/periods.js";
 import { DEFAULT_RETENTION } from "../functions/domain/runtime-env.js";
+import { STACK_LIMITS } from "../functions/domain/stack-limits.js";
 import { parseFlags } from "./args.js";
 import {
   DEFAULT_CONSTANTS_PATH,
@@ -84,19 +85,10 @@ export const DAYS_PER_MONTH = 30;
 export const CONSUMER_BENCH = { recordsPerSecond: 137_190, measuredAt: "2026-11-28" } as const;
 
 /**
- * Limits of stacks/config-schema.ts (STACK_LIMITS there) the plan is checked against; the CLI may
- * not import the stack, so test/cli/capacity.test.ts keeps these equal to the schema's.
+ * The limits of stacks/config.ts the plan is checked against: the schema's own
+ * (functions/domain/stack-limits.ts), not a copy.
  */
-export const CONFIG_LIMITS = {
-  memorydbShards: 500,
-  memorydbReplicasPerShard: 5,
-  streamShardCount: 500,
-  consumerBatchSize: 10_000,
-  consumerParallelizationFactor: 10,
-  consumerReservedConcurrency: 1000,
-  rollupMapMaxConcurrency: 40,
-  rollupTimeoutSeconds: 900,
-} as const;
+export const CONFIG_LIMITS = STACK_LIMITS;
 
 export interface CapacityInput {
   readonly eventsPerSecond: number;

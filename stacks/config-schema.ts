@@ -7,6 +7,7 @@
 import * as v from "valibot";
 import { DAY_MS } from "../functions/domain/periods.js";
 import { API_DEADLINE, RETENTION_LIMITS } from "../functions/domain/runtime-env.js";
+import { STACK_LIMITS } from "../functions/domain/stack-limits.js";
 import type { SketchstreamConfig } from "./config.js";
 
 export type EnvironmentName = "dev" | "prod";
@@ -19,22 +20,8 @@ export const LOG_RETENTION_DAYS = [
   3653,
 ] as const;
 
-/**
- * The numeric limits of the fields the capacity planner checks a load against (cli/capacity.ts
- * CONFIG_LIMITS, kept equal to these by test/cli/capacity.test.ts): the schema below is built
- * from them.
- */
-export const STACK_LIMITS = {
-  memorydbShards: 500,
-  memorydbReplicasPerShard: 5,
-  streamShardCount: 500,
-  consumerBatchSize: 10_000,
-  consumerParallelizationFactor: 10,
-  consumerReservedConcurrency: 1000,
-  rollupMapMaxConcurrency: 40,
-  rollupTimeoutSeconds: 900,
-  budgetMonthlyUsd: 10_000_000,
-} as const;
+/** The numeric limits the schema below is built from (one home with the capacity planner's). */
+export { STACK_LIMITS };
 
 const ARCHITECTURES = ["arm64", "x86_64"] as const;
 /** Commercial-partition regions only: ARNs and service principals assume the "aws" partition. */

@@ -325,8 +325,8 @@ describe("a stack configuration", () => {
   });
 
   it("checks the limits of stacks/config-schema.ts", () => {
-    const { budgetMonthlyUsd: _budget, ...limits } = STACK_LIMITS;
-    expect(CONFIG_LIMITS).toEqual(limits);
+    // The very object the schema is built from, not a copy of it.
+    expect(CONFIG_LIMITS).toBe(STACK_LIMITS);
   });
 
   it("counts Step Functions transitions along the deployed definition's success path", () => {
