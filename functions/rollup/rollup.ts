@@ -12,7 +12,8 @@
  *           sets taken in group order (pageSegments).
  *   merge   one page, for both HLL families (`uv:` visitors and `ev:` events, keys.ts METRICS):
  *           scheduled, PFMERGE the touched day into the period key (exact: the key holds every
- *           earlier merge and days only grow), but only when that day key exists; backfill,
+ *           earlier merge and days only grow), but only when that day key exists, one script
+ *           call per site on the server (merge-script.ts); backfill,
  *           PFMERGE all the period's days into a temporary key that then replaces the key
  *           (PFMERGE keeps whatever the destination held), or DEL the key when none of its days
  *           exists. EXPIREAT … NX gives each key its fixed deadline, the same for both families.
@@ -36,7 +37,8 @@
  * exists, which would leave an empty period key (counting 0, with an expiry) for a family that
  * has no data there. That happens for every `ev:` key of history written before the events
  * metric existed, and for a touched `uv:` day that expired before a run merged it. So each
- * source is checked with EXISTS first (pipelined, one round trip per slice of a page).
+ * source is checked with EXISTS first (inside the script for a scheduled run; pipelined, one
+ * round trip per slice of a page, for a backfill).
  */
 
 import { messageOf } from "../domain/errors.js";
@@ -91,15 +93,20 @@ import {
   RollupInputError,
   type RollupOutput,
 } from "./input.js";
+import {
+  MERGE_SCRIPT_MAX_TARGETS,
+  mergeTouchedDaysOnServer,
+  type ScriptRedis,
+  type TouchedDayMerge,
+} from "./merge-script.js";
 
 export type { FinishInput, MergeInput, MergeOutput, PlanInput, PlanSummary, RollupOutput };
 
 /** The Redis commands the rollup uses; an ioredis Redis or Cluster satisfies it. */
-export interface RollupRedis {
+export interface RollupRedis extends ScriptRedis {
   set(key: string, value: string, px: "PX", ms: number, nx: "NX"): Promise<"OK" | null>;
   get(key: string): Promise<string | null>;
   pexpire(key: string, ms: number): Promise<number>;
-  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   sunionstore(destination: string, ...keys: string[]): Promise<number>;
   /** Moves the legacy site index into the groups'. */
   sadd(key: string, ...members: string[]): Promise<number>;
@@ -152,8 +159,9 @@ const DEFAULT_LEASE_MS = 15 * 60_000;
 const SCAN_COUNT = 5000;
 const ZADD_BATCH = 5000;
 /**
- * Work items whose commands a page sends at once. A page of N items sends about 6N commands
- * (an EXISTS, a PFMERGE and an EXPIREAT per family, scheduled) or 8N (backfill): slicing keeps
+ * Work items whose commands a page sends at once. A page of N items sends a script call per
+ * site (scheduled: an EXISTS, a PFMERGE and an EXPIREAT per family and item inside it) or about
+ * 8N commands (backfill): slicing keeps
  * the commands in flight, and the client's memory, bounded whatever the page size; a page of
  * the default 2,000 items is one slice.
  */
@@ -486,6 +494,8 @@ export function scheduledItemsOf(member: string): [string, string] {
 }
 
 export interface MergeTarget {
+  /** The site whose keys these are (all in its slot). */
+  readonly siteId: string;
   /** Which HLL family: `uv:` (visitors) or `ev:` (events). */
   readonly metric: Metric;
   /** The period key written. */
@@ -536,6 +546,7 @@ export function mergeTargets(
     }
     const days = day === undefined ? facts.days : [day];
     return METRICS.map((metric) => ({
+      siteId,
       metric,
       key: countingKey(metric, siteId, periodLabel, event),
       days: days.map((d) => countingKey(metric, siteId, d, event)),
@@ -563,45 +574,68 @@ async function existingKeys(redis: RollupRedis, keys: Iterable<string>): Promise
 }
 
 /**
- * Scheduled: merges each target's day into its period key when the day key exists (a week and
- * its month share the day, so it is checked once). Returns how many period keys this page wrote
- * first: a key an earlier item (`earlier`: the items of the page's first key that sit on earlier
- * pages) already wrote is counted there, so the pages' counts add up to the keys written.
+ * A page's scheduled targets as script calls: consecutive targets of one site (items are sorted
+ * by text, so a site's are adjacent) share its slot and go in one call, at most
+ * MERGE_SCRIPT_MAX_TARGETS each.
+ */
+function scriptCalls(targets: readonly MergeTarget[]): TouchedDayMerge[][] {
+  const calls: TouchedDayMerge[][] = [];
+  let call: TouchedDayMerge[] = [];
+  let site: string | undefined;
+  for (const t of targets) {
+    const [day, extra] = t.days;
+    if (day === undefined || extra !== undefined) {
+      throw new Error(`a scheduled target merges one touched day; ${t.key} has ${t.days.length}`);
+    }
+    if (t.siteId !== site || call.length === MERGE_SCRIPT_MAX_TARGETS) {
+      if (call.length > 0) calls.push(call);
+      call = [];
+      site = t.siteId;
+    }
+    call.push({ key: t.key, day, expireAt: t.expireAt });
+  }
+  if (call.length > 0) calls.push(call);
+  return calls;
+}
+
+/**
+ * Scheduled: merges each target's day into its period key when the day key exists, on the
+ * server (merge-script.ts: one call per site does the EXISTS, PFMERGE and EXPIREAT NX of its
+ * targets). Returns how many period keys this page wrote first: a key an earlier item
+ * (`earlier`: the items of the page's first key that sit on earlier pages) already wrote is
+ * counted there, so the pages' counts add up to the keys written.
  */
 async function mergeTouchedDays(
   redis: RollupRedis,
   targets: readonly MergeTarget[],
   earlier: readonly MergeTarget[],
 ): Promise<number> {
-  const written = new Set<string>();
   const writtenBefore = new Set<string>();
-  const slice = MERGE_SLICE_ITEMS * METRICS.length;
-  for (let i = 0; i < targets.length; i += slice) {
-    const part = targets.slice(i, i + slice);
-    const checked = i === 0 ? [...earlier, ...part] : part;
+  if (earlier.length > 0) {
     const present = await existingKeys(
       redis,
-      checked.flatMap((t) => t.days),
+      earlier.flatMap((t) => t.days),
     );
-    if (i === 0) {
-      for (const t of earlier) if (t.days.some((d) => present.has(d))) writtenBefore.add(t.key);
-    }
+    for (const t of earlier) if (t.days.some((d) => present.has(d))) writtenBefore.add(t.key);
+  }
+  const written = new Set<string>();
+  const slice = MERGE_SLICE_ITEMS * METRICS.length;
+  for (let i = 0; i < targets.length; i += slice) {
+    const calls = scriptCalls(targets.slice(i, i + slice));
     // The period key holds every earlier merge and days only grow, so merging the touched day
-    // into it is exact and idempotent.
-    const commands: Promise<unknown>[] = [];
-    try {
-      for (const t of part) {
-        if (!t.days.some((d) => present.has(d))) continue;
-        written.add(t.key);
-        commands.push(redis.pfmerge(t.key, ...t.days), redis.expireat(t.key, t.expireAt, "NX"));
+    // into it is exact and idempotent. Every call settles before the page answers: a failed
+    // page is retried, and must not overlap its own calls still in flight.
+    const results = await Promise.allSettled(
+      calls.map((call) => mergeTouchedDaysOnServer(redis, call)),
+    );
+    for (const [j, result] of results.entries()) {
+      if (result.status === "rejected") throw result.reason;
+      const call = calls[j] ?? [];
+      for (const [k, merged] of result.value.entries()) {
+        const key = call[k]?.key;
+        if (merged && key !== undefined) written.add(key);
       }
-    } catch (err) {
-      // A command that threw as it was called: let those already sent settle, so none is left
-      // unawaited, and fail the page (it is retried; merges are idempotent).
-      await Promise.allSettled(commands);
-      throw err;
     }
-    await Promise.all(commands);
   }
   let first = 0;
   for (const key of written) if (!writtenBefore.has(key)) first++;

@@ -53,6 +53,7 @@ import {
 import { DAY_MS, testNowMs, utcDay } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
+import { onMergeCall } from "../helpers/rollup-faults.js";
 import { checked } from "../helpers/schema.js";
 import { dayNumber, isoWeekLabel } from "../unit/calendar.js";
 
@@ -355,17 +356,10 @@ describe("scheduled runs across groups", () => {
     let merges = 0;
     const crashing = createRollupHandlers(envAs(ROLLUP), {
       settings: { minPageSize: 300 },
-      wrapRedis: (client) =>
-        new Proxy(client, {
-          get(target, prop, receiver) {
-            if (prop !== "pfmerge") return Reflect.get(target, prop, receiver);
-            return (destination: string, ...sources: string[]) => {
-              merges++;
-              if (merges >= 400) throw new Error(`injected crash after ${merges} merges`);
-              return target.pfmerge(destination, ...sources);
-            };
-          },
-        }),
+      wrapRedis: onMergeCall((call) => {
+        merges = call;
+        if (merges >= 400) throw new Error(`injected crash after ${merges} merge calls`);
+      }),
     });
     const failed = await scheduledRun({ handlers: crashing });
     crashing.close();

@@ -22,13 +22,13 @@ import { isNonEmpty } from "../../functions/domain/arrays.js";
 import { messageOf } from "../../functions/domain/errors.js";
 import { everyGroupKey, LOCK_KEY } from "../../functions/domain/keys.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
-import type { RollupRedis } from "../../functions/rollup/rollup.js";
 import { type RunningRedisCluster, startRedisCluster } from "../../local/redis-cluster.js";
 import { type LocalRollupResult, runRollupLocally } from "../../state-machines/local-runner.js";
 import { cardOfEveryGroup, existingOf, rollupLeftovers } from "../helpers/bookkeeping.js";
 import { daysAgo, testNowMs } from "../helpers/clock.js";
 import { hllSame } from "../helpers/hll.js";
 import { kinesisEvent } from "../helpers/kinesis.js";
+import { onMergeCall } from "../helpers/rollup-faults.js";
 import { checked } from "../helpers/schema.js";
 import { dayLabel, dayNumber, isoWeekLabel } from "../unit/calendar.js";
 
@@ -261,21 +261,6 @@ function recording(inner: RollupHandlers, recorded: Recorded): RollupHandlers {
   };
 }
 
-/** A client whose PFMERGE calls go through `onMerge` first. */
-function onPfmerge(onMerge: (call: number) => void) {
-  let calls = 0;
-  return (client: RollupRedis): RollupRedis =>
-    new Proxy(client, {
-      get(target, prop, receiver) {
-        if (prop !== "pfmerge") return Reflect.get(target, prop, receiver);
-        return (destination: string, ...sources: string[]) => {
-          onMerge(++calls);
-          return target.pfmerge(destination, ...sources);
-        };
-      },
-    });
-}
-
 /**
  * A fault-free scheduled run, as the schedule starts it: it must take the lock at its first
  * plan (nothing held it), succeed, merge `items` work items and leave no bookkeeping behind.
@@ -345,14 +330,14 @@ describe("rollup when a primary dies", () => {
     await replicasCaughtUp();
     const victim = await primaryOf(LOCK_KEY);
 
-    // Small pages, four at a time: the kill lands while some are in flight (PFMERGE 200 of about
-    // 1,150) and many are to come.
+    // Small pages, four at a time: the kill lands while some are in flight (merge call 15 of
+    // about 80: one script call per site and page) and many are to come.
     let killed = false;
     let pagesBegunAfterKill = 0;
     const inner = createRollupHandlers(env, {
       settings: { minPageSize: 10 },
-      wrapRedis: onPfmerge((call) => {
-        if (call !== 200) return;
+      wrapRedis: onMergeCall((call) => {
+        if (call !== 15) return;
         killed = true;
         kill(victim);
       }),
@@ -425,7 +410,7 @@ describe("rollup when a primary dies", () => {
     let killed = false;
     const recorded: Recorded = { plans: [], pageFailures: [] };
     const inner = createRollupHandlers(env, {
-      wrapRedis: onPfmerge(() => {
+      wrapRedis: onMergeCall(() => {
         throw new Error("injected: merges keep failing");
       }),
     });
