@@ -1,6 +1,17 @@
 /** What every experiment of the report hands back, so the runner can write it the same way. */
 
+import type { Closer } from "../lib.js";
 import type { Figure } from "./charts.js";
+
+/**
+ * What the runner hands every experiment that needs more than a redis-server of its own: a
+ * status line, and the cleanup registry where it registers what it starts (a cluster, clients,
+ * temporary files) so that an interrupt or a failure stops them.
+ */
+export interface ExperimentContext {
+  readonly progress: (text: string) => void;
+  readonly closers: Closer[];
+}
 
 /** One target of issue 14, judged from this run's measurements. */
 export interface TargetResult {
