@@ -103,3 +103,42 @@ export function updateReport(
   }
   return text;
 }
+
+/** The block that lists every target of the document's other blocks, first in the document. */
+export const SUMMARY_ID = "summary";
+
+const TARGET_LINE_RE = /^- \*\*(?:PASS|MISS)\*\* .+$/gm;
+
+/**
+ * The summary of targets: every PASS/MISS line of every other block, in document order, with the
+ * block it comes from and that block's date (blocks are regenerated separately, so their dates
+ * may differ).
+ */
+export function summaryMarkdown(text: string): string {
+  const lines = parseBlocks(text)
+    .filter((b) => b.id !== SUMMARY_ID)
+    .flatMap((b) =>
+      [...b.body.matchAll(TARGET_LINE_RE)].map((m) => `${m[0]} _(${b.id}, ${b.date})_`),
+    );
+  const passed = lines.filter((l) => l.startsWith("- **PASS**")).length;
+  return `## Summary of targets
+
+${passed} of ${lines.length} targets met. Each line is copied from its section below, which says how it was measured.
+
+${lines.join("\n")}`;
+}
+
+/**
+ * The document with its summary block (re)written from the other blocks: in place when it has
+ * one, else before the first generated block.
+ */
+export function withSummary(text: string, stamp: Stamp): string {
+  const summary = { id: SUMMARY_ID, markdown: summaryMarkdown(text) };
+  if (parseBlocks(text).some((b) => b.id === SUMMARY_ID)) {
+    return updateReport(text, [summary], stamp);
+  }
+  const first = OPEN_RE.exec(text);
+  OPEN_RE.lastIndex = 0;
+  if (!first) return updateReport(text, [summary], stamp);
+  return `${text.slice(0, first.index)}${renderBlock(summary, stamp)}\n${text.slice(first.index)}`;
+}

@@ -5,7 +5,7 @@
  * removes its directory.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,10 +53,15 @@ export async function startRedisServer(): Promise<RunningRedisServer> {
   spawnError.catch(() => {}); // observed by the race below; later errors end in stop()
   const client = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 0 });
   client.on("error", () => {});
-  const stop = async () => {
-    client.disconnect();
-    await killAndWait(child, exited);
-    await rm(dir, { recursive: true, force: true });
+  let stopped: Promise<void> | undefined;
+  // Idempotent: the runner stops it after its experiments, and its cleanup registry again.
+  const stop = () => {
+    stopped ??= (async () => {
+      client.disconnect();
+      await killAndWait(child, exited);
+      await rm(dir, { recursive: true, force: true });
+    })();
+    return stopped;
   };
   try {
     await Promise.race([waitForPing(client, port), spawnError]);
@@ -67,6 +72,25 @@ export async function startRedisServer(): Promise<RunningRedisServer> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * The version of the redis-server on PATH (`redis-server --version`: `… v=7.0.15 …`), for the
+ * stamp of a report whose experiments started only clusters.
+ */
+export async function redisServerVersion(): Promise<string> {
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile("redis-server", ["--version"], (err, stdout) =>
+      err
+        ? reject(
+            (err as NodeJS.ErrnoException).code === "ENOENT" ? new RedisServerMissingError() : err,
+          )
+        : resolve(stdout),
+    ),
+  );
+  const version = /\bv=(\d+\.\d+\.\d+)/.exec(out)?.[1];
+  if (!version) throw new Error(`redis-server --version said "${out.trim()}": no v=X.Y.Z in it`);
+  return version;
 }
 
 async function waitForPing(client: Redis, port: number): Promise<void> {

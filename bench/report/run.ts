@@ -16,21 +16,53 @@ import {
 } from "./accuracy.js";
 import { renderFigure } from "./charts.js";
 import { type Stamp, thisMachine } from "./machine.js";
-import { updateReport } from "./markdown.js";
+import { updateReport, withSummary } from "./markdown.js";
 import { MEMORY_DEFAULT, MEMORY_SMALL, type MemorySizes, memoryExperiment } from "./memory.js";
-import { startRedisServer } from "./redis-server.js";
-import type { ExperimentOutput } from "./types.js";
+import { type RunningRedisServer, redisServerVersion, startRedisServer } from "./redis-server.js";
+import { ROLLUP_DEFAULT, ROLLUP_SMALL, type RollupSizes, rollupExperiment } from "./rollup.js";
+import type { ExperimentContext, ExperimentOutput } from "./types.js";
 
-export const EXPERIMENTS = ["accuracy", "memory"] as const;
+/** Every experiment, in the order the report runs and shows them. */
+export const EXPERIMENTS = ["accuracy", "memory", "rollup"] as const;
 export type ExperimentName = (typeof EXPERIMENTS)[number];
 
 export interface ReportSizes {
   readonly accuracy: AccuracySizes;
   readonly memory: MemorySizes;
+  readonly rollup: RollupSizes;
 }
 
-export const DEFAULT_SIZES: ReportSizes = { accuracy: ACCURACY_DEFAULT, memory: MEMORY_DEFAULT };
-export const SMALL_SIZES: ReportSizes = { accuracy: ACCURACY_SMALL, memory: MEMORY_SMALL };
+export const DEFAULT_SIZES: ReportSizes = {
+  accuracy: ACCURACY_DEFAULT,
+  memory: MEMORY_DEFAULT,
+  rollup: ROLLUP_DEFAULT,
+};
+export const SMALL_SIZES: ReportSizes = {
+  accuracy: ACCURACY_SMALL,
+  memory: MEMORY_SMALL,
+  rollup: ROLLUP_SMALL,
+};
+
+/**
+ * How each experiment runs: accuracy and memory share one redis-server of the report's; the
+ * others start what they need (a cluster, child processes) through the context.
+ */
+const RUNNERS: Readonly<
+  Record<
+    ExperimentName,
+    (
+      sizes: ReportSizes,
+      server: () => Promise<RunningRedisServer>,
+      context: ExperimentContext,
+    ) => Promise<ExperimentOutput>
+  >
+> = {
+  accuracy: async (sizes, server, context) =>
+    accuracyExperiment(await server(), sizes.accuracy, context.progress),
+  memory: async (sizes, server, context) =>
+    memoryExperiment(await server(), sizes.memory, context.progress),
+  rollup: (sizes, _server, context) => rollupExperiment(sizes.rollup, context),
+};
 
 export const REPORT_FILE = "benchmarks.md";
 export const CHARTS_DIR = "charts";
@@ -59,23 +91,34 @@ export interface WrittenReport {
 
 export async function runReport(options: ReportOptions): Promise<WrittenReport> {
   const only = options.only ?? EXPERIMENTS;
-  const server = await startRedisServer();
-  options.closers?.push(() => server.stop());
+  const closers = options.closers ?? [];
+  const context: ExperimentContext = { progress: options.progress ?? (() => {}), closers };
+  let started: RunningRedisServer | undefined;
+  const server = async () => {
+    if (!started) {
+      started = await startRedisServer();
+      closers.push(() => started?.stop());
+    }
+    return started;
+  };
   const outputs: ExperimentOutput[] = [];
   try {
-    if (only.includes("accuracy")) {
-      outputs.push(await accuracyExperiment(server, options.sizes.accuracy, options.progress));
-    }
-    if (only.includes("memory")) {
-      outputs.push(await memoryExperiment(server, options.sizes.memory, options.progress));
+    for (const name of EXPERIMENTS) {
+      if (only.includes(name)) outputs.push(await RUNNERS[name](options.sizes, server, context));
     }
   } finally {
-    await server.stop();
+    // What the experiments started is stopped here when the caller gave no cleanup registry.
+    if (options.closers === undefined) {
+      for (const close of closers.splice(0).reverse()) await close();
+    } else {
+      await started?.stop();
+    }
   }
+  const redisVersion = started?.version ?? (await redisServerVersion());
   const stamp: Stamp = {
     command: options.command,
     date: options.date,
-    machine: thisMachine(server.version),
+    machine: thisMachine(redisVersion),
   };
   return writeReport(options.docsDir, outputs, stamp, options.progress);
 }
@@ -115,6 +158,6 @@ export async function writeReport(
     throw err;
   });
   const blocks = outputs.map((o) => ({ id: o.id, markdown: o.markdown }));
-  await writeFile(reportPath, updateReport(existing, blocks, stamp));
+  await writeFile(reportPath, withSummary(updateReport(existing, blocks, stamp), stamp));
   return { stamp, outputs, reportPath, chartPaths };
 }

@@ -14,7 +14,8 @@ import { hllEncoding, sameRegisters } from "../../bench/report/hll-registers.js"
 import { machineText, type Stamp } from "../../bench/report/machine.js";
 import { parseBlocks, updateReport } from "../../bench/report/markdown.js";
 import { type RunningRedisServer, startRedisServer } from "../../bench/report/redis-server.js";
-import { runReport, SMALL_SIZES, type WrittenReport } from "../../bench/report/run.js";
+import { EXPERIMENTS, runReport, SMALL_SIZES, type WrittenReport } from "../../bench/report/run.js";
+import { latestMidMonth } from "../../bench/rollup.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
 import { checkSvg } from "../helpers/svg.js";
 
@@ -48,9 +49,19 @@ describe("the benchmarks report at small sizes", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "sketchstream-report-test-"));
-    report = await runReport({ sizes: SMALL_SIZES, docsDir: dir, command: COMMAND, date: DATE });
+    report = await runReport({
+      // The rollup's history ends on the test clock's mid-month day (its keys expire by the
+      // real clock, after it: nothing expires during the run).
+      sizes: {
+        ...SMALL_SIZES,
+        rollup: { ...SMALL_SIZES.rollup, today: latestMidMonth(testNowMs()) },
+      },
+      docsDir: dir,
+      command: COMMAND,
+      date: DATE,
+    });
     markdown = await readFile(join(dir, "benchmarks.md"), "utf8");
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -58,7 +69,7 @@ describe("the benchmarks report at small sizes", () => {
 
   it("writes one marked block per experiment, each stamped with command, date and machine", () => {
     const blocks = parseBlocks(markdown);
-    expect(blocks.map((b) => b.id)).toEqual(["accuracy", "memory"]);
+    expect(blocks.map((b) => b.id)).toEqual(["summary", ...EXPERIMENTS]);
     for (const block of blocks) {
       expect(block.command).toBe(COMMAND);
       expect(block.date).toBe(DATE);
@@ -70,10 +81,38 @@ describe("the benchmarks report at small sizes", () => {
         expect(report.chartPaths).toContain(join(dir, "charts", file ?? ""));
       }
     }
-    // Every target the experiments judged is in the report, as measured.
-    for (const target of report.outputs.flatMap((o) => o.targets)) {
-      expect(markdown).toContain(`**${target.pass ? "PASS" : "MISS"}** ${target.name}: `);
+    // Every target the experiments judged is in the report, as measured, and in the summary
+    // with the block it comes from.
+    const summary = blocks[0]?.body ?? "";
+    const targets = report.outputs.flatMap((o) => o.targets.map((t) => ({ id: o.id, ...t })));
+    expect(targets.length).toBeGreaterThan(EXPERIMENTS.length);
+    for (const target of targets) {
+      const line = `- **${target.pass ? "PASS" : "MISS"}** ${target.name}: ${target.text}`;
+      expect(markdown).toContain(line);
+      expect(summary).toContain(`${line} _(${target.id}, ${DATE})_`);
     }
+    const passed = targets.filter((t) => t.pass).length;
+    expect(summary).toContain(`${passed} of ${targets.length} targets met.`);
+  });
+
+  it("measures the rollup at each size: the run, both bare-client limits and the naive recompute", () => {
+    const rollup = report.outputs.find((o) => o.id === "rollup");
+    const rows = rollup?.markdown.split("\n").filter((l) => /^\| \d/.test(l)) ?? [];
+    expect(rows.map((r) => r.split("|")[1]?.trim())).toEqual(
+      SMALL_SIZES.rollup.sites.map((n) => String(n)),
+    );
+    for (const row of rows) {
+      const rates = [...row.matchAll(/([\d,]+)\/s/g)].map((m) => Number(m[1]?.replaceAll(",", "")));
+      expect(rates, row).toHaveLength(4);
+      for (const r of rates) expect(r, row).toBeGreaterThan(0);
+    }
+    expect(rollup?.targets.map((t) => t.name)).toEqual([
+      "rollup vs bare client",
+      "rollup vs naive",
+    ]);
+    // Small runs make far fewer merges than the target is judged over: never a PASS here.
+    expect(rollup?.targets[0]?.pass).toBe(false);
+    expect(rollup?.targets[0]?.text).toMatch(/fewer than the 100,000 merges/);
   });
 
   it("renders every chart as a well-formed SVG with its title and the stamp", async () => {
@@ -83,6 +122,7 @@ describe("the benchmarks report at small sizes", () => {
       "accuracy.svg",
       "memory-transition.svg",
       "memory.svg",
+      "rollup.svg",
     ]);
     for (const figure of figures) {
       const svg = await readFile(join(dir, "charts", figure.file), "utf8");
@@ -117,23 +157,25 @@ describe("the benchmarks report at small sizes", () => {
       edited,
       [
         { id: "memory", markdown: "## Memory\n\nnew figures" },
-        { id: "consumer", markdown: "## Consumer\n\nrecords/s" },
+        { id: "appendix", markdown: "## Appendix\n\na new block" },
       ],
       later,
     );
     const blocks = parseBlocks(next);
     expect(blocks.map((b) => [b.id, b.date])).toEqual([
+      ["summary", DATE],
       ["accuracy", DATE],
       ["memory", "2099-01-01"],
-      ["consumer", "2099-01-01"],
+      ...EXPERIMENTS.slice(2).map((id) => [id, DATE]),
+      ["appendix", "2099-01-01"],
     ]);
     expect(next).toContain(handWritten);
     expect(next.split(handWritten)[0]).toContain("<!-- /generated: accuracy -->");
-    expect(blocks[1]?.body).toContain("new figures");
+    expect(blocks[2]?.body).toContain("new figures");
     expect(next).not.toContain("## Memory\n\n![");
     // Unchanged input, same stamp: the document is a fixed point.
     expect(
-      updateReport(next, [{ id: "consumer", markdown: "## Consumer\n\nrecords/s" }], later),
+      updateReport(next, [{ id: "appendix", markdown: "## Appendix\n\na new block" }], later),
     ).toBe(next);
   });
 });
