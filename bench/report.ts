@@ -1,11 +1,11 @@
 /**
- * The benchmarks report: runs the report's experiments (accuracy and memory of the HLL keys, on
- * a redis-server of its own on a free loopback port) and regenerates their blocks of
- * docs/benchmarks.md and their charts in docs/charts/, each stamped with this command, the
- * date and the machine. It is a measurement, not a test: a MISS is reported, the exit code
+ * The benchmarks report: runs the report's experiments (bench/report/run.ts EXPERIMENTS: each
+ * starts what it measures on free loopback ports and stops it) and regenerates their blocks of
+ * docs/benchmarks.md, its summary of targets, their charts in docs/charts/ and the README's
+ * generated blocks, each stamped with this command, the date and the machine. It is a measurement, not a test: a MISS is reported, the exit code
  * stays 0 (a failure to measure exits 1).
  *
- * Usage: npm run bench:report -- [--small] [--only accuracy,memory] [--docs-dir DIR]
+ * Usage: npm run bench:report -- [--small] [--only LIST] [--docs-dir DIR] [--readme FILE]
  */
 
 import { resolve } from "node:path";
@@ -23,7 +23,9 @@ import { targetText } from "./report/types.js";
 const USAGE = `usage: npm run bench:report -- [options]
   --small            tiny sizes (seconds; what npm test runs), not for publishing
   --only LIST        comma-separated experiments to run: ${EXPERIMENTS.join(", ")} (default: all)
-  --docs-dir DIR     where benchmarks.md and charts/ are written (default: docs)`;
+  --docs-dir DIR     where benchmarks.md and charts/ are written (default: docs)
+  --readme FILE      the README whose generated blocks are rewritten too (default: README.md;
+                     --readme "" for none; --small never writes it)`;
 
 function parseOnly(text: string | undefined): ExperimentName[] | undefined {
   if (text === undefined) return undefined;
@@ -43,6 +45,7 @@ const { values } = parseBenchArgs(
     small: { type: "boolean", default: false },
     only: { type: "string" },
     "docs-dir": { type: "string", default: "docs" },
+    readme: { type: "string", default: "README.md" },
   },
   USAGE,
 );
@@ -56,6 +59,7 @@ await runWithCleanup(async (closers) => {
     command: `npm run bench:report${argv.length > 0 ? ` -- ${argv.join(" ")}` : ""}`,
     date: utcDate(Date.now()),
     ...(only ? { only } : {}),
+    ...(values.readme && !values.small ? { readmePath: resolve(values.readme) } : {}),
     progress,
     closers,
   });

@@ -827,11 +827,15 @@ async function redisServerVersion(): Promise<string> {
   return stdout.trim();
 }
 
-/** Runs the benchmark, prints its report with `log`, writes and returns the constants. */
+/**
+ * Runs the benchmark, prints its report with `log`, writes and returns the constants. `status`
+ * takes the status lines (default: the terminal's status line on stderr).
+ */
 export async function runScaleBench(
   opts: ScaleBenchOptions,
   closers: Closer[],
   log: (line: string) => void = console.log,
+  status: (text: string) => void = progress,
 ): Promise<ScaleConstants> {
   const started = performance.now();
   const startedAt = opts.nowMs;
@@ -853,7 +857,7 @@ export async function runScaleBench(
   await primaries.init();
 
   // --- HLL encoding threshold -----------------------------------------------------------------
-  progress("HLL: PFADD one by one until a key turns dense…");
+  status("HLL: PFADD one by one until a key turns dense…");
   const hll = await denseThreshold(primaries, day);
 
   // --- consumer ---------------------------------------------------------------------------------
@@ -889,7 +893,7 @@ export async function runScaleBench(
       }
       timedEvents += next.value.length;
       if (batches % 20 === 0) {
-        progress(
+        status(
           `consumer (handler, one batch at a time): ${fmtInt(timedEvents)} events, ${fmtInt((timedEvents / handlerMs) * 1000)}/s`,
         );
       }
@@ -928,7 +932,7 @@ export async function runScaleBench(
       while (inFlight.size >= 4) await Promise.race(inFlight);
       if (failure !== undefined) throw failure;
       if (batches % 100 === 0) {
-        progress(
+        status(
           `consumer (planBatch, pipelined): ${fmtInt(timedEvents + loadEvents)}/${fmtInt(population.events)} events, ${fmtInt((loadEvents / (performance.now() - l0)) * 1000)}/s`,
         );
       }
@@ -947,11 +951,11 @@ export async function runScaleBench(
     );
   }
   const usedAfterIngest = await primaries.usedMemory();
-  progress("bookkeeping after the ingest: SCAN sketchstream:* on every primary…");
+  status("bookkeeping after the ingest: SCAN sketchstream:* on every primary…");
   const afterIngest = await scanBookkeeping(primaries);
 
   // --- rollup: plan ---------------------------------------------------------------------------
-  progress("rollup: plan…");
+  status("rollup: plan…");
   const executionId = `arn:aws:states:us-east-1:000000000000:execution:sketchstream-rollup:scale-${opts.seed}`;
   const startTime = new Date(clock()).toISOString();
   const t0 = performance.now();
@@ -959,7 +963,7 @@ export async function runScaleBench(
   const planMs = performance.now() - t0;
   if (planned.status !== "ready")
     throw new Error(`the plan found the lock held: ${planned.heldBy}`);
-  progress("bookkeeping after the plan: SCAN sketchstream:* on every primary…");
+  status("bookkeeping after the plan: SCAN sketchstream:* on every primary…");
   const afterPlan = await scanBookkeeping(primaries);
 
   // --- rollup: merges ---------------------------------------------------------------------------
@@ -980,7 +984,7 @@ export async function runScaleBench(
       Array.from({ length: Math.min(opts.concurrency, queue.length) }, async () => {
         for (let page = queue.shift(); page !== undefined; page = queue.shift()) {
           results.push(await rollup.merge({ plan: planned.plan, page }));
-          progress(`rollup: merged ${results.length}/${pagesToMerge} of ${pages.length} pages`);
+          status(`rollup: merged ${results.length}/${pagesToMerge} of ${pages.length} pages`);
         }
       }),
     );
@@ -995,7 +999,7 @@ export async function runScaleBench(
   );
 
   // Which sites the merged pages covered: those whose week key now exists.
-  progress("which sites were merged…");
+  status("which sites were merged…");
   const week = isoWeekOf(day);
   const ranks = Array.from({ length: opts.sites }, (_, r) => r);
   const merged = await pipelined(ranks, 20_000, async (rank) => {
@@ -1005,7 +1009,7 @@ export async function runScaleBench(
   const mergedSites = merged.filter(Boolean).length;
 
   // --- memory -------------------------------------------------------------------------------------
-  progress("memory: MEMORY USAGE of the sampled sites' keys…");
+  status("memory: MEMORY USAGE of the sampled sites' keys…");
   const sample = sampleRanks(opts);
   const samples = await measureKeys(primaries, population, sample, day);
   const headSize = sample.head.length;
@@ -1034,7 +1038,7 @@ export async function runScaleBench(
   // --- Step Functions ---------------------------------------------------------------------------
   const path = rollupSuccessPath();
   const versions = { node: process.version, redisServer: await redisServerVersion() };
-  progress("");
+  status("");
 
   const events = population.events;
   const touchedMembers = afterIngest.keys

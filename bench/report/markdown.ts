@@ -142,3 +142,59 @@ export function withSummary(text: string, stamp: Stamp): string {
   if (!first) return updateReport(text, [summary], stamp);
   return `${text.slice(0, first.index)}${renderBlock(summary, stamp)}\n${text.slice(first.index)}`;
 }
+
+/**
+ * A document (the README) whose generated blocks were placed by hand where they belong: each
+ * block must already be there, between its markers, and is replaced in place. A missing one is
+ * an error rather than a block appended at the end of someone else's document.
+ */
+export function updatePlacedBlocks(
+  text: string,
+  blocks: readonly ReportBlock[],
+  stamp: Stamp,
+  documentName: string,
+): string {
+  assertPlacedBlocks(
+    text,
+    blocks.map((b) => b.id),
+    documentName,
+  );
+  return updateReport(text, blocks, stamp);
+}
+
+/** Throws unless the document has every one of these blocks between its markers. */
+export function assertPlacedBlocks(
+  text: string,
+  ids: readonly string[],
+  documentName: string,
+): void {
+  const present = new Set(parseBlocks(text).map((b) => b.id));
+  for (const id of ids) {
+    if (!present.has(id)) {
+      throw new Error(
+        `${documentName} has no generated block "${id}": put the two markers <!-- generated: ${id}; command: -; date: -; machine: - --> and ${closeMarker(id)} where it belongs, then run again`,
+      );
+    }
+  }
+}
+
+/**
+ * The README's benchmarks block: the report's summary of targets and the two charts a newcomer
+ * most wants, with paths from the repository root.
+ */
+export function readmeBenchmarksMarkdown(
+  report: string,
+  reportLink: string,
+  chartsLink: string,
+): string {
+  const summary = parseBlocks(report).find((b) => b.id === SUMMARY_ID);
+  const lines = summary?.body.split("\n").filter((l) => /^- \*\*(PASS|MISS)\*\* /.test(l)) ?? [];
+  const passed = lines.filter((l) => l.startsWith("- **PASS**")).length;
+  return `${passed} of ${lines.length} targets met in [${reportLink}](${reportLink}) (each line names its section there and that section's date):
+
+${lines.join("\n")}
+
+![HLL relative error against exact counts](${chartsLink}/accuracy.svg)
+
+![Memory of one key: HLL against an exact SET](${chartsLink}/memory.svg)`;
+}

@@ -6,7 +6,7 @@
  */
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import type { Closer } from "../lib.js";
 import {
   ACCURACY_DEFAULT,
@@ -15,32 +15,46 @@ import {
   accuracyExperiment,
 } from "./accuracy.js";
 import { renderFigure } from "./charts.js";
+import { COST_DEFAULT, COST_SMALL, type CostSizes, costExperiment } from "./cost.js";
 import { type Stamp, thisMachine } from "./machine.js";
-import { updateReport, withSummary } from "./markdown.js";
+import {
+  assertPlacedBlocks,
+  readmeBenchmarksMarkdown,
+  updatePlacedBlocks,
+  updateReport,
+  withSummary,
+} from "./markdown.js";
 import { MEMORY_DEFAULT, MEMORY_SMALL, type MemorySizes, memoryExperiment } from "./memory.js";
 import { type RunningRedisServer, redisServerVersion, startRedisServer } from "./redis-server.js";
 import { ROLLUP_DEFAULT, ROLLUP_SMALL, type RollupSizes, rollupExperiment } from "./rollup.js";
+import { SCALE_DEFAULT, SCALE_SMALL, type ScaleSizes, scaleExperiment } from "./scale.js";
 import type { ExperimentContext, ExperimentOutput } from "./types.js";
 
 /** Every experiment, in the order the report runs and shows them. */
-export const EXPERIMENTS = ["accuracy", "memory", "rollup"] as const;
+export const EXPERIMENTS = ["accuracy", "memory", "rollup", "scale", "cost"] as const;
 export type ExperimentName = (typeof EXPERIMENTS)[number];
 
 export interface ReportSizes {
   readonly accuracy: AccuracySizes;
   readonly memory: MemorySizes;
   readonly rollup: RollupSizes;
+  readonly scale: ScaleSizes;
+  readonly cost: CostSizes;
 }
 
 export const DEFAULT_SIZES: ReportSizes = {
   accuracy: ACCURACY_DEFAULT,
   memory: MEMORY_DEFAULT,
   rollup: ROLLUP_DEFAULT,
+  scale: SCALE_DEFAULT,
+  cost: COST_DEFAULT,
 };
 export const SMALL_SIZES: ReportSizes = {
   accuracy: ACCURACY_SMALL,
   memory: MEMORY_SMALL,
   rollup: ROLLUP_SMALL,
+  scale: SCALE_SMALL,
+  cost: COST_SMALL,
 };
 
 /**
@@ -62,6 +76,8 @@ const RUNNERS: Readonly<
   memory: async (sizes, server, context) =>
     memoryExperiment(await server(), sizes.memory, context.progress),
   rollup: (sizes, _server, context) => rollupExperiment(sizes.rollup, context),
+  scale: (sizes, _server, context) => scaleExperiment(sizes.scale, context),
+  cost: (sizes, _server, context) => costExperiment(sizes.cost, context),
 };
 
 export const REPORT_FILE = "benchmarks.md";
@@ -80,7 +96,15 @@ export interface ReportOptions {
   readonly progress?: (text: string) => void;
   /** Cleanup registry of the caller (a redis-server started here is stopped by it too). */
   readonly closers?: Closer[];
+  /**
+   * The README, whose generated blocks (`benchmarks` and the experiments' own) are rewritten
+   * too; unset, only the docs directory is written.
+   */
+  readonly readmePath?: string;
 }
+
+/** The README's block with the summary of targets and the accuracy and memory charts. */
+export const README_BENCHMARKS_BLOCK = "benchmarks";
 
 export interface WrittenReport {
   readonly stamp: Stamp;
@@ -120,7 +144,39 @@ export async function runReport(options: ReportOptions): Promise<WrittenReport> 
     date: options.date,
     machine: thisMachine(redisVersion),
   };
-  return writeReport(options.docsDir, outputs, stamp, options.progress);
+  // A README without its blocks is refused before anything is written.
+  if (options.readmePath !== undefined) {
+    assertPlacedBlocks(
+      await readFile(options.readmePath, "utf8"),
+      [README_BENCHMARKS_BLOCK, ...outputs.flatMap((o) => o.readme ?? []).map((b) => b.id)],
+      relative(process.cwd(), options.readmePath),
+    );
+  }
+  const written = await writeReport(options.docsDir, outputs, stamp, options.progress);
+  if (options.readmePath !== undefined) await writeReadme(options.readmePath, written);
+  return written;
+}
+
+/** Rewrites the README's generated blocks from a report just written. */
+async function writeReadme(readmePath: string, written: WrittenReport): Promise<void> {
+  const readme = await readFile(readmePath, "utf8");
+  const report = await readFile(written.reportPath, "utf8");
+  const fromRoot = (path: string) => relative(dirname(readmePath), path).split(sep).join("/");
+  const blocks = [
+    {
+      id: README_BENCHMARKS_BLOCK,
+      markdown: readmeBenchmarksMarkdown(
+        report,
+        fromRoot(written.reportPath),
+        fromRoot(join(dirname(written.reportPath), CHARTS_DIR)),
+      ),
+    },
+    ...written.outputs.flatMap((o) => o.readme ?? []),
+  ];
+  await writeFile(
+    readmePath,
+    updatePlacedBlocks(readme, blocks, written.stamp, relative(process.cwd(), readmePath)),
+  );
 }
 
 const CHART_REF_RE = /\]\(charts\/([^)\s]+\.svg)\)/g;

@@ -2,6 +2,7 @@
 
 import type { Closer } from "../lib.js";
 import type { Figure } from "./charts.js";
+import type { ReportBlock } from "./markdown.js";
 
 /**
  * What the runner hands every experiment that needs more than a redis-server of its own: a
@@ -29,6 +30,11 @@ export interface ExperimentOutput {
   readonly markdown: string;
   readonly figures: readonly Figure[];
   readonly targets: readonly TargetResult[];
+  /**
+   * Blocks for the README (ids of blocks placed there by hand), for figures the README shows
+   * beside its prose: written with the same stamp when the runner is given the README's path.
+   */
+  readonly readme?: readonly ReportBlock[];
 }
 
 /** `- **PASS** accuracy: …` (Markdown) */

@@ -14,12 +14,20 @@ import { hllEncoding, sameRegisters } from "../../bench/report/hll-registers.js"
 import { machineText, type Stamp } from "../../bench/report/machine.js";
 import { parseBlocks, updateReport } from "../../bench/report/markdown.js";
 import { type RunningRedisServer, startRedisServer } from "../../bench/report/redis-server.js";
-import { EXPERIMENTS, runReport, SMALL_SIZES, type WrittenReport } from "../../bench/report/run.js";
-import { latestMidMonth } from "../../bench/rollup.js";
+import {
+  type ExperimentName,
+  README_BENCHMARKS_BLOCK,
+  runReport,
+  SMALL_SIZES,
+  type WrittenReport,
+} from "../../bench/report/run.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
 import { checkSvg } from "../helpers/svg.js";
 
 const COMMAND = "npm run bench:report -- --small";
+const RUN: ExperimentName[] = ["accuracy", "memory", "cost"];
+const HAND_WRITTEN = "Prose around the block, kept as written.";
+const README_FIXTURE = `# A README\n\n${HAND_WRITTEN}\n\n<!-- generated: ${README_BENCHMARKS_BLOCK}; command: -; date: -; machine: - -->\nold figures\n<!-- /generated: ${README_BENCHMARKS_BLOCK} -->\n\nMore prose.\n`;
 const DATE = utcDay(testNowMs());
 
 describe("the SVG check", () => {
@@ -49,14 +57,15 @@ describe("the benchmarks report at small sizes", () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "sketchstream-report-test-"));
+    // The runner with the experiments that need no cluster of their own (each experiment that
+    // starts one has its own test file: report-<name>.test.ts), into a temporary docs
+    // directory and a README copy with its placed block.
+    await writeFile(join(dir, "README.md"), README_FIXTURE);
     report = await runReport({
-      // The rollup's history ends on the test clock's mid-month day (its keys expire by the
-      // real clock, after it: nothing expires during the run).
-      sizes: {
-        ...SMALL_SIZES,
-        rollup: { ...SMALL_SIZES.rollup, today: latestMidMonth(testNowMs()) },
-      },
+      sizes: SMALL_SIZES,
+      only: RUN,
       docsDir: dir,
+      readmePath: join(dir, "README.md"),
       command: COMMAND,
       date: DATE,
     });
@@ -69,14 +78,17 @@ describe("the benchmarks report at small sizes", () => {
 
   it("writes one marked block per experiment, each stamped with command, date and machine", () => {
     const blocks = parseBlocks(markdown);
-    expect(blocks.map((b) => b.id)).toEqual(["summary", ...EXPERIMENTS]);
+    expect(blocks.map((b) => b.id)).toEqual(["summary", ...RUN]);
     for (const block of blocks) {
       expect(block.command).toBe(COMMAND);
       expect(block.date).toBe(DATE);
       expect(block.machine).toBe(machineText(report.stamp.machine));
       expect(block.machine).toMatch(/^\d+ cores?, .+, Node v\d+\.\d+\.\d+, redis-server \d+\.\d+/);
       expect(block.body).toContain(`on ${DATE} (${block.machine})`);
-      expect(block.body).toMatch(/^- \*\*(PASS|MISS)\*\* /m);
+      const judged =
+        block.id === "summary" ||
+        report.outputs.some((o) => o.id === block.id && o.targets.length > 0);
+      if (judged) expect(block.body).toMatch(/^- \*\*(PASS|MISS)\*\* /m);
       for (const [, file] of block.body.matchAll(/\]\(charts\/([^)]+)\)/g)) {
         expect(report.chartPaths).toContain(join(dir, "charts", file ?? ""));
       }
@@ -85,7 +97,7 @@ describe("the benchmarks report at small sizes", () => {
     // with the block it comes from.
     const summary = blocks[0]?.body ?? "";
     const targets = report.outputs.flatMap((o) => o.targets.map((t) => ({ id: o.id, ...t })));
-    expect(targets.length).toBeGreaterThan(EXPERIMENTS.length);
+    expect(targets.length).toBeGreaterThanOrEqual(3);
     for (const target of targets) {
       const line = `- **${target.pass ? "PASS" : "MISS"}** ${target.name}: ${target.text}`;
       expect(markdown).toContain(line);
@@ -95,24 +107,39 @@ describe("the benchmarks report at small sizes", () => {
     expect(summary).toContain(`${passed} of ${targets.length} targets met.`);
   });
 
-  it("measures the rollup at each size: the run, both bare-client limits and the naive recompute", () => {
-    const rollup = report.outputs.find((o) => o.id === "rollup");
-    const rows = rollup?.markdown.split("\n").filter((l) => /^\| \d/.test(l)) ?? [];
-    expect(rows.map((r) => r.split("|")[1]?.trim())).toEqual(
-      SMALL_SIZES.rollup.sites.map((n) => String(n)),
-    );
-    for (const row of rows) {
-      const rates = [...row.matchAll(/([\d,]+)\/s/g)].map((m) => Number(m[1]?.replaceAll(",", "")));
-      expect(rates, row).toHaveLength(4);
-      for (const r of rates) expect(r, row).toBeGreaterThan(0);
+  it("rewrites the README's placed block: the summary of targets and the two charts, stamped", async () => {
+    const readme = await readFile(join(dir, "README.md"), "utf8");
+    expect(readme.startsWith(`# A README\n\n${HAND_WRITTEN}\n\n`)).toBe(true);
+    expect(readme.endsWith("\n\nMore prose.\n")).toBe(true);
+    const [block, ...others] = parseBlocks(readme);
+    expect(others).toEqual([]);
+    expect(block?.id).toBe(README_BENCHMARKS_BLOCK);
+    expect(block?.command).toBe(COMMAND);
+    expect(block?.date).toBe(DATE);
+    expect(block?.body).not.toContain("old figures");
+    const targets = report.outputs.flatMap((o) => o.targets);
+    for (const t of targets) {
+      expect(block?.body).toContain(`- **${t.pass ? "PASS" : "MISS"}** ${t.name}: ${t.text}`);
     }
-    expect(rollup?.targets.map((t) => t.name)).toEqual([
-      "rollup vs bare client",
-      "rollup vs naive",
-    ]);
-    // Small runs make far fewer merges than the target is judged over: never a PASS here.
-    expect(rollup?.targets[0]?.pass).toBe(false);
-    expect(rollup?.targets[0]?.text).toMatch(/fewer than the 100,000 merges/);
+    expect(block?.body).toContain("(benchmarks.md)");
+    expect(block?.body).toContain("](charts/accuracy.svg)");
+    expect(block?.body).toContain("](charts/memory.svg)");
+  });
+
+  it("refuses a README without the block's markers instead of appending to it", async () => {
+    const path = join(dir, "README-without.md");
+    await writeFile(path, "# A README\n\nNo markers here.\n");
+    await expect(
+      runReport({
+        sizes: SMALL_SIZES,
+        only: ["cost"],
+        docsDir: dir,
+        readmePath: path,
+        command: COMMAND,
+        date: DATE,
+      }),
+    ).rejects.toThrow(`has no generated block "${README_BENCHMARKS_BLOCK}"`);
+    expect(await readFile(path, "utf8")).toBe("# A README\n\nNo markers here.\n");
   });
 
   it("renders every chart as a well-formed SVG with its title and the stamp", async () => {
@@ -120,9 +147,10 @@ describe("the benchmarks report at small sizes", () => {
     expect(figures.map((f) => f.file).sort()).toEqual([
       "accuracy-rms.svg",
       "accuracy.svg",
+      "cost-components.svg",
+      "cost.svg",
       "memory-transition.svg",
       "memory.svg",
-      "rollup.svg",
     ]);
     for (const figure of figures) {
       const svg = await readFile(join(dir, "charts", figure.file), "utf8");
@@ -166,7 +194,7 @@ describe("the benchmarks report at small sizes", () => {
       ["summary", DATE],
       ["accuracy", DATE],
       ["memory", "2099-01-01"],
-      ...EXPERIMENTS.slice(2).map((id) => [id, DATE]),
+      ...RUN.slice(2).map((id) => [id, DATE]),
       ["appendix", "2099-01-01"],
     ]);
     expect(next).toContain(handWritten);
