@@ -561,6 +561,46 @@ ${assumptions.map((a) => `- ${a}`).join("\n")}
 </details>`;
 }
 
+/** The README's block of the planner's answers ("The capacity planner"): prod and the large load. */
+export const README_CAPACITY_BLOCK = "capacity";
+
+/**
+ * The planner's answers the README shows: for the prod config and the largest load, the total
+ * and its main lines, what the deployment is, the quotas and limits flagged, and for the largest
+ * load the stacks/config.ts values to set.
+ */
+export function costReadme(result: CostResult): string {
+  const show = result.cases.filter((c) => c.id !== "small");
+  const alt = result.prodPlannerChoice;
+  const rows = show.map((c) => {
+    const p = c.plan;
+    const kinesis = p.cost.lines.find((l) => componentOf(l.item) === "Kinesis");
+    const memorydb = p.cost.lines.find((l) => componentOf(l.item) === "MemoryDB nodes");
+    return `| ${c.label} (${c.id === "prod" ? "the prod config as configured" : "the planner's choice"}) | ${optionText(p.memorydb.choice)}: ${usd(memorydb?.monthlyUsd ?? 0)} | ${kinesis ? `${kinesis.item}: ${usd(kinesis.monthlyUsd)}` : "none"} | ${usd(p.cost.totalMonthlyUsd)} |`;
+  });
+  const warnings = show.map((c) => {
+    const own = c.plan.warnings.filter((w) => !/KPL/.test(w));
+    return `- **${c.label}**: ${own.length === 0 ? "no quota increase; within every stacks/config.ts limit." : own.join(" ")}`;
+  });
+  const large = show.at(-1);
+  const config = large
+    ? Object.entries(large.plan.config)
+        .map(
+          ([field, value]) =>
+            `\`${field}: ${typeof value === "string" ? JSON.stringify(value) : value}\``,
+        )
+        .join(", ")
+    : "";
+  return `| load | MemoryDB | Kinesis | total a month |
+| --- | --- | --- | --- |
+${rows.join("\n")}
+
+For the prod config's own load the planner would choose ${optionText(alt.memorydb.choice)}: ${usd(alt.cost.totalMonthlyUsd)} a month; the prod config's \`budget.monthlyUsd\` is ${result.prodConfiguredBudgetUsd === undefined ? "unset" : usd(result.prodConfiguredBudgetUsd)} and the planner's budget for it ${usd(result.prodPlannedBudgetUsd)}. Prices: eu-west-1 list prices as of ${PRICES_AS_OF}, entered by hand (cli/capacity-prices.ts); constants: \`bench/results/scale-constants.json\` of ${result.constants.measuredAt}. Every line, the small load and the price list: [docs/benchmarks.md](docs/benchmarks.md#cost).
+
+${warnings.join("\n")}
+${large ? `\nSet in stacks/config.ts for ${large.label}: ${config}.` : ""}`;
+}
+
 export async function costExperiment(
   sizes: CostSizes,
   context: ExperimentContext,
@@ -571,5 +611,6 @@ export async function costExperiment(
     markdown: costMarkdown(result),
     figures: costFigures(result),
     targets: [],
+    readme: [{ id: README_CAPACITY_BLOCK, markdown: costReadme(result) }],
   };
 }

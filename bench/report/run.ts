@@ -25,19 +25,21 @@ import {
   withSummary,
 } from "./markdown.js";
 import { MEMORY_DEFAULT, MEMORY_SMALL, type MemorySizes, memoryExperiment } from "./memory.js";
+import { READS_DEFAULT, READS_SMALL, type ReadsSizes, readsExperiment } from "./reads.js";
 import { type RunningRedisServer, redisServerVersion, startRedisServer } from "./redis-server.js";
 import { ROLLUP_DEFAULT, ROLLUP_SMALL, type RollupSizes, rollupExperiment } from "./rollup.js";
 import { SCALE_DEFAULT, SCALE_SMALL, type ScaleSizes, scaleExperiment } from "./scale.js";
 import type { ExperimentContext, ExperimentOutput } from "./types.js";
 
 /** Every experiment, in the order the report runs and shows them. */
-export const EXPERIMENTS = ["accuracy", "memory", "rollup", "scale", "cost"] as const;
+export const EXPERIMENTS = ["accuracy", "memory", "rollup", "reads", "scale", "cost"] as const;
 export type ExperimentName = (typeof EXPERIMENTS)[number];
 
 export interface ReportSizes {
   readonly accuracy: AccuracySizes;
   readonly memory: MemorySizes;
   readonly rollup: RollupSizes;
+  readonly reads: ReadsSizes;
   readonly scale: ScaleSizes;
   readonly cost: CostSizes;
 }
@@ -46,6 +48,7 @@ export const DEFAULT_SIZES: ReportSizes = {
   accuracy: ACCURACY_DEFAULT,
   memory: MEMORY_DEFAULT,
   rollup: ROLLUP_DEFAULT,
+  reads: READS_DEFAULT,
   scale: SCALE_DEFAULT,
   cost: COST_DEFAULT,
 };
@@ -53,6 +56,7 @@ export const SMALL_SIZES: ReportSizes = {
   accuracy: ACCURACY_SMALL,
   memory: MEMORY_SMALL,
   rollup: ROLLUP_SMALL,
+  reads: READS_SMALL,
   scale: SCALE_SMALL,
   cost: COST_SMALL,
 };
@@ -76,6 +80,7 @@ const RUNNERS: Readonly<
   memory: async (sizes, server, context) =>
     memoryExperiment(await server(), sizes.memory, context.progress),
   rollup: (sizes, _server, context) => rollupExperiment(sizes.rollup, context),
+  reads: (sizes, _server, context) => readsExperiment(sizes.reads, context),
   scale: (sizes, _server, context) => scaleExperiment(sizes.scale, context),
   cost: (sizes, _server, context) => costExperiment(sizes.cost, context),
 };
