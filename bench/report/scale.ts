@@ -584,6 +584,59 @@ ${sentences.join(" ")}
 ${loadText(result)} This run took ${result.seconds.toFixed(0)} s.`;
 }
 
+/** The README's block of the full-size run's figures ("What a million sites costs"). */
+export const README_SCALE_BLOCK = "scale-constants";
+
+const MiB = 1024 * 1024;
+
+/**
+ * The full-size run's figures as the README shows them, every one read from its constants file
+ * (which carries its own date, machine and versions: it is not re-measured by the report).
+ */
+export function scaleReadme(c: ScaleConstants): string {
+  // The command counts are the handler's, over the events it was timed on.
+  const perEvent = (n: number) => (n / c.consumer.timedEvents).toFixed(1);
+  const callsOf = (command: string) =>
+    c.consumer.commands.find((x) => x.command === command)?.calls ?? 0;
+  const merged = c.rollup.commands;
+  const commandsPerItem = merged
+    .filter((x) => x.calls >= c.rollup.mergedItems / 10)
+    .map((x) => `${x.command} ${(x.calls / c.rollup.mergedItems).toFixed(2)}`)
+    .join(", ");
+  const sparse = c.hll.bytesByCardinality.filter((b) => !b.dense);
+  const sparseText = [1, 100, 500, 1000]
+    .map((n) => sparse.find((b) => b.cardinality === n))
+    .filter((b) => b !== undefined)
+    .map(
+      (b) => `${fmtInt(b.bytes)} (${fmtInt(b.cardinality)} ${b.cardinality === 1 ? "id" : "ids"})`,
+    )
+    .join(", ");
+  const families = c.memory.byFamilyPeriod;
+  const keysPerFamily = Math.round(
+    families.reduce((n, f) => n + f.keys, 0) / Math.max(1, families.length),
+  );
+  const bytesPerKey =
+    families.reduce((n, f) => n + f.bytes, 0) /
+    Math.max(
+      1,
+      families.reduce((n, f) => n + f.keys, 0),
+    );
+  const mib = (b: number) => fmtInt(b / MiB);
+  const ingest = c.bookkeeping.afterIngest;
+  const plan = c.bookkeeping.afterPlan;
+  return `Measured by \`npm run bench:scale\` on ${c.measuredAt} (${c.machine.cores} × ${c.machine.cpuModel}, Node ${c.versions.node}, ${c.versions.redisServer.split(" ").slice(0, 3).join(" ")}) in ${(c.wallMs / 60_000).toFixed(1)} min, as written to \`bench/results/scale-constants.json\`: ${fmtInt(c.inputs.sites)} sites, ${fmtInt(c.generated.users)} users, ${fmtInt(c.generated.events)} events (users per site max(1, round(${fmtInt(c.inputs.maxUsersPerSite)} / rank^${c.inputs.zipfExponent})), ${c.inputs.eventsPerUser} events each).
+
+| | measured |
+| --- | --- |
+| consumer, per invocation | ${fmtInt(c.consumer.eventsPerSecond)} events/s (${fmtInt(c.consumer.timedEvents)} events through the handler, batches of ${fmtInt(c.inputs.batchSize)}); per event ${c.consumer.clientCpuUsPerEvent.toFixed(1)} µs client CPU, ${c.consumer.serverProcessCpuUsPerEvent.toFixed(1)} µs redis-server CPU (${c.consumer.loadServerProcessCpuUsPerEvent.toFixed(1)} µs loading into millions of keys), ${fmtInt(c.consumer.netInputBytesPerEvent)} bytes written; ${perEvent(callsOf("pfadd"))} PFADD, ${perEvent(callsOf("expireat"))} EXPIREAT, ${perEvent(callsOf("sadd"))} SADD per event |
+| rollup plan | ${(c.rollup.planMs / 1000).toFixed(1)} s for ${fmtInt(c.rollup.items)} items, ${fmtInt(c.rollup.pages)} pages of ${fmtInt(c.rollup.pageSize)} |
+| rollup merges | ${fmtInt(c.rollup.itemsPerSecond)} items/s with ${c.rollup.mapConcurrency} pages at a time (${fmtInt(c.rollup.perWorkerItemsPerSecond)} per page); all ${fmtInt(c.rollup.items)} items: ${fmtInt(c.rollup.fullMergeMs / 1000)} s${c.rollup.extrapolated ? ` (extrapolated from ${fmtInt(c.rollup.mergedItems)})` : ""}; ${c.rollup.serverProcessCpuUsPerItem.toFixed(1)} µs redis-server CPU per item; commands per item: ${commandsPerItem} |
+| Step Functions | ${c.stepFunctions.fixedStates.length} states once + ${c.stepFunctions.perPageStates.length} per page: ${fmtInt(c.stepFunctions.transitionsPerRun)} transitions for ${fmtInt(c.stepFunctions.pages)} pages |
+| HLL encoding | dense from ${fmtInt(c.hll.denseAtCardinality)} distinct ids (\`hll-sparse-max-bytes\` ${fmtInt(c.hll.sparseMaxBytes)}): ${fmtInt(c.hll.denseBytes)} bytes; sparse ${sparseText} |
+| keys | ${fmtInt(keysPerFamily)} per family and period on average (uv:/ev: × day/week/month), about ${fmtInt(bytesPerKey)} bytes each (\`MEMORY USAGE\`); the server adds ${fmtInt(c.memory.perKeyOverheadBytes)} bytes per key |
+| bookkeeping per primary | ${ingest.perPrimary.map((p) => mib(p.bytes)).join(" / ")} MiB after the ingest, ${plan.perPrimary.map((p) => mib(p.bytes)).join(" / ")} MiB at the plan's peak (busiest ${plan.maxOverMean.toFixed(2)}x the mean); ${fmtInt(c.bookkeeping.bytesPerTouchedMember)} bytes a touched member, ${fmtInt(c.bookkeeping.bytesPerWorkItem)} a work item |`;
+}
+
 export async function scaleExperiment(
   sizes: ScaleSizes,
   context: ExperimentContext,
@@ -594,5 +647,6 @@ export async function scaleExperiment(
     markdown: scaleMarkdown(result),
     figures: scaleFigures(result),
     targets: [],
+    readme: [{ id: README_SCALE_BLOCK, markdown: scaleReadme(result.full) }],
   };
 }
