@@ -29,10 +29,19 @@ import { READS_DEFAULT, READS_SMALL, type ReadsSizes, readsExperiment } from "./
 import { type RunningRedisServer, redisServerVersion, startRedisServer } from "./redis-server.js";
 import { ROLLUP_DEFAULT, ROLLUP_SMALL, type RollupSizes, rollupExperiment } from "./rollup.js";
 import { SCALE_DEFAULT, SCALE_SMALL, type ScaleSizes, scaleExperiment } from "./scale.js";
+import { SYNTH_DEFAULT, SYNTH_SMALL, type SynthSizes, synthExperiment } from "./synth.js";
 import type { ExperimentContext, ExperimentOutput } from "./types.js";
 
 /** Every experiment, in the order the report runs and shows them. */
-export const EXPERIMENTS = ["accuracy", "memory", "rollup", "reads", "scale", "cost"] as const;
+export const EXPERIMENTS = [
+  "accuracy",
+  "memory",
+  "rollup",
+  "reads",
+  "scale",
+  "synth",
+  "cost",
+] as const;
 export type ExperimentName = (typeof EXPERIMENTS)[number];
 
 export interface ReportSizes {
@@ -41,6 +50,7 @@ export interface ReportSizes {
   readonly rollup: RollupSizes;
   readonly reads: ReadsSizes;
   readonly scale: ScaleSizes;
+  readonly synth: SynthSizes;
   readonly cost: CostSizes;
 }
 
@@ -50,6 +60,7 @@ export const DEFAULT_SIZES: ReportSizes = {
   rollup: ROLLUP_DEFAULT,
   reads: READS_DEFAULT,
   scale: SCALE_DEFAULT,
+  synth: SYNTH_DEFAULT,
   cost: COST_DEFAULT,
 };
 export const SMALL_SIZES: ReportSizes = {
@@ -58,6 +69,7 @@ export const SMALL_SIZES: ReportSizes = {
   rollup: ROLLUP_SMALL,
   reads: READS_SMALL,
   scale: SCALE_SMALL,
+  synth: SYNTH_SMALL,
   cost: COST_SMALL,
 };
 
@@ -82,6 +94,7 @@ const RUNNERS: Readonly<
   rollup: (sizes, _server, context) => rollupExperiment(sizes.rollup, context),
   reads: (sizes, _server, context) => readsExperiment(sizes.reads, context),
   scale: (sizes, _server, context) => scaleExperiment(sizes.scale, context),
+  synth: (sizes, _server, context) => synthExperiment(sizes.synth, context),
   cost: (sizes, _server, context) => costExperiment(sizes.cost, context),
 };
 
