@@ -2,13 +2,15 @@
  * The consumer's records/s against batch size, for the report: the consumer benchmark's three
  * contenders (bench/consumer.ts: the handler, the naive per-record baseline and the practical
  * limit) measured at several batch sizes in one run, on one Redis Cluster of 3 primaries, with
- * the bench's own code and its own interleaving. At each batch size, from the largest down: warm-up batches, then
- * rounds of handler and limit on the same batch (order alternating) followed by a naive slice
- * scaled to a whole batch; records/s from each contender's median batch time. The rounds at a
- * batch size are enough to time `recordsPerSize` records, within [minRounds, maxRounds]; the
- * naive baseline runs at most `naiveRecords` records per batch size and at most one batch per
- * round. The bench's breakdown of the handler's time and of the events family's cost is left
- * out here (`npm run bench:consumer` prints it).
+ * the bench's own code and its own interleaving: at a batch size, warm-up batches, then rounds
+ * of handler and limit on the same batch (order alternating), each followed by a naive slice
+ * scaled to a whole batch; records/s from each contender's median batch time. The run goes
+ * `passes` times through the batch sizes (largest first), each time with a share of every
+ * size's rounds, so that a change in the machine's load (other work on a shared box) hits
+ * every size alike. The rounds at a batch size are enough to time `recordsPerSize` records,
+ * within [minRounds, maxRounds]; the naive baseline runs at most `naiveRecords` records per
+ * batch size and at most one batch per round. The bench's breakdown of the handler's time and
+ * of the events family's cost is left out here (`npm run bench:consumer` prints it).
  *
  * Issue 14's targets are judged at the largest batch size of the run (10,000 records, Lambda's
  * largest Kinesis batch, in the default sizes): the limit's records/s at most 1.3 times the
@@ -17,6 +19,8 @@
 
 import {
   type ConsumerRates,
+  type ConsumerRounds,
+  concatRounds,
   consumerRates,
   measureRounds,
   startConsumerBench,
@@ -40,7 +44,13 @@ export interface ConsumerSizes {
   readonly recordsPerSize: number;
   readonly minRounds: number;
   readonly maxRounds: number;
-  /** Untimed warm-up batches of the handler and the limit at each batch size. */
+  /**
+   * The run goes through every batch size this many times (largest first each time), a share
+   * of each size's rounds per pass, so that a change in the machine's load over the run hits
+   * every batch size alike instead of bending the curves.
+   */
+  readonly passes: number;
+  /** Untimed warm-up batches of the handler and the limit at each batch size, in each pass. */
   readonly warmup: number;
   /** Records the naive baseline runs at each batch size (at most one batch per round). */
   readonly naiveRecords: number;
@@ -51,11 +61,12 @@ export interface ConsumerSizes {
 
 export const CONSUMER_DEFAULT: ConsumerSizes = {
   batchSizes: [100, 300, 1_000, 3_000, 10_000],
-  recordsPerSize: 400_000,
-  minRounds: 40,
-  maxRounds: 200,
+  recordsPerSize: 600_000,
+  minRounds: 60,
+  maxRounds: 300,
+  passes: 4,
   warmup: 2,
-  naiveRecords: 40_000,
+  naiveRecords: 60_000,
   users: 100_000,
   seed: 42,
 };
@@ -65,6 +76,7 @@ export const CONSUMER_SMALL: ConsumerSizes = {
   recordsPerSize: 3_000,
   minRounds: 5,
   maxRounds: 10,
+  passes: 2,
   warmup: 1,
   naiveRecords: 500,
   users: 10_000,
@@ -95,10 +107,11 @@ export interface ConsumerResult {
   readonly seconds: number;
 }
 
-/** Timed rounds at one batch size. */
+/** Timed rounds at one batch size, in all passes (a whole number of rounds per pass). */
 export function roundsAt(sizes: ConsumerSizes, batchSize: number): number {
   const wanted = Math.ceil(sizes.recordsPerSize / batchSize);
-  return Math.min(sizes.maxRounds, Math.max(sizes.minRounds, wanted));
+  const rounds = Math.min(sizes.maxRounds, Math.max(sizes.minRounds, wanted));
+  return Math.ceil(rounds / sizes.passes) * sizes.passes;
 }
 
 export async function measureConsumer(
@@ -114,10 +127,13 @@ export async function measureConsumer(
   const close = () => {
     closed ??= (async () => {
       const errors: unknown[] = [];
-      for (const c of own.reverse())
-        await Promise.resolve()
-          .then(c)
-          .catch((e) => errors.push(e));
+      for (const c of own.reverse()) {
+        try {
+          await c();
+        } catch (err) {
+          errors.push(err);
+        }
+      }
       if (errors.length > 0) throw errors[0];
     })();
     return closed;
@@ -126,26 +142,35 @@ export async function measureConsumer(
   try {
     context.progress("consumer: starting a Redis Cluster…");
     const bench = await startConsumerBench({ seed: sizes.seed, users: sizes.users }, own);
-    const points: ConsumerPoint[] = [];
-    // Largest first: its warm-up is the bench's own, and the smaller batches then write into
-    // keys the larger ones filled, as a production cluster's keys are.
-    for (const batchSize of [...sizes.batchSizes].sort((a, b) => b - a)) {
-      const rounds = roundsAt(sizes, batchSize);
-      const label = `consumer, ${fmtInt(batchSize)}-record batches`;
-      const r = await measureRounds(
-        bench,
-        {
-          batches: rounds,
-          batchSize,
-          warmup: sizes.warmup,
-          naiveRecords: Math.min(sizes.naiveRecords, rounds * batchSize),
-          parts: false,
-        },
-        (text) => context.progress(text === "" ? "" : `${label}: ${text}`),
-      );
-      points.push({
+    // Largest first in each pass: the first pass's warm-up is the bench's own, and the smaller
+    // batches then write into keys the larger ones filled, as a production cluster's keys are.
+    const order = [...sizes.batchSizes].sort((a, b) => b - a);
+    const measured = new Map<number, ConsumerRounds[]>(order.map((size) => [size, []]));
+    for (let pass = 1; pass <= sizes.passes; pass++) {
+      for (const batchSize of order) {
+        const rounds = roundsAt(sizes, batchSize);
+        const perPass = rounds / sizes.passes;
+        const naive = Math.min(sizes.naiveRecords, rounds * batchSize);
+        const label = `consumer, pass ${pass}/${sizes.passes}, ${fmtInt(batchSize)}-record batches`;
+        const r = await measureRounds(
+          bench,
+          {
+            batches: perPass,
+            batchSize,
+            warmup: sizes.warmup,
+            naiveRecords: Math.ceil(naive / sizes.passes),
+            parts: false,
+          },
+          (text) => context.progress(text === "" ? "" : `${label}: ${text}`),
+        );
+        measured.get(batchSize)?.push(r);
+      }
+    }
+    const points = order.map((batchSize): ConsumerPoint => {
+      const r = concatRounds(measured.get(batchSize) ?? []);
+      return {
         batchSize,
-        rounds,
+        rounds: r.handlerMs.length,
         naiveSlice: r.naiveSlice,
         naiveRecords: r.naiveSlice * r.naiveMs.length,
         handlerMs: median(r.handlerMs),
@@ -153,8 +178,8 @@ export async function measureConsumer(
         naiveMs: median(r.naiveMs),
         rates: consumerRates(r),
         commands: r.commands.length,
-      });
-    }
+      };
+    });
     points.sort((a, b) => a.batchSize - b.batchSize);
     return { sizes, points, seconds: (performance.now() - started) / 1000 };
   } finally {
@@ -284,7 +309,12 @@ export function consumerMarkdown(result: ConsumerResult, targets: readonly Targe
       `| ${fmtInt(p.batchSize)} | ${fmtInt(p.rounds)} | ${fmtInt(p.rates.handler)} | ${fmtInt(p.rates.limit)} | ${fmtInt(p.rates.naive)} | ${times(p.rates.withinLimit)} | ${times(p.rates.overNaive)} |`,
   );
   const naiveRates = points.map((p) => p.rates.naive);
-  const naiveSlices = [...new Set(points.map((p) => p.naiveSlice))].sort((a, b) => a - b);
+  const slices = points.map((p) => p.naiveSlice);
+  const sliceText =
+    Math.min(...slices) === Math.max(...slices)
+      ? fmtInt(Math.min(...slices))
+      : `${fmtInt(Math.min(...slices))} to ${fmtInt(Math.max(...slices))}`;
+  const passesText = sizes.passes === 1 ? "once" : `${fmtInt(sizes.passes)} times`;
   const sentences = [
     points.length > 1 ? batchSizeSentence(first, top, naiveRates) : "",
     `At ${fmtInt(top.batchSize)}-record batches the handler runs at ${Math.round((100 * top.rates.handler) / top.rates.limit)}% of the practical limit (the gap is what the handler does beyond decoding the records and sending the same commands: validating, grouping, its bookkeeping; \`npm run bench:consumer\` breaks it down) and ${times(top.rates.overNaive)} the naive consumer.`,
@@ -308,7 +338,7 @@ ${sentences.join(" ")}
 
 ${targets.map(targetLine).join("\n")}
 
-How it was measured: one Redis Cluster of 3 primaries on this machine, new for the run; generated events (seed ${sizes.seed}, ${fmtInt(sizes.users)} users, 5 sites of which 2 in time zones, the last 2 days). At each batch size ${sizes.warmup} untimed warm-up batch${sizes.warmup === 1 ? "" : "es"}, then rounds (enough for ${fmtInt(sizes.recordsPerSize)} records, ${fmtInt(sizes.minRounds)} to ${fmtInt(sizes.maxRounds)}) of handler and limit on the same new batch, order alternating, each followed by a naive slice of ${naiveSlices.map(fmtInt).join(" or ")} records whose time is scaled to a whole batch (at most ${fmtInt(sizes.naiveRecords)} naive records per batch size). Records/s is the batch size over each contender's median batch time; the ratios compare those medians. Batch sizes run from the largest down and keys accumulate over the run, so the smaller batches write into keys the larger ones already filled, as a production cluster's keys are. ${result.seconds.toFixed(0)} s.`;
+How it was measured: one Redis Cluster of 3 primaries on this machine, new for the run; generated events (seed ${sizes.seed}, ${fmtInt(sizes.users)} users, 5 sites of which 2 in time zones, the last 2 days). The run went ${passesText} through the batch sizes, largest first${sizes.passes > 1 ? ", so that a change in the machine's load hits every size alike" : ""}; ${sizes.passes > 1 ? "each time, " : ""}at each size, ${sizes.warmup} untimed warm-up batch${sizes.warmup === 1 ? "" : "es"}, then ${sizes.passes > 1 ? "its share of " : ""}the rounds (enough for ${fmtInt(sizes.recordsPerSize)} records per size, ${fmtInt(sizes.minRounds)} to ${fmtInt(sizes.maxRounds)}) of handler and limit on the same new batch, order alternating, each followed by a naive slice of ${sliceText} records whose time is scaled to a whole batch (at most ${fmtInt(sizes.naiveRecords)} naive records per batch size). Records/s is the batch size over each contender's median batch time; the ratios compare those medians. Keys accumulate over the run, so the smaller batches write into keys the larger ones already filled, as a production cluster's keys are. ${result.seconds.toFixed(0)} s.`;
 }
 
 export async function consumerExperiment(

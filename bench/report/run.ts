@@ -15,6 +15,12 @@ import {
   accuracyExperiment,
 } from "./accuracy.js";
 import { renderFigure } from "./charts.js";
+import {
+  CONSUMER_DEFAULT,
+  CONSUMER_SMALL,
+  type ConsumerSizes,
+  consumerExperiment,
+} from "./consumer.js";
 import { COST_DEFAULT, COST_SMALL, type CostSizes, costExperiment } from "./cost.js";
 import { type Stamp, thisMachine } from "./machine.js";
 import {
@@ -36,6 +42,7 @@ import type { ExperimentContext, ExperimentOutput } from "./types.js";
 export const EXPERIMENTS = [
   "accuracy",
   "memory",
+  "consumer",
   "rollup",
   "reads",
   "scale",
@@ -47,6 +54,7 @@ export type ExperimentName = (typeof EXPERIMENTS)[number];
 export interface ReportSizes {
   readonly accuracy: AccuracySizes;
   readonly memory: MemorySizes;
+  readonly consumer: ConsumerSizes;
   readonly rollup: RollupSizes;
   readonly reads: ReadsSizes;
   readonly scale: ScaleSizes;
@@ -57,6 +65,7 @@ export interface ReportSizes {
 export const DEFAULT_SIZES: ReportSizes = {
   accuracy: ACCURACY_DEFAULT,
   memory: MEMORY_DEFAULT,
+  consumer: CONSUMER_DEFAULT,
   rollup: ROLLUP_DEFAULT,
   reads: READS_DEFAULT,
   scale: SCALE_DEFAULT,
@@ -66,6 +75,7 @@ export const DEFAULT_SIZES: ReportSizes = {
 export const SMALL_SIZES: ReportSizes = {
   accuracy: ACCURACY_SMALL,
   memory: MEMORY_SMALL,
+  consumer: CONSUMER_SMALL,
   rollup: ROLLUP_SMALL,
   reads: READS_SMALL,
   scale: SCALE_SMALL,
@@ -91,6 +101,7 @@ const RUNNERS: Readonly<
     accuracyExperiment(await server(), sizes.accuracy, context.progress),
   memory: async (sizes, server, context) =>
     memoryExperiment(await server(), sizes.memory, context.progress),
+  consumer: (sizes, _server, context) => consumerExperiment(sizes.consumer, context),
   rollup: (sizes, _server, context) => rollupExperiment(sizes.rollup, context),
   reads: (sizes, _server, context) => readsExperiment(sizes.reads, context),
   scale: (sizes, _server, context) => scaleExperiment(sizes.scale, context),

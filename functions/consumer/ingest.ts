@@ -224,9 +224,9 @@ export interface PlanOptions {
   readonly retention: RetentionSettings;
   readonly pfaddChunkSize?: number;
   /**
-   * For bench/consumer.bench.ts only, which measures what the events family costs: true leaves
-   * the `ev:` commands (PFADD, EXPIREAT and the `events-since` ZADD) out of the plan. The
-   * consumer never sets it.
+   * For the consumer benchmark (bench/consumer.ts) only, which measures what the events family
+   * costs: true leaves the `ev:` commands (PFADD, EXPIREAT and the `events-since` ZADD) out of
+   * the plan. The consumer never sets it.
    */
   readonly benchWithoutEventsFamily?: boolean;
   /**
