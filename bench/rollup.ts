@@ -912,7 +912,7 @@ export function printRollupReport(r: RollupBenchResult): void {
       ["part", "ms", "of wall"],
       [
         brow("whole execution (runRollupLocally)", wall),
-        brow("  Plan task (lock, SUNIONSTORE, SSCAN, ZADD)", plan),
+        brow("  Plan task (lock, take touched, SSCAN, ZADD)", plan),
         brow(`  MergePage tasks, time any was running (${t.merge.length} pages)`, mergeSpan),
         brow(
           `    sum over pages (median ${fmtMs(median(pageMs))} ms/page, concurrency ${opts.concurrency})`,

@@ -52,13 +52,17 @@ export const ACL_RULES = {
    * The rollup: merge days into weeks and months (`uv:` and `ev:` alike), rebuild through a
    * temporary key, and keep its bookkeeping (lock, `as-of`, every group's touched, pending,
    * site-index and work sets; the single-slot sets of older versions, which it drains: SREM
-   * moves the old site index's members into the groups). EVAL runs the
-   * lock's compare-and-delete; a script runs with the caller's ACL, so it cannot reach beyond
-   * these rules. HMGET reads the zones of a page's sites (week and month expiry) and HLEN asks
-   * whether any site has a zone (a backfill's retention check); the registry is read-only to
-   * it (`%R~`), so none of its DEL, RENAME or EXPIREAT can touch it.
+   * moves the old site index's members into the groups). EVAL/EVALSHA run its three scripts:
+   * the lock's compare-and-delete, the take of a group's touched set (EXISTS, RENAME or
+   * SUNIONSTORE + DEL) and a scheduled run's merges (EXISTS, PFMERGE, EXPIREAT NX: one call per
+   * site); a script runs with the caller's ACL, so each command it calls is checked against
+   * these rules and it cannot reach beyond them. No PFCOUNT, SCARD or MULTI: it never reads a
+   * count, and its one transaction is a script. HMGET reads the zones of a page's sites (week
+   * and month expiry) and HLEN asks whether any site has a zone (a backfill's retention check);
+   * the registry is read-only to it (`%R~`), so none of its DEL, RENAME or EXPIREAT can touch
+   * it.
    */
-  rollup: `~uv:* ~ev:* ~${LOCK_KEY} ~${AS_OF_KEY} ~${TOUCHED} ~${PENDING} ~${SITES} ~${WORK} ${LEGACY_READ} ~${LEGACY_WORK_KEY} %R~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +hmget +hlen +pfmerge +pfcount +expireat +exists +rename +del +unlink +sadd +srem +sscan +scard +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha +multi +exec`,
+  rollup: `~uv:* ~ev:* ~${LOCK_KEY} ~${AS_OF_KEY} ~${TOUCHED} ~${PENDING} ~${SITES} ~${WORK} ${LEGACY_READ} ~${LEGACY_WORK_KEY} %R~${TIME_ZONES_KEY} resetchannels -@all ${CONNECT} +hmget +hlen +pfmerge +expireat +exists +rename +del +unlink +sadd +srem +sscan +sunionstore +zadd +zrange +zcard +set +get +pexpire +eval +evalsha`,
   /**
    * Operators with redis-cli, the CLI's `count` and the read API: read counts (`uv:` and `ev:`)
    * and expiries, ask the rollup's touched/pending sets (the site's group's, and the single-slot

@@ -34,9 +34,11 @@ for i = 1, #ARGV do
 end
 return merged`;
 
-export const MERGE_TOUCHED_DAYS_SHA = createHash("sha1")
-  .update(MERGE_TOUCHED_DAYS_LUA)
-  .digest("hex");
+export const MERGE_TOUCHED_DAYS_SHA = sha1(MERGE_TOUCHED_DAYS_LUA);
+
+function sha1(text: string): string {
+  return createHash("sha1").update(text).digest("hex");
+}
 
 /**
  * The most targets one call carries. A call blocks its shard while it runs (about 12 µs per
@@ -76,18 +78,44 @@ export async function mergeTouchedDaysOnServer(
   const args: (string | number)[] = [];
   for (const t of targets) args.push(t.key, t.day);
   for (const t of targets) args.push(t.expireAt);
-  const numKeys = targets.length * 2;
-  let reply: unknown;
-  try {
-    reply = await redis.evalsha(MERGE_TOUCHED_DAYS_SHA, numKeys, ...args);
-  } catch (err) {
-    if (!messageOf(err).startsWith("NOSCRIPT")) throw err;
-    reply = await redis.eval(MERGE_TOUCHED_DAYS_LUA, numKeys, ...args);
-  }
+  const reply = await runScript(
+    redis,
+    { lua: MERGE_TOUCHED_DAYS_LUA, sha: MERGE_TOUCHED_DAYS_SHA },
+    targets.length * 2,
+    args,
+  );
   if (!Array.isArray(reply) || reply.length !== targets.length) {
     throw new Error(
       `the merge script answered ${JSON.stringify(reply)?.slice(0, 200)} for ${targets.length} targets: expected one 0 or 1 per target`,
     );
   }
   return reply.map((flag) => flag === 1);
+}
+
+/** A script and its SHA-1, as EVALSHA names it. */
+export interface RedisScript {
+  readonly lua: string;
+  readonly sha: string;
+}
+
+export function redisScript(lua: string): RedisScript {
+  return { lua, sha: sha1(lua) };
+}
+
+/**
+ * EVALSHA of a script, and EVAL with its text when the node does not have it cached (NOSCRIPT:
+ * after a restart or a failover, once per node and call in flight).
+ */
+export async function runScript(
+  redis: ScriptRedis,
+  script: RedisScript,
+  numKeys: number,
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  try {
+    return await redis.evalsha(script.sha, numKeys, ...args);
+  } catch (err) {
+    if (!messageOf(err).startsWith("NOSCRIPT")) throw err;
+    return await redis.eval(script.lua, numKeys, ...args);
+  }
 }

@@ -3,7 +3,7 @@
  * page of them. The state machine (state-machines/rollup.asl.json) calls it in three steps:
  *
  *   plan    take the lock; for a scheduled run move each bookkeeping group's `touched` into its
- *           `pending` (atomically, one MULTI per group: a group's sets share a slot) and turn
+ *           `pending` (atomically, one script per group: a group's sets share a slot) and turn
  *           each (site, day[, event]) member into two work items, the day into its week and
  *           into its month; for a backfill, every week and month overlapping the range for
  *           every site of every group's site index. Items go into the group's `work` sorted
@@ -23,7 +23,7 @@
  * after a crash gives the same HLLs; `pending` is only dropped once all of it was merged.
  *
  * The single-slot bookkeeping of older versions (keys.ts LEGACY_*) is drained by the next run:
- * a scheduled plan moves the legacy touched set into the legacy pending set (one MULTI in their
+ * a scheduled plan moves the legacy touched set into the legacy pending set (one script in their
  * slot) and adds its members' work to their groups' work sets, finish drops it with the rest;
  * every plan moves the legacy site index into the groups' and deletes a legacy work set.
  *
@@ -63,6 +63,7 @@ import {
   sitesKey,
   TIME_ZONES_KEY,
   touchedKey,
+  type WorkItem,
   workItem,
   workItemKeyPrefix,
   workKey,
@@ -96,6 +97,8 @@ import {
 import {
   MERGE_SCRIPT_MAX_TARGETS,
   mergeTouchedDaysOnServer,
+  redisScript,
+  runScript,
   type ScriptRedis,
   type TouchedDayMerge,
 } from "./merge-script.js";
@@ -107,7 +110,6 @@ export interface RollupRedis extends ScriptRedis {
   set(key: string, value: string, px: "PX", ms: number, nx: "NX"): Promise<"OK" | null>;
   get(key: string): Promise<string | null>;
   pexpire(key: string, ms: number): Promise<number>;
-  sunionstore(destination: string, ...keys: string[]): Promise<number>;
   /** Moves the legacy site index into the groups'. */
   sadd(key: string, ...members: string[]): Promise<number>;
   srem(key: string, ...members: string[]): Promise<number>;
@@ -125,11 +127,6 @@ export interface RollupRedis extends ScriptRedis {
   hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
   /** Whether the registry holds any zone (a backfill's retention check). */
   hlen(key: string): Promise<number>;
-  multi(): {
-    sunionstore(d: string, ...k: string[]): unknown;
-    del(...k: string[]): unknown;
-    exec(): Promise<[error: Error | null, result: unknown][] | null>;
-  };
 }
 
 export class RollupLockLostError extends Error {
@@ -173,6 +170,15 @@ const MERGE_SLICE_ITEMS = 2000;
  */
 const MAX_ITEMS_PER_KEY = 31;
 
+// KEYS[1] touched, KEYS[2] pending (one slot): see takeTouched.
+const TAKE_TOUCHED = redisScript(`if redis.call("EXISTS", KEYS[2]) == 0 then
+  if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("RENAME", KEYS[1], KEYS[2]) end
+else
+  redis.call("SUNIONSTORE", KEYS[2], KEYS[2], KEYS[1])
+  redis.call("DEL", KEYS[1])
+end
+return 1`);
+
 // Compare-and-delete: only the holder may release the lock.
 const RELEASE_LOCK = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
 
@@ -186,51 +192,57 @@ function startMs(startTime: string): number {
 /**
  * Adds items to their group's work set in batches (a work item's site decides its group). Every
  * score is 0, so a set orders its items by their text: a period key's items sit next to each
- * other (one site, so one group), and a repeated item is added once.
+ * other (one site, so one group), and a repeated item is added once. Adding is synchronous: a
+ * full batch is sent at once and the plan goes on building the next while Redis stores it.
  */
 class WorkWriter {
   private readonly batches = new Map<number, (string | number)[]>();
+  private readonly sent: Promise<unknown>[] = [];
   readonly sites = new Set<string>();
   readonly periods = new Set<string>();
 
   constructor(private readonly redis: RollupRedis) {}
 
-  /** Adds `item`, the work item of `siteId` for `periodLabel` (keys.ts workItem). */
-  async add(siteId: string, periodLabel: string, item: string): Promise<void> {
+  /** Adds `item`, the work item of `siteId` (of bookkeeping group `group`) for `periodLabel`. */
+  add(siteId: string, group: number, periodLabel: string, item: string): void {
     this.sites.add(siteId);
     this.periods.add(periodLabel);
-    const group = groupOfSite(siteId);
     let batch = this.batches.get(group);
     if (!batch) {
       batch = [];
       this.batches.set(group, batch);
     }
     batch.push(0, item);
-    if (batch.length >= ZADD_BATCH * 2) await this.flush(group);
+    if (batch.length >= ZADD_BATCH * 2) this.flush(group);
   }
 
-  /** Sends a group's batch; plans of groups run concurrently, so it is taken before the await. */
-  async flush(group: number): Promise<void> {
+  /** Sends a group's batch (taken first: groups are planned concurrently). */
+  flush(group: number): void {
     const args = this.batches.get(group);
     if (args === undefined || args.length === 0) return;
     this.batches.delete(group);
-    await this.redis.zadd(workKey(group), ...args);
+    const sent = this.redis.zadd(workKey(group), ...args);
+    // Awaited in settle(); observed now so that a failure meanwhile is not an unhandled one.
+    sent.catch(() => {});
+    this.sent.push(sent);
   }
 
-  async flushAll(): Promise<void> {
-    await Promise.all([...this.batches.keys()].map((group) => this.flush(group)));
+  /** Sends every batch left and waits for all of them. */
+  async settle(): Promise<void> {
+    for (const group of [...this.batches.keys()]) this.flush(group);
+    await Promise.all(this.sent);
   }
 }
 
 async function scanSet(
   redis: RollupRedis,
   key: string,
-  each: (member: string) => Promise<void>,
+  each: (member: string) => void,
 ): Promise<void> {
   let cursor = "0";
   do {
     const [next, members] = await redis.sscan(key, cursor, "COUNT", SCAN_COUNT);
-    for (const member of members) await each(member);
+    for (const member of members) each(member);
     cursor = next;
   } while (cursor !== "0");
 }
@@ -336,35 +348,40 @@ export async function planRollup(
   await moveLegacySiteIndex(redis);
   const work = new WorkWriter(redis);
   if (mode.mode === "scheduled") {
-    // Atomic per slot: an id the consumer adds meanwhile lands in `touched`, for the next run.
+    const workOf = new ScheduledWork();
+    const addWork = (member: string) => {
+      const { siteId, group, week, month } = workOf.of(member);
+      work.add(siteId, group, week.label, week.item);
+      work.add(siteId, group, month.label, month.item);
+    };
+    // Each group on its own: take its touched set (atomic in its slot: an id the consumer adds
+    // meanwhile lands in `touched`, for the next run), read it, and send its last batch at once,
+    // so Redis stores it while the other groups are still being read.
     await Promise.all([
-      ...BOOKKEEPING_GROUP_IDS.map((group) =>
-        takeTouched(redis, touchedKey(group), pendingKey(group)),
-      ),
-      takeTouched(redis, LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY),
+      ...BOOKKEEPING_GROUP_IDS.map(async (group) => {
+        await takeTouched(redis, touchedKey(group), pendingKey(group));
+        await scanSet(redis, pendingKey(group), addWork);
+        work.flush(group);
+      }),
+      (async () => {
+        await takeTouched(redis, LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY);
+        await scanSet(redis, LEGACY_PENDING_KEY, addWork);
+      })(),
     ]);
-    await Promise.all(
-      [...everyGroupKey("pending"), LEGACY_PENDING_KEY].map((key) =>
-        scanSet(redis, key, async (member) => {
-          const { siteId, week, month } = scheduledWorkOf(member);
-          await work.add(siteId, week.label, week.item);
-          await work.add(siteId, month.label, month.item);
-        }),
-      ),
-    );
   } else {
     await Promise.all(
-      everyGroupKey("sites").map((key) =>
-        scanSet(redis, key, async (member) => {
+      BOOKKEEPING_GROUP_IDS.map(async (group) => {
+        await scanSet(redis, sitesKey(group), (member) => {
           const { siteId, event } = parseSiteIndexMember(member);
           for (const period of backfillPeriods) {
-            await work.add(siteId, period.label, workItem(siteId, period.label, event));
+            work.add(siteId, group, period.label, workItem(siteId, period.label, event));
           }
-        }),
-      ),
+        });
+        work.flush(group);
+      }),
     );
   }
-  await work.flushAll();
+  await work.settle();
   const groupItems = await Promise.all(everyGroupKey("work").map((key) => redis.zcard(key)));
   const items = groupItems.reduce((n, g) => n + g, 0);
   const maxPages = settings.maxPages ?? 500;
@@ -385,16 +402,17 @@ export async function planRollup(
 }
 
 /**
- * Moves `touched` into `pending` in one transaction (both in one slot): a member the consumer
- * adds meanwhile lands in `touched`, for the next run, and none is lost between the two.
+ * Moves `touched` into `pending` atomically (one script; both keys in one slot): a member the
+ * consumer adds meanwhile lands in `touched`, for the next run, and none is lost between the
+ * two. The usual case, no pending set left by a failed run, is a RENAME (O(1), where a union
+ * copies every member); otherwise the members are added to what is pending.
  */
 async function takeTouched(redis: RollupRedis, touched: string, pending: string): Promise<void> {
-  const tx = redis.multi();
-  tx.sunionstore(pending, pending, touched);
-  tx.del(touched);
-  const replies = await tx.exec();
-  const failed = replies?.find(([err]) => err !== null)?.[0];
-  if (failed) throw new Error(`moving ${touched} into ${pending} failed: ${messageOf(failed)}`);
+  try {
+    await runScript(redis, TAKE_TOUCHED, 2, [touched, pending]);
+  } catch (err) {
+    throw new Error(`moving ${touched} into ${pending} failed: ${messageOf(err)}`);
+  }
 }
 
 /**
@@ -468,20 +486,29 @@ interface PeriodWork {
   readonly item: string;
 }
 
-/** What a scheduled run makes of one touched-set member: its site, the week's and month's items. */
-function scheduledWorkOf(member: string): {
-  siteId: string;
-  week: PeriodWork;
-  month: PeriodWork;
-} {
-  const { siteId, day, event } = parseTouchedMember(member);
-  const week = isoWeekOf(day);
-  const month = monthOf(day);
-  return {
-    siteId,
-    week: { label: week, item: workItem(siteId, week, event, day) },
-    month: { label: month, item: workItem(siteId, month, event, day) },
-  };
+/**
+ * What a scheduled run makes of touched-set members: each member's site, its bookkeeping group,
+ * and the items of its week and month. A plan reads hundreds of thousands of members of a few
+ * days: each day's week and month are worked out once.
+ */
+class ScheduledWork {
+  private readonly periodsOf = new Map<string, { week: string; month: string }>();
+
+  of(member: string): { siteId: string; group: number; week: PeriodWork; month: PeriodWork } {
+    const { siteId, day, event } = parseTouchedMember(member);
+    let periods = this.periodsOf.get(day);
+    if (!periods) {
+      periods = { week: isoWeekOf(day), month: monthOf(day) };
+      this.periodsOf.set(day, periods);
+    }
+    const { week, month } = periods;
+    return {
+      siteId,
+      group: groupOfSite(siteId),
+      week: { label: week, item: workItem(siteId, week, event, day) },
+      month: { label: month, item: workItem(siteId, month, event, day) },
+    };
+  }
 }
 
 /**
@@ -489,7 +516,7 @@ function scheduledWorkOf(member: string): {
  * its week and into its month. Only what changed is merged.
  */
 export function scheduledItemsOf(member: string): [string, string] {
-  const { week, month } = scheduledWorkOf(member);
+  const { week, month } = new ScheduledWork().of(member);
   return [week.item, month.item];
 }
 
@@ -524,14 +551,22 @@ export function mergeTargets(
   retention: RetentionSettings,
   calendarOf?: (siteId: string) => SiteCalendar,
 ): MergeTarget[] {
+  return targetsOf(items.map(parseWorkItem), retention, calendarOf);
+}
+
+/** mergeTargets of items already parsed (a page parses its items once). */
+function targetsOf(
+  items: readonly WorkItem[],
+  retention: RetentionSettings,
+  calendarOf?: (siteId: string) => SiteCalendar,
+): MergeTarget[] {
   // Many items share a period, and many sites a zone: each is worked out once per call. A page
   // turns thousands of items into targets: a plain loop and one validated key prefix per item
   // and family keep that a small part of its time (bench:rollup times it).
   const daysOf = new Map<string, { period: Period; days: string[] }>();
   const deadlines = new Map<string, number>();
   const targets: MergeTarget[] = [];
-  for (const item of items) {
-    const { siteId, periodLabel, event, day } = parseWorkItem(item);
+  for (const { siteId, periodLabel, event, day } of items) {
     let facts = daysOf.get(periodLabel);
     if (!facts) {
       const period = parsePeriodLabel(periodLabel);
@@ -700,10 +735,9 @@ export interface RollupZones {
 /** Each site's calendar for this page: the registry read once (one HMGET) for its sites. */
 async function pageCalendars(
   zones: RollupZones,
-  items: readonly string[],
+  sites: ReadonlySet<string>,
   startTime: string,
 ): Promise<(siteId: string) => SiteCalendar> {
-  const sites = new Set(items.map((item) => parseWorkItem(item).siteId));
   const load = await zones.registry.load(sites, zones.now());
   if (load.failure !== undefined || load.invalid.length > 0) zones.onProblem?.(load);
   // The calendars' "now" is the execution's start, like every other date decision of the run.
@@ -739,8 +773,11 @@ export async function mergePage(
   );
   const skipped = head === undefined ? 0 : head.start - from;
   const items = fetched.flatMap((list, i) => (i === 0 ? list.slice(skipped) : list));
-  const calendarOf = zones ? await pageCalendars(zones, items, plan.startTime) : undefined;
-  const targets = mergeTargets(items, settings.retention, calendarOf);
+  const parsed = items.map(parseWorkItem);
+  const calendarOf = zones
+    ? await pageCalendars(zones, new Set(parsed.map((item) => item.siteId)), plan.startTime)
+    : undefined;
+  const targets = targetsOf(parsed, settings.retention, calendarOf);
 
   if (plan.mode === "scheduled") {
     const firstPrefix = items[0] === undefined ? undefined : workItemKeyPrefix(items[0]);
