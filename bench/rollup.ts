@@ -34,6 +34,10 @@
  * advances with real time. Redis expires keys by the real clock, so RETENTION_DAYS is raised
  * when the oldest day of history would otherwise expire before the run ends.
  *
+ * One warm-up round (untimed, run exactly like the others) comes first: the first round after
+ * the large catch-up run pays for its garbage and for compiling the incremental paths, which a
+ * warm container has behind it.
+ *
  * Targets (issue 13 and 14): the median round's incremental run within 1.2× of the bare-client
  * limit (the median over rounds of each round's incremental / limit, both measured in that
  * round), over at least 10^5 merges per round (the default 12,500 sites make 100,000), and at
@@ -114,6 +118,8 @@ export interface RollupBenchOptions {
   readonly today: string;
   readonly eventsPerDay: number;
   readonly rounds: number;
+  /** Untimed rounds first, exactly like the timed ones: the steady state of a warm container. */
+  readonly warmupRounds: number;
   readonly concurrency: number;
   readonly naiveMaxItems: number;
   readonly users: number;
@@ -124,6 +130,7 @@ export const ROLLUP_BENCH_DEFAULTS = {
   sites: 12_500,
   days: 8,
   rounds: 5,
+  warmupRounds: 1,
   concurrency: 4,
   naiveMaxItems: 20_000,
   users: 100_000,
@@ -137,6 +144,7 @@ const USAGE = `usage: npm run bench:rollup -- [options]
   --events-per-day N   events per site and day (default 1; each day's event types rotate)
   --rounds N           timed incremental rounds, each after a new slice of today's traffic
                        (default 5)
+  --warmup-rounds N    untimed rounds before them, run the same way (default 1)
   --concurrency N      MaxConcurrency of the Map state (default 4, the dev stack's)
   --naive-max-items N  stop the naive recompute after N site-periods and extrapolate its time
                        to all of them (default 20000; 0 runs it whole)
@@ -162,6 +170,7 @@ export function parseRollupOptions(argv: readonly string[]): RollupBenchOptions 
       today: { type: "string" },
       "events-per-day": { type: "string", default: "1" },
       rounds: { type: "string", default: String(d.rounds) },
+      "warmup-rounds": { type: "string", default: String(d.warmupRounds) },
       concurrency: { type: "string", default: String(d.concurrency) },
       "naive-max-items": { type: "string", default: String(d.naiveMaxItems) },
       users: { type: "string", default: String(d.users) },
@@ -180,6 +189,7 @@ export function parseRollupOptions(argv: readonly string[]): RollupBenchOptions 
     today,
     eventsPerDay: int("events-per-day", values["events-per-day"], 1),
     rounds: int("rounds", values.rounds, 1),
+    warmupRounds: int("warmup-rounds", values["warmup-rounds"], 0),
     concurrency: int("concurrency", values.concurrency, 1),
     naiveMaxItems: int("naive-max-items", values["naive-max-items"], 0),
     users: int("users", values.users, 1),
@@ -552,18 +562,26 @@ export async function measureRollup(
   // --- timed incremental rounds ---------------------------------------------------------------
   const rounds: IncrementalRound[] = [];
   const todayIndex = historyDays.length;
-  for (let r = 0; r < opts.rounds; r++) {
+  // The first rounds after the large catch-up run pay for its garbage and for compiling the
+  // incremental paths: the warm-up rounds run exactly like the others and are not kept.
+  const total = opts.warmupRounds + opts.rounds;
+  for (let i = 0; i < total; i++) {
+    const warmup = i < opts.warmupRounds;
+    const r = warmup ? i : i - opts.warmupRounds;
+    const roundName = warmup
+      ? `warm-up round ${r + 1}/${opts.warmupRounds}`
+      : `round ${r + 1}/${opts.rounds}`;
     // Today's traffic so far (before noon): the only change since the last run.
     await ingest(
       payloadsOf(opts.today, todayIndex, 12 * 3_600_000 - 1),
-      (n) => `round ${r + 1}/${opts.rounds}: today's traffic, ${fmtInt(n)} events`,
+      (n) => `${roundName}: today's traffic, ${fmtInt(n)} events`,
     );
     // Every bookkeeping group's touched set (keys.ts), one SMEMBERS each: they are in other slots.
     const touched = (
       await Promise.all(everyGroupKey("touched").map((key) => pipelined.smembers(key)))
     ).flat();
     const items = workItemsOf(touched);
-    progress(`round ${r + 1}/${opts.rounds}: scheduled incremental rollup…`);
+    progress(`${roundName}: scheduled incremental rollup…`);
     current = new HandlerTimings();
     await stats.reset();
     let result: Awaited<ReturnType<typeof runRollupLocally>> | undefined;
@@ -610,7 +628,7 @@ export async function measureRollup(
       { name: "script", client: scriptClient, send: mergeWithScript },
     ];
     for (const way of r % 2 === 0 ? ways : [...ways].reverse()) {
-      progress(`round ${r + 1}/${opts.rounds}: limit (the same merges, ${way.name})…`);
+      progress(`${roundName}: limit (the same merges, ${way.name})…`);
       await stats.reset();
       let merges: Record<Metric, number> = { visitors: 0, events: 0 };
       const time = await measure(async () => {
@@ -635,6 +653,7 @@ export async function measureRollup(
       );
     }
     const mergesByMetric = commands.merges;
+    if (warmup) continue;
     rounds.push({
       name: "incremental",
       items: output.itemsMerged ?? 0,
@@ -821,7 +840,7 @@ export function printRollupReport(r: RollupBenchResult): void {
     `  catch-up scheduled run (untimed for the comparison): ${fmtInt(cu.output.itemsMerged ?? 0)} site-periods in ${cu.timings.pages} pages of ${fmtInt(cu.timings.pageSize)}, ${(cu.ms / 1000).toFixed(1)} s (${fmtInt(rate(cu.output.itemsMerged ?? 0, cu.ms))}/s)`,
   );
   console.log(
-    `  incremental: ${r.rounds.length} round(s), each after ${fmtInt(opts.sites * opts.eventsPerDay)} events of today; Map MaxConcurrency ${opts.concurrency}`,
+    `  incremental: ${r.rounds.length} timed round(s) after ${opts.warmupRounds} untimed warm-up round(s), each after ${fmtInt(opts.sites * opts.eventsPerDay)} events of today; Map MaxConcurrency ${opts.concurrency}`,
   );
   console.log(
     `  plan of the median round: ${fmtInt(t.items)} items, ${t.pages} page(s) of ${fmtInt(t.pageSize)}; periods ${(mid.output.periods ?? []).join(", ")}; ${fmtInt(mid.output.sitesMerged ?? 0)} sites`,
