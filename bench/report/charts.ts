@@ -4,8 +4,7 @@
  * the machine and the date, so a chart copied anywhere still says where it came from.
  */
 
-import * as vega from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 import { type Stamp, stampText } from "./machine.js";
 
 /** A chart of the report: its file name under docs/charts, its title, and its vega-lite spec. */
@@ -49,6 +48,9 @@ export function stampedSpec(figure: Figure, stamp: Stamp): TopLevelSpec {
 
 /** Renders a figure to a standalone SVG document. */
 export async function renderFigure(figure: Figure, stamp: Stamp): Promise<string> {
+  // Loaded on first use, after the experiments: the libraries are large, and a heap holding
+  // them makes every garbage collection of the measured code slower.
+  const [vega, { compile }] = await Promise.all([import("vega"), import("vega-lite")]);
   const compiled = compile(stampedSpec(figure, stamp)).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none", logLevel: vega.Warn });
   try {

@@ -197,11 +197,12 @@ export function rollupMarkdown(
 ): string {
   const first = results[0]?.result;
   const header =
-    "| sites | merges a round | scheduled run | bare client, script | bare client, commands | naive | run / faster bare client (median of rounds) | commands / script |\n|---:|---:|---:|---:|---:|---:|---:|---:|";
+    "| sites | merges a round | scheduled run | bare client, script | bare client, commands | naive | run / faster bare client, each round (median) | commands / script |\n|---:|---:|---:|---:|---:|---:|---:|---:|";
   const rows = results.map(({ sites, result, verdict }) => {
     const m = verdict.median;
     const best = bestLimit(m) === m.limitScript ? "script" : "commands";
-    return `| ${fmtInt(sites)} | ${fmtInt(verdict.merges)} | ${fmtInt(rate(m))}/s | ${fmtInt(rate(m.limitScript))}/s | ${fmtInt(rate(m.limitCommands))}/s | ${fmtInt(rate(result.naive))}/s${result.naive.totalItems ? "*" : ""} | ${verdict.withinLimit.toFixed(2)}x (median round's faster: ${best}) | ${verdict.scriptGain.toFixed(2)}x |`;
+    const each = verdict.withinLimitByRound.map((x) => x.toFixed(2)).join(", ");
+    return `| ${fmtInt(sites)} | ${fmtInt(verdict.merges)} | ${fmtInt(rate(m))}/s | ${fmtInt(rate(m.limitScript))}/s | ${fmtInt(rate(m.limitCommands))}/s | ${fmtInt(rate(result.naive))}/s${result.naive.totalItems ? "*" : ""} | ${each} (**${verdict.withinLimit.toFixed(2)}x**; median round's faster: ${best}) | ${verdict.scriptGain.toFixed(2)}x |`;
   });
   const anyCut = results.some((r) => r.result.naive.totalItems);
   return `## Rollup

@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { README_CAPACITY_BLOCK } from "../../bench/report/cost.js";
 import { hllEncoding, sameRegisters } from "../../bench/report/hll-registers.js";
 import { machineText, type Stamp } from "../../bench/report/machine.js";
 import { parseBlocks, updateReport } from "../../bench/report/markdown.js";
@@ -27,7 +28,9 @@ import { checkSvg } from "../helpers/svg.js";
 const COMMAND = "npm run bench:report -- --small";
 const RUN: ExperimentName[] = ["accuracy", "memory", "cost"];
 const HAND_WRITTEN = "Prose around the block, kept as written.";
-const README_FIXTURE = `# A README\n\n${HAND_WRITTEN}\n\n<!-- generated: ${README_BENCHMARKS_BLOCK}; command: -; date: -; machine: - -->\nold figures\n<!-- /generated: ${README_BENCHMARKS_BLOCK} -->\n\nMore prose.\n`;
+const placed = (id: string) =>
+  `<!-- generated: ${id}; command: -; date: -; machine: - -->\nold figures\n<!-- /generated: ${id} -->`;
+const README_FIXTURE = `# A README\n\n${HAND_WRITTEN}\n\n${placed(README_BENCHMARKS_BLOCK)}\n\nMore prose.\n\n${placed(README_CAPACITY_BLOCK)}\n`;
 const DATE = utcDay(testNowMs());
 
 describe("the SVG check", () => {
@@ -110,9 +113,14 @@ describe("the benchmarks report at small sizes", () => {
   it("rewrites the README's placed block: the summary of targets and the two charts, stamped", async () => {
     const readme = await readFile(join(dir, "README.md"), "utf8");
     expect(readme.startsWith(`# A README\n\n${HAND_WRITTEN}\n\n`)).toBe(true);
-    expect(readme.endsWith("\n\nMore prose.\n")).toBe(true);
-    const [block, ...others] = parseBlocks(readme);
+    expect(readme).toContain("\n\nMore prose.\n\n");
+    const [block, capacity, ...others] = parseBlocks(readme);
     expect(others).toEqual([]);
+    // The cost experiment's own README block: the planner's answers, stamped the same way.
+    expect(capacity?.id).toBe(README_CAPACITY_BLOCK);
+    expect(capacity?.command).toBe(COMMAND);
+    expect(capacity?.body).not.toContain("old figures");
+    expect(capacity?.body).toContain("| load | MemoryDB | Kinesis | total a month |");
     expect(block?.id).toBe(README_BENCHMARKS_BLOCK);
     expect(block?.command).toBe(COMMAND);
     expect(block?.date).toBe(DATE);
