@@ -46,13 +46,7 @@ import { serve } from "@hono/node-server";
 import type { Hono } from "hono";
 import { Redis } from "ioredis";
 import * as v from "valibot";
-import {
-  type ClickPayload,
-  GENERATOR_EVENTS,
-  generatorTime,
-  generatorUserId,
-  mulberry32,
-} from "../cli/generator.js";
+import { type ClickPayload, mulberry32 } from "../cli/generator.js";
 import type { RedisClient } from "../functions/adapters/redis.js";
 import { connectRedis } from "../functions/adapters/redis.js";
 import { createApiApp, type ReadRedis } from "../functions/api/app.js";
@@ -89,6 +83,7 @@ import {
   type BenchConsumer,
   benchClients,
   type Closer,
+  dayPayloads,
   fmtInt,
   ingestThroughConsumer,
   parseBenchArgs,
@@ -927,22 +922,19 @@ async function loadHistory(
   const days = daysInRange(firstDay, today);
   // Today's events must not be in the consumer's future: they end a second before the start.
   const todaySpanMs = Math.max(1, now() - dayStartMs(today) - 1000);
-  const payloadsOf = function* (day: string, dayIndex: number): Generator<ClickPayload> {
-    const start = dayStartMs(day);
-    const span = day === today ? todaySpanMs : DAY_MS - 1;
-    for (let site = 1; site <= opts.sites; site++) {
-      for (let k = 0; k < opts.usersPerDay; k++) {
-        yield {
-          user_id: generatorUserId(Math.floor(random() * opts.users)),
-          site_id: site,
-          event: at(GENERATOR_EVENTS, (site + dayIndex + k) % GENERATOR_EVENTS.length),
-          sku: `sku-${String(Math.floor(random() * 10_000)).padStart(4, "0")}`,
-          amount: 1 + Math.floor(random() * 10),
-          event_time: generatorTime(start + Math.floor(random() * span)),
-        };
-      }
-    }
-  };
+  const payloadsOf = (day: string, dayIndex: number): Generator<ClickPayload> =>
+    dayPayloads(
+      random,
+      {
+        day,
+        dayIndex,
+        spanMs: day === today ? todaySpanMs : DAY_MS - 1,
+        sites: opts.sites,
+        eventsPerSite: opts.usersPerDay,
+        users: opts.users,
+      },
+      dayStartMs(day),
+    );
   const start = performance.now();
   let sent = 0;
   for (const [i, day] of days.entries()) {

@@ -6,7 +6,12 @@ import { join } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { Cluster } from "ioredis";
 import { wholeNumberArg } from "../cli/args.js";
-import type { ClickPayload } from "../cli/generator.js";
+import {
+  type ClickPayload,
+  GENERATOR_EVENTS,
+  generatorTime,
+  generatorUserId,
+} from "../cli/generator.js";
 import { at } from "../functions/domain/arrays.js";
 import { messageOf } from "../functions/domain/errors.js";
 import { kinesisEvent } from "../local/kinesis-event.js";
@@ -279,4 +284,43 @@ export async function ingestThroughConsumer(
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure;
   return sent;
+}
+
+/** What `dayPayloads` generates: which day, and how much traffic on it. */
+export interface DayTraffic {
+  readonly day: string;
+  /** The day's index in the history: event types rotate with it. */
+  readonly dayIndex: number;
+  /** Events fall in [start of day, start + spanMs). */
+  readonly spanMs: number;
+  /** Sites 1 … sites. */
+  readonly sites: number;
+  readonly eventsPerSite: number;
+  /** Users are drawn from a population of this size. */
+  readonly users: number;
+}
+
+/**
+ * One day's generator events, site by site, drawn from `random` (mulberry32): each site gets
+ * `eventsPerSite` events of users from the population, at random times within the span, event
+ * types rotating with the site, the day and the event's index. The rollup and read benches load
+ * their history with it.
+ */
+export function* dayPayloads(
+  random: () => number,
+  traffic: DayTraffic,
+  dayStartMs: number,
+): Generator<ClickPayload> {
+  for (let site = 1; site <= traffic.sites; site++) {
+    for (let k = 0; k < traffic.eventsPerSite; k++) {
+      yield {
+        user_id: generatorUserId(Math.floor(random() * traffic.users)),
+        site_id: site,
+        event: at(GENERATOR_EVENTS, (site + traffic.dayIndex + k) % GENERATOR_EVENTS.length),
+        sku: `sku-${String(Math.floor(random() * 10_000)).padStart(4, "0")}`,
+        amount: 1 + Math.floor(random() * 10),
+        event_time: generatorTime(dayStartMs + Math.floor(random() * traffic.spanMs)),
+      };
+    }
+  }
 }

@@ -51,13 +51,7 @@ import { availableParallelism } from "node:os";
 import { StateMachine } from "aws-local-stepfunctions";
 import { Cluster, Redis } from "ioredis";
 import * as v from "valibot";
-import {
-  type ClickPayload,
-  GENERATOR_EVENTS,
-  generatorTime,
-  generatorUserId,
-  mulberry32,
-} from "../cli/generator.js";
+import { type ClickPayload, mulberry32 } from "../cli/generator.js";
 import { at } from "../functions/domain/arrays.js";
 import {
   countingKey,
@@ -95,6 +89,7 @@ import { renderRollupAsl } from "../state-machines/render.js";
 import {
   benchClients,
   type Closer,
+  dayPayloads,
   fmtInt,
   fmtMs,
   ingestThroughConsumer,
@@ -509,21 +504,20 @@ export async function measureRollup(
 
   // --- history: --days days of traffic through the real consumer handler -------------------
   const random = mulberry32(opts.seed);
-  const payloadsOf = function* (day: string, dayIndex: number, spanMs: number) {
-    const start = dayStartMs(day);
-    for (let site = 1; site <= opts.sites; site++) {
-      for (let k = 0; k < opts.eventsPerDay; k++) {
-        yield {
-          user_id: generatorUserId(Math.floor(random() * opts.users)),
-          site_id: site,
-          event: at(GENERATOR_EVENTS, (site + dayIndex + k) % GENERATOR_EVENTS.length),
-          sku: `sku-${String(Math.floor(random() * 10_000)).padStart(4, "0")}`,
-          amount: 1 + Math.floor(random() * 10),
-          event_time: generatorTime(start + Math.floor(random() * spanMs)),
-        } satisfies ClickPayload;
-      }
-    }
-  };
+  const payloadsOf = (day: string, dayIndex: number, spanMs: number) =>
+    dayPayloads(
+      random,
+      {
+        day,
+        dayIndex,
+        spanMs,
+        sites: opts.sites,
+        eventsPerSite: opts.eventsPerDay,
+        users: opts.users,
+      },
+      dayStartMs(day),
+    );
+
   const ingest = (payloads: Iterable<ClickPayload>, label: (sent: number) => string) =>
     ingestThroughConsumer(consumer, payloads, {
       batchSize: BATCH,

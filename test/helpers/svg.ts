@@ -1,5 +1,9 @@
 /** A strict well-formedness check of the report's SVG charts (used by the report tests). */
 
+import { expect } from "vitest";
+import { type Figure, renderFigure } from "../../bench/report/charts.js";
+import { type Stamp, stampText } from "../../bench/report/machine.js";
+
 /**
  * Throws unless `svg` is one well-formed SVG document: an optional XML declaration, then a root
  * `<svg>` with the SVG namespace and numeric width and height, every tag properly nested and
@@ -48,4 +52,23 @@ export function checkSvg(svg: string): { width: number; height: number; text: st
   }
   if (stack.length > 0) throw new Error(`unclosed elements: ${stack.join(" > ")}`);
   return { width, height, text: texts.join(" ") };
+}
+
+/**
+ * Renders each figure as the report does (the real vega-lite renderer) and checks the result: a
+ * well-formed SVG of a real size, showing its title and the stamp's machine and date.
+ */
+export async function expectFiguresRender(
+  figures: readonly Figure[],
+  stamp: Stamp,
+  minHeight = 200,
+): Promise<void> {
+  for (const figure of figures) {
+    const { width, height, text } = checkSvg(await renderFigure(figure, stamp));
+    expect(width, figure.file).toBeGreaterThan(300);
+    expect(height, figure.file).toBeGreaterThan(minHeight);
+    const unescaped = text.replaceAll("&amp;", "&").replaceAll("&apos;", "'");
+    expect(unescaped, figure.file).toContain(figure.title);
+    expect(unescaped, figure.file).toContain(stampText(stamp));
+  }
 }

@@ -10,7 +10,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TARGET_OVER_NAIVE, TARGET_WITHIN_LIMIT } from "../../bench/consumer.js";
 import type { Closer } from "../../bench/lib.js";
-import { renderFigure } from "../../bench/report/charts.js";
 import {
   CONSUMER_SMALL,
   CONSUMER_TARGET_BATCH,
@@ -20,7 +19,7 @@ import {
 import { type Stamp, thisMachine } from "../../bench/report/machine.js";
 import { type ExperimentOutput, targetLine } from "../../bench/report/types.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { checkSvg } from "../helpers/svg.js";
+import { expectFiguresRender } from "../helpers/svg.js";
 
 const DATE = utcDay(testNowMs());
 const STAMP: Stamp = {
@@ -85,14 +84,7 @@ describe("the report's consumer experiment at small sizes", () => {
   });
 
   it("renders its chart as a well-formed SVG with its title and the stamp", async () => {
-    for (const figure of output.figures) {
-      const { width, height, text } = checkSvg(await renderFigure(figure, STAMP));
-      expect(width, figure.file).toBeGreaterThan(300);
-      expect(height, figure.file).toBeGreaterThan(200);
-      const unescaped = text.replaceAll("&amp;", "&").replaceAll("&apos;", "'");
-      expect(unescaped, figure.file).toContain(figure.title);
-      expect(unescaped, figure.file).toContain(`redis-server 0.0.0-test; ${DATE}`);
-    }
+    await expectFiguresRender(output.figures, STAMP);
   });
 
   it("shows one row per batch size, with plausible records/s", () => {

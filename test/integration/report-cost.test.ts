@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Closer } from "../../bench/lib.js";
-import { renderFigure } from "../../bench/report/charts.js";
 import {
   COST_SMALL,
   type CostResult,
@@ -27,7 +26,7 @@ import { DEFAULT_CONSTANTS_PATH, loadScaleConstants } from "../../cli/capacity-c
 import { PRICE_REGION, PRICES_AS_OF } from "../../cli/capacity-prices.js";
 import { ENVIRONMENTS } from "../../stacks/config.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { checkSvg } from "../helpers/svg.js";
+import { expectFiguresRender } from "../helpers/svg.js";
 
 const STAMP: Stamp = {
   command: "npm run bench:report -- --small",
@@ -61,14 +60,7 @@ describe("the cost block at small sizes", () => {
   });
 
   it("renders every chart as a well-formed SVG with its title and the stamp", async () => {
-    for (const figure of output.figures) {
-      const { width, height, text } = checkSvg(await renderFigure(figure, STAMP));
-      expect(width, figure.file).toBeGreaterThan(300);
-      expect(height, figure.file).toBeGreaterThan(200);
-      const unescaped = text.replaceAll("&amp;", "&").replaceAll("&apos;", "'");
-      expect(unescaped, figure.file).toContain(figure.title);
-      expect(unescaped, figure.file).toContain(STAMP.date);
-    }
+    await expectFiguresRender(output.figures, STAMP);
   });
 
   it("prices three loads, each total the sum of its lines, growing with the load", () => {

@@ -7,13 +7,12 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Closer } from "../../bench/lib.js";
-import { renderFigure } from "../../bench/report/charts.js";
 import type { Stamp } from "../../bench/report/machine.js";
 import { ROLLUP_SMALL, rollupExperiment } from "../../bench/report/rollup.js";
 import type { ExperimentOutput } from "../../bench/report/types.js";
 import { latestMidMonth } from "../../bench/rollup.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { checkSvg } from "../helpers/svg.js";
+import { expectFiguresRender } from "../helpers/svg.js";
 
 const STAMP: Stamp = {
   command: "npm run bench:report -- --small",
@@ -49,12 +48,7 @@ describe("the rollup block at small sizes", () => {
   });
 
   it("renders its chart as a well-formed SVG with its title and the stamp", async () => {
-    for (const figure of rollup.figures) {
-      const { width, height, text } = checkSvg(await renderFigure(figure, STAMP));
-      expect(width).toBeGreaterThan(300);
-      expect(height).toBeGreaterThan(200);
-      expect(text).toContain(figure.title);
-    }
+    await expectFiguresRender(rollup.figures, STAMP);
   });
 
   it("measures the rollup at each size: the run, both bare-client limits and the naive recompute", () => {

@@ -11,7 +11,6 @@ import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Closer } from "../../bench/lib.js";
-import { renderFigure } from "../../bench/report/charts.js";
 import type { Stamp } from "../../bench/report/machine.js";
 import { SCALE_SMALL, scaleExperiment } from "../../bench/report/scale.js";
 import type { ExperimentOutput } from "../../bench/report/types.js";
@@ -21,7 +20,7 @@ import {
   type ScaleConstants,
 } from "../../cli/capacity-constants.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { checkSvg } from "../helpers/svg.js";
+import { expectFiguresRender } from "../helpers/svg.js";
 
 const STAMP: Stamp = {
   command: "npm run bench:report -- --small",
@@ -83,14 +82,7 @@ describe("the scale block at a small size", () => {
   });
 
   it("renders its chart as a well-formed SVG with its title and the stamp", async () => {
-    for (const figure of output.figures) {
-      const { width, height, text } = checkSvg(await renderFigure(figure, STAMP));
-      expect(width).toBeGreaterThan(300);
-      expect(height).toBeGreaterThan(200);
-      const unescaped = text.replaceAll("&amp;", "&").replaceAll("&apos;", "'");
-      expect(unescaped).toContain(figure.title);
-      expect(unescaped).toContain(STAMP.date);
-    }
+    await expectFiguresRender(output.figures, STAMP);
   });
 
   it("left the planner's constants file as it was, printed nothing, and reported its status", () => {

@@ -12,7 +12,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Closer } from "../../bench/lib.js";
-import { renderFigure } from "../../bench/report/charts.js";
 import { type Stamp, thisMachine } from "../../bench/report/machine.js";
 import {
   cdktfAppCommand,
@@ -30,7 +29,7 @@ import {
 import type { ExperimentOutput } from "../../bench/report/types.js";
 import { ENVIRONMENT_NAMES, loadConfig } from "../../stacks/config.js";
 import { testNowMs, utcDay } from "../helpers/clock.js";
-import { checkSvg } from "../helpers/svg.js";
+import { expectFiguresRender } from "../helpers/svg.js";
 
 const STAMP: Stamp = {
   command: "npm run bench:report -- --small",
@@ -95,15 +94,7 @@ describe("the synth experiment at its small size", () => {
   });
 
   it("renders its chart as a well-formed SVG with its title and the stamp", async () => {
-    for (const figure of output.figures) {
-      const svg = await renderFigure(figure, STAMP);
-      const { width, height, text } = checkSvg(svg);
-      expect(width, figure.file).toBeGreaterThan(300);
-      expect(height, figure.file).toBeGreaterThan(200);
-      const unescaped = text.replaceAll("&amp;", "&").replaceAll("&apos;", "'");
-      expect(unescaped, figure.file).toContain(figure.title);
-      expect(unescaped, figure.file).toContain(STAMP.date);
-    }
+    await expectFiguresRender(output.figures, STAMP);
   });
 
   it("measures plausible numbers that agree between the table and the chart", () => {

@@ -1,13 +1,16 @@
 /**
- * mergeTargets: the PFMERGEs a page of rollup work items becomes. Each item gives one merge per
+ * mergeTargets: the PFMERGEs a page of rollup work items becomes; scriptCallsOf: how a scheduled
+ * page's targets are grouped into server-side script calls. Each item gives one merge per
  * HLL family (`uv:` visitors, `ev:` events) with the same period, days and deadline. Expected
  * keys and deadlines are written out from the key contract and the retention rule, not built
  * with the modules under test; in a zone, from the zone's fixed offsets on the expiry date.
  */
 
 import { describe, expect, it } from "vitest";
+import { countingKey, countingKeyPrefix } from "../../functions/domain/keys.js";
 import { ZoneCalendars } from "../../functions/domain/time-zones.js";
-import { mergeTargets } from "../../functions/rollup/rollup.js";
+import { MERGE_SCRIPT_MAX_TARGETS } from "../../functions/rollup/merge-script.js";
+import { mergeTargets, scriptCallsOf } from "../../functions/rollup/rollup.js";
 
 const RETENTION = { days: 62, weeks: 104, months: 36 };
 // Week 2024-W10 ends Monday 2024-03-11; + 104 weeks. March 2024 ends 1 April; + 36 months.
@@ -18,12 +21,14 @@ describe("mergeTargets", () => {
   it("merges a touched day into its period key in both families, visitors first", () => {
     expect(mergeTargets(["715|2024-W10|purchase|2024-03-09"], RETENTION)).toEqual([
       {
+        siteId: "715",
         metric: "visitors",
         key: "uv:{site_id=715}:event=purchase:2024-W10",
         days: ["uv:{site_id=715}:event=purchase:2024-03-09"],
         expireAt: WEEK_DEADLINE,
       },
       {
+        siteId: "715",
         metric: "events",
         key: "ev:{site_id=715}:event=purchase:2024-W10",
         days: ["ev:{site_id=715}:event=purchase:2024-03-09"],
@@ -37,12 +42,14 @@ describe("mergeTargets", () => {
     expect(rest).toEqual([]);
     const march = Array.from({ length: 31 }, (_, i) => `2024-03-${String(i + 1).padStart(2, "0")}`);
     expect(visitors).toEqual({
+      siteId: "715",
       metric: "visitors",
       key: "uv:{site_id=715}:2024-03",
       days: march.map((d) => `uv:{site_id=715}:${d}`),
       expireAt: MONTH_DEADLINE,
     });
     expect(events).toEqual({
+      siteId: "715",
       metric: "events",
       key: "ev:{site_id=715}:2024-03",
       days: march.map((d) => `ev:{site_id=715}:${d}`),
@@ -135,5 +142,52 @@ describe("mergeTargets in sites' time zones", () => {
     expect(mergeTargets(items, RETENTION).map((t) => t.expireAt)).toEqual(
       Array(8).fill(WEEK_DEADLINE),
     );
+  });
+});
+
+describe("scriptCallsOf", () => {
+  it("puts each site's consecutive targets in one call, in order", () => {
+    const items = ["1|2024-03||2024-03-09", "1|2024-W10||2024-03-09", "2|2024-03|view|2024-03-10"];
+    const calls = scriptCallsOf(mergeTargets(items, RETENTION));
+    expect(calls.map((call) => call.map((t) => t.key))).toEqual([
+      [
+        "uv:{site_id=1}:2024-03",
+        "ev:{site_id=1}:2024-03",
+        "uv:{site_id=1}:2024-W10",
+        "ev:{site_id=1}:2024-W10",
+      ],
+      ["uv:{site_id=2}:event=view:2024-03", "ev:{site_id=2}:event=view:2024-03"],
+    ]);
+    expect(calls[1]?.[0]).toEqual({
+      key: "uv:{site_id=2}:event=view:2024-03",
+      day: "uv:{site_id=2}:event=view:2024-03-10",
+      expireAt: MONTH_DEADLINE,
+    });
+  });
+
+  it(`splits a site's targets into calls of at most ${MERGE_SCRIPT_MAX_TARGETS}`, () => {
+    const days = Array.from({ length: 31 }, (_, i) => `2024-03-${String(i + 1).padStart(2, "0")}`);
+    // 31 days × week and month × 2 families = 124 targets of one site.
+    const items = days.flatMap((d) => [`9|2024-03||${d}`, `9|2024-W10||${d}`]);
+    const calls = scriptCallsOf(mergeTargets(items, RETENTION));
+    expect(calls.map((c) => c.length)).toEqual([64, 60]);
+  });
+
+  it("refuses a backfill target: a script call merges one touched day per key", () => {
+    expect(() => scriptCallsOf(mergeTargets(["715|2024-03||"], RETENTION))).toThrow(
+      /a scheduled target merges one touched day; uv:\{site_id=715\}:2024-03 has 31/,
+    );
+  });
+});
+
+describe("countingKeyPrefix", () => {
+  it("is every counting key of a site and family but its period label, validated once", () => {
+    expect(countingKeyPrefix("visitors", "715")).toBe("uv:{site_id=715}:");
+    expect(countingKeyPrefix("events", "715", "purchase")).toBe("ev:{site_id=715}:event=purchase:");
+    expect(`${countingKeyPrefix("events", "715", "purchase")}2024-W10`).toBe(
+      countingKey("events", "715", "2024-W10", "purchase"),
+    );
+    expect(() => countingKeyPrefix("visitors", "bad site")).toThrow(/site id "bad site"/);
+    expect(() => countingKeyPrefix("visitors", "715", "Bad")).toThrow(/event type "Bad"/);
   });
 });
