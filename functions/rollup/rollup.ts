@@ -158,9 +158,8 @@ const ZADD_BATCH = 5000;
 /**
  * Work items whose commands a page sends at once. A page of N items sends a script call per
  * site (scheduled: an EXISTS, a PFMERGE and an EXPIREAT per family and item inside it) or about
- * 8N commands (backfill): slicing keeps
- * the commands in flight, and the client's memory, bounded whatever the page size; a page of
- * the default 2,000 items is one slice.
+ * 8N commands (backfill): slicing keeps the commands in flight, and the client's memory,
+ * bounded whatever the page size; a page of the default 2,000 items is one slice.
  */
 const MERGE_SLICE_ITEMS = 2000;
 /**
