@@ -783,7 +783,7 @@ export interface RollupVerdict {
 }
 
 export function rollupVerdict(r: RollupBenchResult): RollupVerdict {
-  const median = medianRound(r.rounds);
+  const mid = medianRound(r.rounds);
   const withinLimitByRound = r.rounds.map((round) => round.wallMs / bestLimit(round).wallMs);
   const scriptGainByRound = r.rounds.map(
     (round) => round.limitCommands.wallMs / round.limitScript.wallMs,
@@ -791,24 +791,16 @@ export function rollupVerdict(r: RollupBenchResult): RollupVerdict {
   const naiveRate = rate(r.naive.items, r.naive.wallMs);
   const naiveFullMs = r.naive.totalItems ? (r.naive.totalItems / naiveRate) * 1000 : r.naive.wallMs;
   return {
-    median,
+    median: mid,
     withinLimitByRound,
-    withinLimit: medianOf(withinLimitByRound),
+    withinLimit: median(withinLimitByRound),
     scriptGainByRound,
-    scriptGain: medianOf(scriptGainByRound),
-    merges: median.mergesByMetric.visitors + median.mergesByMetric.events,
-    upToDate: naiveFullMs / median.wallMs,
+    scriptGain: median(scriptGainByRound),
+    merges: mid.mergesByMetric.visitors + mid.mergesByMetric.events,
+    upToDate: naiveFullMs / mid.wallMs,
     naiveFullMs,
-    throughput: rate(median.items, median.wallMs) / naiveRate,
+    throughput: rate(mid.items, mid.wallMs) / naiveRate,
   };
-}
-
-/** The median of numbers (the mean of the middle two for an even count). */
-function medianOf(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const upper = sorted[mid] ?? Number.NaN;
-  return sorted.length % 2 === 1 ? upper : ((sorted[mid - 1] ?? Number.NaN) + upper) / 2;
 }
 
 export function printRollupReport(r: RollupBenchResult): void {
