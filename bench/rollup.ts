@@ -81,7 +81,6 @@ import {
   type MergeTarget,
   mergeTargets,
   type RollupOutput,
-  scheduledItemsOf,
   scriptCallsOf,
 } from "../functions/rollup/rollup.js";
 import { runRollupLocally } from "../state-machines/local-runner.js";
@@ -202,9 +201,9 @@ function periodsOverlapping(from: string, to: string): Period[] {
   return [...seen.values()];
 }
 
-/** The work items a scheduled plan makes of these touched-set members (deduplicated). */
+/** The work items a scheduled plan makes of these touched-set members: the members. */
 function workItemsOf(touched: readonly string[]): string[] {
-  return [...new Set(touched.flatMap(scheduledItemsOf))].sort();
+  return [...new Set(touched)].sort();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,9 +593,10 @@ export async function measureRollup(
       throw new Error(`incremental rollup ${result.status}: ${result.error}: ${result.cause}`);
     }
     const output = v.parse(RollupOutputSchema, result.output);
-    if (output.itemsMerged !== items.length) {
+    // Each touched site-day is merged into its week and its month.
+    if (output.itemsMerged !== items.length * 2) {
       throw new Error(
-        `the run merged ${output.itemsMerged} items; the touched set implied ${items.length}`,
+        `the run merged ${output.itemsMerged} site-periods; the touched set implied ${items.length * 2}`,
       );
     }
     const leftovers = await Promise.all(
@@ -614,8 +614,13 @@ export async function measureRollup(
 
     // The same merges on bare clients (idempotent: the keys do not change), both ways, the
     // first one alternating between rounds so that neither always runs on a warmer machine.
-    // Targets come one per item and family: a chunk of items is twice as many targets.
-    const chunk = Math.max(1, current.pageSize * opts.concurrency * METRICS.length);
+    // A chunk is the targets of as many pages as the Map runs at once (a scheduled item has
+    // four: week and month, both families). Site-periods are targets per family.
+    const sitePeriods = targets.length / METRICS.length;
+    const chunk = Math.max(
+      1,
+      Math.round((current.pageSize * opts.concurrency * targets.length) / items.length),
+    );
     const limits = new Map<string, { measured: Measured; merges: Record<Metric, number> }>();
     const ways = [
       { name: "commands", client: pipelined, send: mergeWithCommands },
@@ -631,7 +636,7 @@ export async function measureRollup(
       limits.set(way.name, {
         measured: {
           name: `limit (${way.name})`,
-          items: items.length,
+          items: sitePeriods,
           ...time,
           server: await stats.read(),
         },
@@ -650,7 +655,7 @@ export async function measureRollup(
     if (warmup) continue;
     rounds.push({
       name: "incremental",
-      items: output.itemsMerged ?? 0,
+      items: sitePeriods,
       wallMs,
       cpuMs,
       server,
@@ -829,10 +834,10 @@ export function printRollupReport(r: RollupBenchResult): void {
     `  incremental: ${r.rounds.length} timed round(s) after ${opts.warmupRounds} untimed warm-up round(s), each after ${fmtInt(opts.sites * opts.eventsPerDay)} events of today; Map MaxConcurrency ${opts.concurrency}`,
   );
   console.log(
-    `  plan of the median round: ${fmtInt(t.items)} items, ${t.pages} page(s) of ${fmtInt(t.pageSize)}; periods ${(mid.output.periods ?? []).join(", ")}; ${fmtInt(mid.output.sitesMerged ?? 0)} sites`,
+    `  plan of the median round: ${fmtInt(t.items)} work items (touched site-days), ${t.pages} page(s) of ${fmtInt(t.pageSize)}; periods ${(mid.output.periods ?? []).join(", ")}; ${fmtInt(mid.output.sitesMerged ?? 0)} sites`,
   );
   console.log(
-    `  period keys the median round merges into, by family (days that exist): uv: visitors ${fmtInt(mid.mergesByMetric.visitors)}, ev: events ${fmtInt(mid.mergesByMetric.events)}; each of the ${fmtInt(mid.items)} items checks both families`,
+    `  period keys the median round merges into, by family (days that exist): uv: visitors ${fmtInt(mid.mergesByMetric.visitors)}, ev: events ${fmtInt(mid.mergesByMetric.events)}; each of the ${fmtInt(mid.items)} site-periods checks both families`,
   );
   console.log(
     `  naive: ${fmtInt(r.siteCount)} sites and site event types × ${r.periods.length} periods (weeks ${weeks[0]}..${weeks.at(-1)}, months ${months.join(", ")}) = ${fmtInt(r.siteCount * r.periods.length)} site-periods${r.naive.totalItems ? `; ran ${fmtInt(r.naive.items)} of them (--naive-max-items)` : ""}`,

@@ -990,7 +990,10 @@ export async function runScaleBench(
     );
     mergeWallMs = performance.now() - m0;
   });
-  const mergedItems = results.reduce((n, r) => n + r.merged, 0);
+  // Work items (a scheduled run's: touched site-days) of the pages merged, the first ones: the
+  // pages' outputs count site-periods instead (each item merges into its week and its month).
+  const mergedItems = Math.min(planned.plan.items, results.length * planned.plan.pageSize);
+  const mergedSitePeriods = results.reduce((n, r) => n + r.merged, 0);
   const everyPage = pagesToMerge === pages.length;
   await rollup.finish(
     everyPage
@@ -1124,6 +1127,7 @@ export async function runScaleBench(
       pages: pages.length,
       mergedPages: results.length,
       mergedItems,
+      mergedSitePeriods,
       mergedSites,
       mapConcurrency: opts.concurrency,
       mergeWallMs,

@@ -17,7 +17,7 @@ import { messageOf } from "../functions/domain/errors.js";
 import { CliError } from "./io.js";
 
 /** Bumped whenever a field is added, removed or changes meaning; the planner refuses others. */
-export const SCALE_CONSTANTS_FORMAT = 1;
+export const SCALE_CONSTANTS_FORMAT = 2;
 
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** Where `npm run bench:scale` writes its constants and the planner reads them by default. */
@@ -160,6 +160,10 @@ export const ScaleConstantsSchema = v.object({
     loadServerProcessCpuUsPerEvent: nonNegative,
     commands: v.array(CommandStat),
   }),
+  /**
+   * A scheduled run. Rates are per work item: a touched (site, day[, event]) member, merged into
+   * its week and its month (format 1 counted those two merges as two items).
+   */
   rollup: v.object({
     how: v.string(),
     planMs: nonNegative,
@@ -168,6 +172,8 @@ export const ScaleConstantsSchema = v.object({
     pages: count,
     mergedPages: count,
     mergedItems: count,
+    /** The merged pages' own count: (site, period[, event]) merges, two per work item. */
+    mergedSitePeriods: count,
     mergedSites: count,
     mapConcurrency: count,
     mergeWallMs: nonNegative,

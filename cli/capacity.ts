@@ -505,7 +505,8 @@ export function planCapacity(
   // work items, the site index and the sites' event-type sets.
   const bk = constants.bookkeeping;
   const touchedPerRun = active * (1 + types);
-  const itemsPerRun = 2 * touchedPerRun;
+  // A scheduled run's work items are its pending members (each merged into its week and month).
+  const itemsPerRun = touchedPerRun;
   const bookkeepingBytes =
     2 * touchedPerRun * bk.bytesPerTouchedMember +
     itemsPerRun * bk.bytesPerWorkItem +

@@ -119,18 +119,19 @@ export function parseKey(key: string): ParsedKey {
 
 /**
  * Bookkeeping for the rollup, spread over BOOKKEEPING_GROUPS slot groups so that no shard holds
- * more than its share of it (at 10^6 sites a scheduled run's work is about 10^7 members) and no
- * shard takes every consumer batch's SADDs. A site belongs to one group (`groupOfSite`), and
- * all four sets of a group share the group's hash tag, so a group's sets move between each
- * other atomically (MULTI on one slot) and every member of one site sits in one slot:
+ * more than its share of it (at 10^6 sites a scheduled run's work is about 5 x 10^6 members)
+ * and no shard takes every consumer batch's SADDs. A site belongs to one group (`groupOfSite`),
+ * and all four sets of a group share the group's hash tag, so a group's sets move between each
+ * other atomically (one script in one slot) and every member of one site sits in one slot:
  *   touched: set; the consumer adds one member per (site, day) and per (site, day, event)
  *            whose HLL it changed. A scheduled rollup moves it into the group's `pending`.
  *   pending: set; what a scheduled rollup is merging. It survives a crashed execution and is
  *            deleted only when an execution has merged all of it (every group's).
  *   sites:   set; every site (`715`) and site event type (`715|purchase`) the consumer has
  *            seen, so a backfill knows which keys to recompute.
- *   work:    sorted set; the group's (site, period[, event]) items of the running execution,
- *            paged by rank. Rebuilt by each execution's plan.
+ *   work:    sorted set; the group's work items of the running execution (a scheduled run's
+ *            are its pending members, a backfill's are (site, period[, event])), paged by
+ *            rank. Rebuilt by each execution's plan.
  * `sketchstream:{rollup-5-5358}:touched` is group 5's touched set. The lock and `as-of` stay
  * single keys in the `{rollup}` slot:
  *   lock:    string; the execution id holding the rollup, with a lease (PX).
@@ -314,39 +315,63 @@ export function parseSiteIndexMember(member: string): { siteId: string; event?: 
 }
 
 /**
- * A rollup work item, `site|period|event|day` with empty fields left empty:
- *   `715|2024-W10||2024-03-09`          merge the site's day 2024-03-09 into its week (scheduled)
- *   `715|2024-03|purchase|2024-03-09`   the same for one event type, into the month
- *   `715|2024-W10||`                    rebuild the week from all its days (backfill)
- * Items of one period key sort next to each other, so pages can count keys exactly.
+ * A rollup work item, one member of a group's work set. Two forms, told apart by their fields:
+ *   `715|2024-03-09`                    a scheduled run's item: the touched-set member itself,
+ *   `715|2024-03-09|purchase`           its day merged into its week and into its month
+ *   `715|2024-03|purchase|`             a backfill's item: rebuild the month from all its days
+ *   `715|2024-W10||`                    (`site|period|event|`, the event left empty for the site)
+ * A scheduled item names no period: its week and month follow from its day, so the plan stores
+ * one item per touched member and copies it as it is. Plans of earlier versions stored
+ * `site|period|event|day` items for a scheduled run too (`715|2024-W10||2024-03-09`: one
+ * period, one day); a page still reads them, for an execution that runs across an upgrade.
+ * Every form starts with the site: a site's items sort next to each other.
  */
-export function workItem(
-  siteId: string,
-  periodLabel: string,
-  event?: string,
-  day?: string,
-): string {
-  return `${siteId}|${periodLabel}|${event ?? ""}|${day ?? ""}`;
+export function workItem(siteId: string, periodLabel: string, event?: string): string {
+  return `${siteId}|${periodLabel}|${event ?? ""}|`;
 }
 
-export interface WorkItem {
-  readonly siteId: string;
-  readonly periodLabel: string;
-  readonly event?: string;
-  readonly day?: string;
-}
+/** A work item read back: a touched day (into its week and month) or one period key. */
+export type WorkItem =
+  | { readonly kind: "day"; readonly siteId: string; readonly day: string; readonly event?: string }
+  | {
+      readonly kind: "period";
+      readonly siteId: string;
+      readonly periodLabel: string;
+      readonly event?: string;
+      /** The one day to merge (an earlier version's scheduled item); absent: every day. */
+      readonly day?: string;
+    };
 
 export function parseWorkItem(item: string): WorkItem {
-  const [siteId, periodLabel, event, day, extra] = item.split("|");
-  if (!siteId || !periodLabel || event === undefined || day === undefined || extra !== undefined) {
-    throw new RangeError(`work item "${item}" is not site|period|event|day`);
+  const fields = item.split("|");
+  if (fields.length === 4) {
+    const [siteId, periodLabel, event, day] = fields as [string, string, string, string];
+    if (siteId && periodLabel) {
+      return {
+        kind: "period",
+        siteId,
+        periodLabel,
+        ...(event ? { event } : {}),
+        ...(day ? { day } : {}),
+      };
+    }
+  } else if (fields.length === 2 || fields.length === 3) {
+    const [siteId, day, event] = fields as [string, string, string?];
+    if (siteId && day && event !== "") {
+      return event === undefined
+        ? { kind: "day", siteId, day }
+        : { kind: "day", siteId, day, event };
+    }
   }
-  return { siteId, periodLabel, ...(event ? { event } : {}), ...(day ? { day } : {}) };
+  throw new RangeError(
+    `work item "${item}" is neither site|day[|event] (scheduled) nor site|period|event|day (backfill)`,
+  );
 }
 
-/** The part of a work item that names its period key: `715|2024-W10|purchase|`. */
-export function workItemKeyPrefix(item: string): string {
-  return item.slice(0, item.lastIndexOf("|") + 1);
+/** The site of a work item or touched-set member: the text before its first `|`. */
+export function siteOfMember(member: string): string {
+  const end = member.indexOf("|");
+  return end < 0 ? member : member.slice(0, end);
 }
 
 export interface TouchedEntry {

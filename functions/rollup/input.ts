@@ -57,6 +57,7 @@ const PlanSummarySchema = v.object({
   mode: v.picklist(["scheduled", "backfill"]),
   from: v.optional(v.string()),
   to: v.optional(v.string()),
+  /** Work items in every group's work set (a scheduled run's: its touched site-days). */
   items: v.number(),
   pageSize: v.number(),
   /**
@@ -70,8 +71,10 @@ const PlanSummarySchema = v.object({
 });
 
 /**
- * One page's result. `merged` counts work items (each merges both families, `uv:` and `ev:`);
- * `keysWritten` and `keysRemoved` count period keys of both families (see mergePage).
+ * One page's result. `merged` counts (site, period[, event]) merges, each in both families
+ * (`uv:` and `ev:`): two per scheduled work item (its day into its week and its month), one
+ * per backfill item; `keysWritten` and `keysRemoved` count period keys of both families (see
+ * mergePage).
  */
 const MergeOutputSchema = v.object({
   page: v.number(),
@@ -101,7 +104,8 @@ export const FinishInputSchema = v.object({
 
 /**
  * The execution's output (Finish's result): what a scheduled or backfill run merged.
- * `itemsMerged` counts work items, each a (site, period[, event]) merged in both families;
+ * `itemsMerged` counts (site, period[, event]) merges, each in both families (a scheduled run
+ * merges each touched site-day into its week and its month: two);
  * `keysWritten` counts week and month keys of both families (`uv:` and `ev:`) that received
  * data, and `keysRemoved` those a backfill deleted because none of their days exists. A family
  * with no existing day for a period (history from before the events metric, an expired day)

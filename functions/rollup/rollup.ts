@@ -3,11 +3,11 @@
  * page of them. The state machine (state-machines/rollup.asl.json) calls it in three steps:
  *
  *   plan    take the lock; for a scheduled run move each bookkeeping group's `touched` into its
- *           `pending` (atomically, one script per group: a group's sets share a slot) and turn
- *           each (site, day[, event]) member into two work items, the day into its week and
- *           into its month; for a backfill, every week and month overlapping the range for
- *           every site of every group's site index. Items go into the group's `work` sorted
- *           set; the plan returns page numbers and each group's item count (16 numbers), so no
+ *           `pending` (atomically, one script per group: a group's sets share a slot) and copy
+ *           each (site, day[, event]) member as it is into the group's `work` sorted set (a
+ *           page merges its day into its week and into its month); for a backfill, one item per
+ *           week and month overlapping the range for every site of every group's site index.
+ *           The plan returns page numbers and each group's item count (16 numbers), so no
  *           state payload grows with the number of sites; a page is a rank range of the groups'
  *           sets taken in group order (pageSegments).
  *   merge   one page, for both HLL families (`uv:` visitors and `ev:` events, keys.ts METRICS):
@@ -60,12 +60,12 @@ import {
   parseTouchedMember,
   parseWorkItem,
   pendingKey,
+  siteOfMember,
   sitesKey,
   TIME_ZONES_KEY,
   touchedKey,
   type WorkItem,
   workItem,
-  workItemKeyPrefix,
   workKey,
 } from "../domain/keys.js";
 import {
@@ -119,6 +119,8 @@ export interface RollupRedis extends ScriptRedis {
   zadd(key: string, ...scoreMembers: (string | number)[]): Promise<number | null>;
   zcard(key: string): Promise<number>;
   zrange(key: string, start: number, stop: number): Promise<string[]>;
+  /** A site's items before a page's first one (mergePage), by their text. */
+  zrange(key: string, min: string, max: string, by: "BYLEX"): Promise<string[]>;
   pfmerge(destination: string, ...sources: string[]): Promise<"OK">;
   expireat(key: string, unixTimeSeconds: number, nx?: "NX"): Promise<number>;
   exists(...keys: string[]): Promise<number>;
@@ -156,18 +158,13 @@ const DEFAULT_LEASE_MS = 15 * 60_000;
 const SCAN_COUNT = 5000;
 const ZADD_BATCH = 5000;
 /**
- * Work items whose commands a page sends at once. A page of N items sends a script call per
- * site (scheduled: an EXISTS, a PFMERGE and an EXPIREAT per family and item inside it) or about
- * 8N commands (backfill): slicing keeps the commands in flight, and the client's memory,
- * bounded whatever the page size; a page of the default 2,000 items is one slice.
+ * Merge targets (a period key of one family) whose commands a page sends at once. A scheduled
+ * item has four (week and month, both families), a backfill item two; a page sends a script
+ * call per site (scheduled: an EXISTS, a PFMERGE and an EXPIREAT per target inside it) or about
+ * 4 commands per target (backfill): slicing keeps the commands in flight, and the client's
+ * memory, bounded whatever the page size; a page of the default 2,000 items is one or two.
  */
-const MERGE_SLICE_ITEMS = 2000;
-/**
- * The most work items one period key has: a scheduled run merges each touched day separately,
- * and a month has at most 31 days. A page reads this many items before its first one, so it
- * knows whether an earlier page already wrote a key whose items straddle the two pages.
- */
-const MAX_ITEMS_PER_KEY = 31;
+const MERGE_SLICE_TARGETS = 4000;
 
 // KEYS[1] touched, KEYS[2] pending (one slot): see takeTouched.
 const TAKE_TOUCHED = redisScript(`if redis.call("EXISTS", KEYS[2]) == 0 then
@@ -190,9 +187,10 @@ function startMs(startTime: string): number {
 
 /**
  * Adds items to their group's work set in batches (a work item's site decides its group). Every
- * score is 0, so a set orders its items by their text: a period key's items sit next to each
- * other (one site, so one group), and a repeated item is added once. Adding is synchronous: a
- * full batch is sent at once and the plan goes on building the next while Redis stores it.
+ * score is 0, so a set orders its items by their text: a site's items sit next to each other
+ * (one site, so one group), and a repeated item is added once. Adding is synchronous: a full
+ * batch is sent at once and the plan goes on building the next while Redis stores it. It keeps
+ * the count of distinct sites and the periods, for the plan's summary.
  */
 class WorkWriter {
   private readonly batches = new Map<number, (string | number)[]>();
@@ -202,10 +200,9 @@ class WorkWriter {
 
   constructor(private readonly redis: RollupRedis) {}
 
-  /** Adds `item`, the work item of `siteId` (of bookkeeping group `group`) for `periodLabel`. */
-  add(siteId: string, group: number, periodLabel: string, item: string): void {
+  /** Adds `item`, a work item of `siteId`, whose bookkeeping group is `group`. */
+  add(siteId: string, group: number, item: string): void {
     this.sites.add(siteId);
-    this.periods.add(periodLabel);
     let batch = this.batches.get(group);
     if (!batch) {
       batch = [];
@@ -347,11 +344,14 @@ export async function planRollup(
   await moveLegacySiteIndex(redis);
   const work = new WorkWriter(redis);
   if (mode.mode === "scheduled") {
-    const workOf = new ScheduledWork();
-    const addWork = (member: string) => {
-      const { siteId, group, week, month } = workOf.of(member);
-      work.add(siteId, group, week.label, week.item);
-      work.add(siteId, group, month.label, month.item);
+    // A pending member is its own work item: the plan checks it and copies it, and each page
+    // works out the week and month of its items' days (the plan's time grows with the number
+    // of members, so it does the least per member).
+    const days = new Set<string>();
+    const addPending = (group?: number) => (member: string) => {
+      const { siteId, day } = parseTouchedMember(member);
+      days.add(day);
+      work.add(siteId, group ?? groupOfSite(siteId), member);
     };
     // Each group on its own: take its touched set (atomic in its slot: an id the consumer adds
     // meanwhile lands in `touched`, for the next run), read it, and send its last batch at once,
@@ -359,21 +359,23 @@ export async function planRollup(
     await Promise.all([
       ...BOOKKEEPING_GROUP_IDS.map(async (group) => {
         await takeTouched(redis, touchedKey(group), pendingKey(group));
-        await scanSet(redis, pendingKey(group), addWork);
+        await scanSet(redis, pendingKey(group), addPending(group));
         work.flush(group);
       }),
       (async () => {
         await takeTouched(redis, LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY);
-        await scanSet(redis, LEGACY_PENDING_KEY, addWork);
+        await scanSet(redis, LEGACY_PENDING_KEY, addPending());
       })(),
     ]);
+    for (const day of days) work.periods.add(isoWeekOf(day)).add(monthOf(day));
   } else {
+    for (const period of backfillPeriods) work.periods.add(period.label);
     await Promise.all(
       BOOKKEEPING_GROUP_IDS.map(async (group) => {
         await scanSet(redis, sitesKey(group), (member) => {
           const { siteId, event } = parseSiteIndexMember(member);
           for (const period of backfillPeriods) {
-            work.add(siteId, group, period.label, workItem(siteId, period.label, event));
+            work.add(siteId, group, workItem(siteId, period.label, event));
           }
         });
         work.flush(group);
@@ -479,46 +481,6 @@ export function pageSegments(
   return segments;
 }
 
-/** A period's work item: the period's label and the item (keys.ts workItem). */
-interface PeriodWork {
-  readonly label: string;
-  readonly item: string;
-}
-
-/**
- * What a scheduled run makes of touched-set members: each member's site, its bookkeeping group,
- * and the items of its week and month. A plan reads hundreds of thousands of members of a few
- * days: each day's week and month are worked out once.
- */
-class ScheduledWork {
-  private readonly periodsOf = new Map<string, { week: string; month: string }>();
-
-  of(member: string): { siteId: string; group: number; week: PeriodWork; month: PeriodWork } {
-    const { siteId, day, event } = parseTouchedMember(member);
-    let periods = this.periodsOf.get(day);
-    if (!periods) {
-      periods = { week: isoWeekOf(day), month: monthOf(day) };
-      this.periodsOf.set(day, periods);
-    }
-    const { week, month } = periods;
-    return {
-      siteId,
-      group: groupOfSite(siteId),
-      week: { label: week, item: workItem(siteId, week, event, day) },
-      month: { label: month, item: workItem(siteId, month, event, day) },
-    };
-  }
-}
-
-/**
- * The work items a scheduled run makes of one touched-set member: the touched day merged into
- * its week and into its month. Only what changed is merged.
- */
-export function scheduledItemsOf(member: string): [string, string] {
-  const { week, month } = new ScheduledWork().of(member);
-  return [week.item, month.item];
-}
-
 export interface MergeTarget {
   /** The site whose keys these are (all in its slot). */
   readonly siteId: string;
@@ -541,9 +503,11 @@ export interface SiteCalendar {
 }
 
 /**
- * The PFMERGEs of work items, one per item and family, in item order (visitors, then events, for
- * each item); pure. Both families share the period, its days and its deadline. The deadline is
- * the rule in the site's zone (`calendarOf`); without `calendarOf`, every site is in UTC.
+ * The PFMERGEs of work items, in item order, visitors then events for each period; pure. A
+ * scheduled item (a touched day) has four: its day into its week, then into its month; a
+ * backfill item two, all of its period's days. Both families share the period, its days and
+ * its deadline. The deadline is the rule in the site's zone (`calendarOf`); without
+ * `calendarOf`, every site is in UTC.
  */
 export function mergeTargets(
   items: readonly string[],
@@ -559,34 +523,65 @@ function targetsOf(
   retention: RetentionSettings,
   calendarOf?: (siteId: string) => SiteCalendar,
 ): MergeTarget[] {
-  // Many items share a period, and many sites a zone: each is worked out once per call. A page
-  // turns thousands of items into targets: a plain loop and one validated key prefix per item
-  // and family keep that a small part of its time (bench:rollup times it).
-  const daysOf = new Map<string, { period: Period; days: string[] }>();
+  // Many items share a day and a period, and many sites a zone: each is worked out once per
+  // call. A page turns thousands of items into targets: plain loops and one validated key
+  // prefix per item and family keep that a small part of its time (bench:rollup times it).
+  const periodsOfDay = new Map<string, [string, string]>();
+  const periods = new Map<string, { period: Period; days?: string[] }>();
   const deadlines = new Map<string, number>();
+  const prefixes: string[] = new Array(METRICS.length);
   const targets: MergeTarget[] = [];
-  for (const { siteId, periodLabel, event, day } of items) {
-    let facts = daysOf.get(periodLabel);
+  const factsOf = (label: string) => {
+    let facts = periods.get(label);
     if (!facts) {
-      const period = parsePeriodLabel(periodLabel);
-      facts = { period, days: daysInPeriod(period) };
-      daysOf.set(periodLabel, facts);
+      facts = { period: parsePeriodLabel(label) };
+      periods.set(label, facts);
     }
-    const calendar = calendarOf?.(siteId);
-    const deadlineKey = calendar === undefined ? periodLabel : `${calendar.zone}|${periodLabel}`;
+    return facts;
+  };
+  const push = (
+    siteId: string,
+    calendar: SiteCalendar | undefined,
+    label: string,
+    days: readonly string[],
+  ) => {
+    const deadlineKey = calendar === undefined ? label : `${calendar.zone}|${label}`;
     let expireAt = deadlines.get(deadlineKey);
     if (expireAt === undefined) {
+      const { period } = factsOf(label);
       expireAt = calendar
-        ? calendar.expiresAtSeconds(facts.period, retention)
-        : expiresAtSeconds(facts.period, retention);
+        ? calendar.expiresAtSeconds(period, retention)
+        : expiresAtSeconds(period, retention);
       deadlines.set(deadlineKey, expireAt);
     }
-    const days = day === undefined ? facts.days : [day];
-    for (const metric of METRICS) {
-      const prefix = countingKeyPrefix(metric, siteId, event);
+    for (const [m, metric] of METRICS.entries()) {
+      const prefix = prefixes[m] as string;
       const dayKeys = new Array<string>(days.length);
       for (let i = 0; i < days.length; i++) dayKeys[i] = prefix + days[i];
-      targets.push({ siteId, metric, key: prefix + periodLabel, days: dayKeys, expireAt });
+      targets.push({ siteId, metric, key: prefix + label, days: dayKeys, expireAt });
+    }
+  };
+  for (const item of items) {
+    const { siteId, event } = item;
+    for (const [m, metric] of METRICS.entries()) {
+      prefixes[m] = countingKeyPrefix(metric, siteId, event);
+    }
+    const calendar = calendarOf?.(siteId);
+    if (item.kind === "day") {
+      let labels = periodsOfDay.get(item.day);
+      if (!labels) {
+        labels = [isoWeekOf(item.day), monthOf(item.day)];
+        periodsOfDay.set(item.day, labels);
+      }
+      const days = [item.day];
+      push(siteId, calendar, labels[0], days);
+      push(siteId, calendar, labels[1], days);
+    } else if (item.day !== undefined) {
+      push(siteId, calendar, item.periodLabel, [item.day]);
+    } else {
+      const facts = factsOf(item.periodLabel);
+      facts.days ??= daysInPeriod(facts.period);
+      push(siteId, calendar, item.periodLabel, facts.days);
     }
   }
   return targets;
@@ -638,27 +633,15 @@ export function scriptCallsOf(targets: readonly MergeTarget[]): TouchedDayMerge[
 /**
  * Scheduled: merges each target's day into its period key when the day key exists, on the
  * server (merge-script.ts: one call per site does the EXISTS, PFMERGE and EXPIREAT NX of its
- * targets). Returns how many period keys this page wrote first: a key an earlier item
- * (`earlier`: the items of the page's first key that sit on earlier pages) already wrote is
- * counted there, so the pages' counts add up to the keys written.
+ * targets). Returns the period keys it wrote.
  */
 async function mergeTouchedDays(
   redis: RollupRedis,
   targets: readonly MergeTarget[],
-  earlier: readonly MergeTarget[],
-): Promise<number> {
-  const writtenBefore = new Set<string>();
-  if (earlier.length > 0) {
-    const present = await existingKeys(
-      redis,
-      earlier.flatMap((t) => t.days),
-    );
-    for (const t of earlier) if (t.days.some((d) => present.has(d))) writtenBefore.add(t.key);
-  }
+): Promise<Set<string>> {
   const written = new Set<string>();
-  const slice = MERGE_SLICE_ITEMS * METRICS.length;
-  for (let i = 0; i < targets.length; i += slice) {
-    const calls = scriptCallsOf(targets.slice(i, i + slice));
+  for (let i = 0; i < targets.length; i += MERGE_SLICE_TARGETS) {
+    const calls = scriptCallsOf(targets.slice(i, i + MERGE_SLICE_TARGETS));
     // The period key holds every earlier merge and days only grow, so merging the touched day
     // into it is exact and idempotent. Every call settles before the page answers: a failed
     // page is retried, and must not overlap its own calls still in flight.
@@ -674,9 +657,36 @@ async function mergeTouchedDays(
       }
     }
   }
-  let first = 0;
-  for (const key of written) if (!writtenBefore.has(key)) first++;
-  return first;
+  return written;
+}
+
+/**
+ * The items of a page's first site that sit on earlier pages: a site's items are adjacent in
+ * its group's work set, so they are those that sort from the site's first possible item up to
+ * the page's first (one ZRANGE BYLEX). None when the page starts its segment's set.
+ */
+async function earlierItemsOfSite(
+  redis: RollupRedis,
+  head: PageSegment | undefined,
+  first: string | undefined,
+): Promise<string[]> {
+  if (head === undefined || first === undefined || head.start === 0) return [];
+  return redis.zrange(head.key, `[${siteOfMember(first)}|`, `(${first}`, "BYLEX");
+}
+
+/** The period keys of `targets` (earlier pages' merges) that one of their days could write. */
+async function keysWrittenBefore(
+  redis: RollupRedis,
+  targets: readonly MergeTarget[],
+): Promise<Set<string>> {
+  const before = new Set<string>();
+  if (targets.length === 0) return before;
+  const present = await existingKeys(
+    redis,
+    targets.flatMap((t) => t.days),
+  );
+  for (const t of targets) if (t.days.some((d) => present.has(d))) before.add(t.key);
+  return before;
 }
 
 /**
@@ -690,9 +700,8 @@ async function rebuildPeriods(
 ): Promise<{ keysWritten: number; keysRemoved: number }> {
   let keysWritten = 0;
   let keysRemoved = 0;
-  const slice = MERGE_SLICE_ITEMS * METRICS.length;
-  for (let i = 0; i < targets.length; i += slice) {
-    const part = targets.slice(i, i + slice);
+  for (let i = 0; i < targets.length; i += MERGE_SLICE_TARGETS) {
+    const part = targets.slice(i, i + MERGE_SLICE_TARGETS);
     const present = await Promise.all(part.map((t) => redis.exists(...t.days)));
     await Promise.all(
       part.map(async (t, j) => {
@@ -745,11 +754,13 @@ async function pageCalendars(
 }
 
 /**
- * Merges one page of the work set, both families of every item. `keysWritten` counts period
- * keys of either family that received data (scheduled: each key once per execution, on the
- * page of its first merged day; backfill: each key rebuilt); `keysRemoved` counts period keys
- * a backfill deleted because none of their days exists. Week and month keys expire in their
- * site's zone when `zones` is given, in UTC otherwise.
+ * Merges one page of the work set, both families of every item. `merged` counts its
+ * (site, period[, event]) merges: two per scheduled item, one per backfill item (the count the
+ * execution's output always gave, from when a scheduled item held one period). `keysWritten`
+ * counts period keys of either family that received data (scheduled: each key once per
+ * execution, on the page of its first merged day; backfill: each key rebuilt); `keysRemoved`
+ * counts period keys a backfill deleted because none of their days exists. Week and month
+ * keys expire in their site's zone when `zones` is given, in UTC otherwise.
  */
 export async function mergePage(
   redis: RollupRedis,
@@ -760,18 +771,10 @@ export async function mergePage(
   const { plan, page } = input;
   await holdLock(redis, plan.executionId, settings.lockLeaseMs ?? DEFAULT_LEASE_MS);
   const segments = pageSegments(plan, page);
-  // Items before the page too: those of a key whose items began on an earlier page. Only the
-  // first segment can start inside a key's items: a key's items are its site's, so all in the
-  // site's group, and every later segment starts its group's set.
-  const head = segments[0];
-  const from = head === undefined ? 0 : Math.max(0, head.start - MAX_ITEMS_PER_KEY);
   const fetched = await Promise.all(
-    segments.map((segment, i) =>
-      redis.zrange(segment.key, i === 0 ? from : segment.start, segment.stop),
-    ),
+    segments.map((segment) => redis.zrange(segment.key, segment.start, segment.stop)),
   );
-  const skipped = head === undefined ? 0 : head.start - from;
-  const items = fetched.flatMap((list, i) => (i === 0 ? list.slice(skipped) : list));
+  const items = fetched.flat();
   const parsed = items.map(parseWorkItem);
   const calendarOf = zones
     ? await pageCalendars(zones, new Set(parsed.map((item) => item.siteId)), plan.startTime)
@@ -779,17 +782,28 @@ export async function mergePage(
   const targets = targetsOf(parsed, settings.retention, calendarOf);
 
   if (plan.mode === "scheduled") {
-    const firstPrefix = items[0] === undefined ? undefined : workItemKeyPrefix(items[0]);
-    const before = (fetched[0] ?? [])
-      .slice(0, skipped)
-      .filter((item) => workItemKeyPrefix(item) === firstPrefix);
-    // Only their keys matter (which were written before), and they share the first item's site.
-    const earlier = mergeTargets(before, settings.retention, calendarOf);
-    const keysWritten = await mergeTouchedDays(redis, targets, earlier);
-    return { page, merged: items.length, keysWritten, keysRemoved: 0 };
+    // A key is counted on the page of its first merged day: the page's first site may have
+    // items on earlier pages (only the first segment can start inside a site's items: every
+    // later one starts its group's set), whose keys were counted there. Found while the page
+    // merges: they read day keys, which no merge writes.
+    const before = earlierItemsOfSite(redis, segments[0], items[0]).then((earlier) =>
+      keysWrittenBefore(
+        redis,
+        targetsOf(earlier.map(parseWorkItem), settings.retention, calendarOf),
+      ),
+    );
+    const [writtenBefore, written] = await Promise.allSettled([
+      before,
+      mergeTouchedDays(redis, targets),
+    ]);
+    if (written.status === "rejected") throw written.reason;
+    if (writtenBefore.status === "rejected") throw writtenBefore.reason;
+    let keysWritten = 0;
+    for (const key of written.value) if (!writtenBefore.value.has(key)) keysWritten++;
+    return { page, merged: targets.length / METRICS.length, keysWritten, keysRemoved: 0 };
   }
   const { keysWritten, keysRemoved } = await rebuildPeriods(redis, targets);
-  return { page, merged: items.length, keysWritten, keysRemoved };
+  return { page, merged: targets.length / METRICS.length, keysWritten, keysRemoved };
 }
 
 /**

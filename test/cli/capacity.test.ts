@@ -196,10 +196,11 @@ describe("a small load, worked by hand", () => {
   });
 
   it("adds the bookkeeping at its peak", () => {
-    // touched a run: 864 × (1 + 4) = 4,320; work items 8,640. 2 × 4,320 × 60 + 8,640 × 120 +
-    // 864 × 5 × 50 + 864 × 200 = 518,400 + 1,036,800 + 216,000 + 172,800 = 1,944,000.
-    expect(plan.memory.bookkeepingBytes).toBe(1_944_000);
-    expect(plan.memory.totalBytes).toBe(plan.memory.hllBytesBound + 1_944_000);
+    // touched a run: 864 × (1 + 4) = 4,320, and as many work items (one per touched member).
+    // 2 × 4,320 × 60 + 4,320 × 120 + 864 × 5 × 50 + 864 × 200 = 518,400 + 518,400 + 216,000 +
+    // 172,800 = 1,425,600.
+    expect(plan.memory.bookkeepingBytes).toBe(1_425_600);
+    expect(plan.memory.totalBytes).toBe(plan.memory.hllBytesBound + 1_425_600);
   });
 
   it("picks the cheapest node type: one small shard with its replica", () => {
@@ -210,8 +211,8 @@ describe("a small load, worked by hand", () => {
       nodes: 2,
     });
     expect(plan.memorydb.choice.monthlyUsd).toBeCloseTo(58.254, 6);
-    // Engine: (1 event/s × 10 µs + 8,640 items an hour × 20 µs / 3,600 s) = 58 µs/s.
-    expect(plan.memorydb.engineCpuCores).toBeCloseTo(58e-6, 12);
+    // Engine: (1 event/s × 10 µs + 4,320 items an hour × 20 µs / 3,600 s) = 34 µs/s.
+    expect(plan.memorydb.engineCpuCores).toBeCloseTo(34e-6, 12);
   });
 
   it("sizes the stream, the consumer and the rollup", () => {
@@ -222,13 +223,13 @@ describe("a small load, worked by hand", () => {
       concurrency: 1,
       batchSize: 1000,
     });
-    // 8,640 items: pages of max(2,000, ceil(8,640 / 500)) = 2,000, so 5 pages; 5 states once
-    // and 1 per page: 10 transitions. 512 items/s per task, one task: 8,640 / 512 = 16.875 s,
-    // plus the plan: 8,640 × 10 µs = 0.0864 s.
-    expect(plan.rollup).toMatchObject({ itemsPerRun: 8640, pageSize: 2000, pages: 5 });
-    expect(plan.rollup.transitionsPerRun).toBe(10);
+    // 4,320 items: pages of max(2,000, ceil(4,320 / 500)) = 2,000, so 3 pages; 5 states once
+    // and 1 per page: 8 transitions. 512 items/s per task, one task: 4,320 / 512 = 8.4375 s,
+    // plus the plan: 4,320 × 10 µs = 0.0432 s.
+    expect(plan.rollup).toMatchObject({ itemsPerRun: 4320, pageSize: 2000, pages: 3 });
+    expect(plan.rollup.transitionsPerRun).toBe(8);
     expect(plan.rollup.mapMaxConcurrency).toBe(1);
-    expect(plan.rollup.runSeconds).toBeCloseTo(16.9614, 9);
+    expect(plan.rollup.runSeconds).toBeCloseTo(8.4807, 9);
   });
 
   it("needs no quota increase: only the note on KPL aggregation", () => {
@@ -270,9 +271,9 @@ describe("a million events a second, worked by hand", () => {
     expect(plan.config["stream.shardCount"]).toBe(1250);
   });
 
-  it("pages a run of 10,000,000 items into 500 pages of 20,000", () => {
-    // 1,000,000 sites × (1 + 4) × 2 = 10,000,000 items; max(2,000, 20,000) a page.
-    expect(plan.rollup).toMatchObject({ itemsPerRun: 10_000_000, pageSize: 20_000, pages: 500 });
+  it("pages a run of 5,000,000 items into 500 pages of 10,000", () => {
+    // 1,000,000 sites × (1 + 4) = 5,000,000 touched members, an item each; max(2,000, 10,000).
+    expect(plan.rollup).toMatchObject({ itemsPerRun: 5_000_000, pageSize: 10_000, pages: 500 });
     expect(plan.rollup.transitionsPerRun).toBe(505);
   });
 

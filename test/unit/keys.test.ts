@@ -23,14 +23,17 @@ import {
   METRICS,
   parseKey,
   parseTouchedMember,
+  parseWorkItem,
   periodKey,
   ROLLUP_TAG,
   SITE_ID_RE,
+  siteOfMember,
   sitesKey,
   siteTag,
   touchedKey,
   touchedMember,
   uniqueVisitorsKey,
+  workItem,
   workKey,
 } from "../../functions/domain/keys.js";
 import { parsePeriodLabel, periodOf } from "../../functions/domain/periods.js";
@@ -393,6 +396,58 @@ describe("touched set", () => {
       ),
       RUNS,
     );
+  });
+});
+
+describe("rollup work items", () => {
+  it("reads a scheduled item, the touched member itself: a day to merge into its week and month", () => {
+    expect(parseWorkItem("715|2024-03-09")).toStrictEqual({
+      kind: "day",
+      siteId: "715",
+      day: "2024-03-09",
+    });
+    expect(parseWorkItem("715|2024-03-09|purchase")).toStrictEqual({
+      kind: "day",
+      siteId: "715",
+      day: "2024-03-09",
+      event: "purchase",
+    });
+  });
+
+  it("reads a backfill item, and an earlier version's scheduled item (one period, one day)", () => {
+    expect(workItem("715", "2024-03", "purchase")).toBe("715|2024-03|purchase|");
+    expect(workItem("715", "2024-W10")).toBe("715|2024-W10||");
+    expect(parseWorkItem("715|2024-03|purchase|")).toStrictEqual({
+      kind: "period",
+      siteId: "715",
+      periodLabel: "2024-03",
+      event: "purchase",
+    });
+    expect(parseWorkItem("715|2024-W10||2024-03-09")).toStrictEqual({
+      kind: "period",
+      siteId: "715",
+      periodLabel: "2024-W10",
+      day: "2024-03-09",
+    });
+  });
+
+  it.each([
+    "715",
+    "",
+    "|2024-03-09",
+    "715||",
+    "715|2024-03-09|",
+    "|2024-03||",
+    "a|b|c|d|e",
+  ])("rejects item %j, saying which forms it may take", (item) => {
+    expect(() => parseWorkItem(item)).toThrow(
+      /is neither site\|day\[\|event\] \(scheduled\) nor site\|period\|event\|day \(backfill\)/,
+    );
+  });
+
+  it("names a member's site: the text before its first |", () => {
+    expect(siteOfMember("715|2024-03-09|purchase")).toBe("715");
+    expect(siteOfMember("715|2024-W10||")).toBe("715");
   });
 });
 

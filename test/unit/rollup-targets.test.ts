@@ -37,6 +37,41 @@ describe("mergeTargets", () => {
     ]);
   });
 
+  it("merges a scheduled item's day into its week, then its month, in both families", () => {
+    // 2024-03-09 is a Saturday of ISO week 2024-W10.
+    expect(mergeTargets(["715|2024-03-09|purchase"], RETENTION)).toEqual(
+      [
+        ["2024-W10", WEEK_DEADLINE],
+        ["2024-03", MONTH_DEADLINE],
+      ].flatMap(([period, expireAt]) =>
+        ["uv", "ev"].map((prefix) => ({
+          siteId: "715",
+          metric: prefix === "uv" ? "visitors" : "events",
+          key: `${prefix}:{site_id=715}:event=purchase:${period}`,
+          days: [`${prefix}:{site_id=715}:event=purchase:2024-03-09`],
+          expireAt,
+        })),
+      ),
+    );
+    // A site's own day (no event): the same keys without the event segment.
+    expect(mergeTargets(["715|2024-03-09"], RETENTION).map((t) => t.key)).toEqual([
+      "uv:{site_id=715}:2024-W10",
+      "ev:{site_id=715}:2024-W10",
+      "uv:{site_id=715}:2024-03",
+      "ev:{site_id=715}:2024-03",
+    ]);
+  });
+
+  it("puts a day of an ISO week that began in the previous year and month in both right periods", () => {
+    // Sunday 2028-01-02 is in 2027-W52 (Monday 2027-12-27); its month is 2028-01.
+    expect(mergeTargets(["9|2028-01-02"], RETENTION).map((t) => t.key)).toEqual([
+      "uv:{site_id=9}:2027-W52",
+      "ev:{site_id=9}:2027-W52",
+      "uv:{site_id=9}:2028-01",
+      "ev:{site_id=9}:2028-01",
+    ]);
+  });
+
   it("rebuilds a period from all of its days in both families (backfill items)", () => {
     const [visitors, events, ...rest] = mergeTargets(["715|2024-03||"], RETENTION);
     expect(rest).toEqual([]);
@@ -146,6 +181,13 @@ describe("mergeTargets in sites' time zones", () => {
 });
 
 describe("scriptCallsOf", () => {
+  it("puts a scheduled page's targets in one call per site", () => {
+    const items = ["1|2024-03-09", "1|2024-03-09|view", "2|2024-03-10"];
+    expect(scriptCallsOf(mergeTargets(items, RETENTION)).map((call) => call.length)).toEqual([
+      8, 4,
+    ]);
+  });
+
   it("puts each site's consecutive targets in one call, in order", () => {
     const items = ["1|2024-03||2024-03-09", "1|2024-W10||2024-03-09", "2|2024-03|view|2024-03-10"];
     const calls = scriptCallsOf(mergeTargets(items, RETENTION));
