@@ -382,7 +382,8 @@ export interface TouchedEntry {
 
 export function parseTouchedMember(member: string): TouchedEntry {
   const [siteId, day, event, extra] = member.split("|");
-  if (siteId === undefined || day === undefined || extra !== undefined) {
+  // No empty field either: the member goes into the work set as it is, where a page reads it.
+  if (!siteId || !day || event === "" || extra !== undefined) {
     throw new RangeError(`touched-set member "${member}" is not site|day or site|day|event`);
   }
   return event === undefined ? { siteId, day } : { siteId, day, event };

@@ -348,10 +348,21 @@ export async function planRollup(
     // works out the week and month of its items' days (the plan's time grows with the number
     // of members, so it does the least per member).
     const days = new Set<string>();
-    const addPending = (group?: number) => (member: string) => {
-      const { siteId, day } = parseTouchedMember(member);
-      days.add(day);
-      work.add(siteId, group ?? groupOfSite(siteId), member);
+    const addPending = (pending: string, group?: number) => (member: string) => {
+      try {
+        const { siteId, day } = parseTouchedMember(member);
+        if (!days.has(day)) {
+          work.periods.add(isoWeekOf(day)).add(monthOf(day));
+          days.add(day);
+        }
+        work.add(siteId, group ?? groupOfSite(siteId), member);
+      } catch (err) {
+        // Only a hand-made member gets here: the run cannot merge it, and it would stay
+        // pending, failing every run, until removed.
+        throw new Error(
+          `${pending} holds "${member}", which the consumer never writes (${messageOf(err)}): remove it with \`redis-cli -c SREM '${pending}' '${member}'\` and start the rollup again`,
+        );
+      }
     };
     // Each group on its own: take its touched set (atomic in its slot: an id the consumer adds
     // meanwhile lands in `touched`, for the next run), read it, and send its last batch at once,
@@ -359,15 +370,14 @@ export async function planRollup(
     await Promise.all([
       ...BOOKKEEPING_GROUP_IDS.map(async (group) => {
         await takeTouched(redis, touchedKey(group), pendingKey(group));
-        await scanSet(redis, pendingKey(group), addPending(group));
+        await scanSet(redis, pendingKey(group), addPending(pendingKey(group), group));
         work.flush(group);
       }),
       (async () => {
         await takeTouched(redis, LEGACY_TOUCHED_KEY, LEGACY_PENDING_KEY);
-        await scanSet(redis, LEGACY_PENDING_KEY, addPending());
+        await scanSet(redis, LEGACY_PENDING_KEY, addPending(LEGACY_PENDING_KEY));
       })(),
     ]);
-    for (const day of days) work.periods.add(isoWeekOf(day)).add(monthOf(day));
   } else {
     for (const period of backfillPeriods) work.periods.add(period.label);
     await Promise.all(

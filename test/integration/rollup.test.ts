@@ -16,6 +16,7 @@ import {
   everyGroupKey,
   groupOfSite,
   LOCK_KEY,
+  pendingKey,
   touchedKey,
 } from "../../functions/domain/keys.js";
 import { createRollupHandlers, type RollupHandlers } from "../../functions/rollup/handler.js";
@@ -563,4 +564,29 @@ describe("bad input", () => {
       await redis.srem(touchedKey(groupOfSite("keep")), "keep|2024-03-09");
     });
   }
+
+  it("fails the plan on a touched member no consumer writes, naming it and how to remove it; the next run after that merges the rest", async () => {
+    const group = groupOfSite("hand");
+    const good = `hand|${utcDay(testNowMs())}`;
+    const bad = "hand|2024-03-09|";
+    await redis.sadd(touchedKey(group), good, bad);
+    const run = () =>
+      runRollupLocally({ env, input: {}, startTime: new Date(testNowMs()), fastTimers: true });
+    const failed = await run();
+    expect(failed.status).toBe("FAILED");
+    expect(failed.error).toBe("RollupPlanError");
+    expect(failed.cause).toContain(
+      `${pendingKey(group)} holds "${bad}", which the consumer never writes`,
+    );
+    expect(failed.cause).toContain(`redis-cli -c SREM '${pendingKey(group)}' '${bad}'`);
+    // Nothing lost: both wait in the pending set; the lock is free.
+    expect((await redis.smembers(pendingKey(group))).sort()).toEqual([bad, good].sort());
+    expect(await redis.exists(LOCK_KEY)).toBe(0);
+
+    await redis.srem(pendingKey(group), bad);
+    const next = await run();
+    expect(next.status, next.cause).toBe("SUCCEEDED");
+    expect(rollupOutput(next).itemsMerged).toBe(2);
+    expect(await rollupLeftovers(redis)).toEqual([]);
+  });
 });

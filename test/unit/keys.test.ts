@@ -377,7 +377,14 @@ describe("touched set", () => {
     expect(parseTouchedMember("715|2024-03-09")).not.toHaveProperty("event");
   });
 
-  it.each(["715", "", "a|b|c|d"])("rejects member %j", (member) => {
+  it.each([
+    "715",
+    "",
+    "a|b|c|d",
+    "|2024-03-09",
+    "715||view",
+    "715|2024-03-09|",
+  ])("rejects member %j", (member) => {
     expect(() => parseTouchedMember(member)).toThrow(RangeError);
   });
 
