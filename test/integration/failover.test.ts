@@ -328,13 +328,15 @@ describe("the consumer's wait for replicas", () => {
     );
 
     const { logger, lines } = capturingLogger();
-    const handler = createConsumerHandler(envFor(USERS.waiting, { timeoutMs: 200 }), {
+    // A paused replica never acknowledges, whatever the wait; a running one may take a few
+    // hundred ms when the CI machine is busy: a 1 s wait tells the two apart there too.
+    const handler = createConsumerHandler(envFor(USERS.waiting, { timeoutMs: 1000 }), {
       now: () => now,
       logger,
     });
     try {
       // A warm consumer: connected, with the slot map. On a loaded machine a replica can take
-      // longer than the 200 ms wait to acknowledge even while it runs: the warm-up may retry.
+      // longer than the wait to acknowledge even while it runs: the warm-up may retry.
       const warm = kinesisEvent([
         { user_id: "w", site_id: "p-warm", event: "view", event_time: `${day} 09:00:00` },
       ]);
