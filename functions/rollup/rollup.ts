@@ -190,13 +190,12 @@ function startMs(startTime: string): number {
  * score is 0, so a set orders its items by their text: a site's items sit next to each other
  * (one site, so one group), and a repeated item is added once. Adding is synchronous: a full
  * batch is sent at once and the plan goes on building the next while Redis stores it. It keeps
- * the count of distinct sites and the periods, for the plan's summary.
+ * the distinct sites, for the plan's summary.
  */
 class WorkWriter {
   private readonly batches = new Map<number, (string | number)[]>();
   private readonly sent: Promise<unknown>[] = [];
   readonly sites = new Set<string>();
-  readonly periods = new Set<string>();
 
   constructor(private readonly redis: RollupRedis) {}
 
@@ -343,6 +342,8 @@ export async function planRollup(
   // Before a backfill reads the groups' site indexes: the legacy one is moved into them.
   await moveLegacySiteIndex(redis);
   const work = new WorkWriter(redis);
+  // The weeks and months the run merges into, for the plan's summary.
+  const periods = new Set<string>();
   if (mode.mode === "scheduled") {
     // A pending member is its own work item: the plan checks it and copies it, and each page
     // works out the week and month of its items' days (the plan's time grows with the number
@@ -352,7 +353,7 @@ export async function planRollup(
       try {
         const { siteId, day } = parseTouchedMember(member);
         if (!days.has(day)) {
-          work.periods.add(isoWeekOf(day)).add(monthOf(day));
+          periods.add(isoWeekOf(day)).add(monthOf(day));
           days.add(day);
         }
         work.add(siteId, group ?? groupOfSite(siteId), member);
@@ -379,7 +380,7 @@ export async function planRollup(
       })(),
     ]);
   } else {
-    for (const period of backfillPeriods) work.periods.add(period.label);
+    for (const period of backfillPeriods) periods.add(period.label);
     await Promise.all(
       BOOKKEEPING_GROUP_IDS.map(async (group) => {
         await scanSet(redis, sitesKey(group), (member) => {
@@ -407,7 +408,7 @@ export async function planRollup(
     pageSize,
     groupItems,
     sites: work.sites.size,
-    periods: [...work.periods].sort(),
+    periods: [...periods].sort(),
   };
   return { status: "ready", attempt, plan, pages: Array.from({ length: pageCount }, (_, i) => i) };
 }
