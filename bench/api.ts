@@ -88,6 +88,7 @@ import {
   ingestThroughConsumer,
   parseBenchArgs,
   progress,
+  silencePowertools,
   startBenchCluster,
   table,
 } from "./lib.js";
@@ -705,10 +706,7 @@ export async function loadApiData(
   });
   const config = loadRuntimeConfig(env);
 
-  // Powertools reads these when a Logger or Metrics is constructed, which the handler modules
-  // do as they are imported or created: set them first, then import the handlers dynamically.
-  process.env.POWERTOOLS_METRICS_DISABLED = "true";
-  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  silencePowertools();
   const { createConsumerHandler } = await import("../functions/consumer/handler.js");
 
   const { pipelined: bare } = benchClients(cluster, closers);
@@ -758,8 +756,7 @@ export async function measureApiCases(
   status: (text: string) => void = progress,
 ): Promise<CaseResult[]> {
   const { env, config, bare, now } = data;
-  process.env.POWERTOOLS_METRICS_DISABLED = "true";
-  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  silencePowertools();
   const { createApiRuntime } = await import("../functions/api/handler.js");
   const stats = new ServerCommandStats(data.primaries);
 

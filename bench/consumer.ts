@@ -68,6 +68,7 @@ import {
   max,
   median,
   min,
+  silencePowertools,
   startBenchCluster,
   table,
   timeAsync,
@@ -305,11 +306,7 @@ export async function startConsumerBench(
     return { ...b, commands: plan.commands, visitorsOnly: visitorsOnly.commands };
   };
 
-  // Powertools reads these when a Logger or Metrics is constructed, which handler.ts does as it
-  // is imported (its module-level `handler`): set them first, then import it dynamically. No
-  // static import in this file loads Powertools.
-  process.env.POWERTOOLS_METRICS_DISABLED = "true";
-  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  silencePowertools();
   const { createConsumerHandler } = await import("../functions/consumer/handler.js");
   const handler = createConsumerHandler(env);
   closers.push(() => handler.close());

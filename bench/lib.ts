@@ -188,6 +188,17 @@ export function benchClients(
   return { pipelined: make(true), naive: make(false) };
 }
 
+/**
+ * Keeps Powertools quiet in a benchmark: no EMF metrics on stdout, no log lines below CRITICAL.
+ * Powertools reads these when a Logger or Metrics is constructed, which the handler modules do
+ * as they are imported: call this first, then import the handlers dynamically (no static import
+ * of a benchmark may load Powertools).
+ */
+export function silencePowertools(): void {
+  process.env.POWERTOOLS_METRICS_DISABLED = "true";
+  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+}
+
 /** One status line on stderr, rewritten in place (only on a terminal); "" clears it. */
 export function progress(text: string): void {
   if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);

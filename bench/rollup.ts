@@ -94,6 +94,7 @@ import {
   ingestThroughConsumer,
   median,
   parseBenchArgs,
+  silencePowertools,
   startBenchCluster,
   table,
   timeAsync,
@@ -473,10 +474,7 @@ export async function measureRollup(
   });
   const { retention } = loadRuntimeConfig(env);
 
-  // Powertools reads these when a Logger or Metrics is constructed, which the handler modules
-  // do as they are imported: set them first, then import the handlers dynamically.
-  process.env.POWERTOOLS_METRICS_DISABLED = "true";
-  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  silencePowertools();
   const { createConsumerHandler } = await import("../functions/consumer/handler.js");
   const { createRollupHandlers } = await import("../functions/rollup/handler.js");
   const consumer = createConsumerHandler(env, { now: clock });

@@ -67,6 +67,7 @@ import {
   fmtMs,
   parseBenchArgs,
   progress,
+  silencePowertools,
   startBenchCluster,
   table,
 } from "./lib.js";
@@ -843,9 +844,7 @@ export async function runScaleBench(
   const day = dayOf(opts.nowMs - DAY_MS);
 
   const { cluster, env } = await startBenchCluster(closers);
-  // Powertools reads these as the handler modules are imported: set them first.
-  process.env.POWERTOOLS_METRICS_DISABLED = "true";
-  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
+  silencePowertools();
   const { createConsumerHandler } = await import("../functions/consumer/handler.js");
   const { createRollupHandlers } = await import("../functions/rollup/handler.js");
   const consumer = createConsumerHandler(env, { now: clock });

@@ -27,7 +27,7 @@ import { addDays, dayOf } from "../functions/domain/periods.js";
 import { EventSourcePoller } from "../local/event-source-poller.js";
 import { localClusterEnv, startRedisCluster } from "../local/redis-cluster.js";
 import { localKinesisClient } from "../local/runtime.js";
-import { fmtInt, parseBenchArgs, table } from "./lib.js";
+import { fmtInt, parseBenchArgs, silencePowertools, table } from "./lib.js";
 import type { FromStream, SoakStreamSettings, SoakTruth, ToStream } from "./soak-stream.js";
 
 const USAGE = `usage: npm run bench:soak -- [options]
@@ -73,9 +73,7 @@ async function main(): Promise<void> {
   );
   const total = int("total", values.total, 1);
   const intervalMs = int("interval-s", values["interval-s"], 1) * 1000;
-  process.env.POWERTOOLS_METRICS_DISABLED = "true";
-  process.env.POWERTOOLS_LOG_LEVEL = "CRITICAL";
-  // Imported after the variables are set: Powertools reads them as the handler module loads.
+  silencePowertools();
   const { createConsumerHandler } = await import("../functions/consumer/handler.js");
 
   const dir = await mkdtemp(join(tmpdir(), "sketchstream-soak-"));
